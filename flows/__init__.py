@@ -1,0 +1,1 @@
+"""Prefect flows and the `stage` command; deployment entrypoints live here."""

@@ -1,0 +1,144 @@
+"""The `stage` command: run a catalog, verify outputs, make development signing keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # the run itself could not go on (bad config, unreadable catalog, crash)
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+EXIT_PARTIAL = 3  # the run finished, but some rows failed or were rejected
+
+
+def _default_config() -> str | None:
+    return "config.toml" if Path("config.toml").is_file() else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # Prefect's ephemeral server needs longer than its default 20 s on a cold, small machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # GPU workers are often offline
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import nightly
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from stages.catalog import read_catalog
+    from stages.config import load_config
+    from stages.errors import StagingError
+
+    console = Console(stderr=True)
+    try:
+        cfg = load_config(args.config)
+        cat = read_catalog(args.catalog, cfg.run.max_variants)  # fail fast, and size the progress bar
+        total = len(cat.rows) + len(cat.errors)
+    except StagingError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return EXIT_RUN_FAILED
+    flow_fn = nightly.nightly_catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.run.workers))
+    with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=args.quiet) as bar:
+        job = bar.add_task("products", total=total)
+        nightly.progress_hook = lambda n: bar.advance(job, n)
+        try:
+            result = flow_fn(catalog=args.catalog, config=args.config, out=args.out, force=args.force)
+        except StagingError as exc:
+            console.print(f"[red]run failed:[/red] {exc}")
+            return EXIT_RUN_FAILED
+        except Exception as exc:
+            console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}")
+            return EXIT_RUN_FAILED
+        finally:
+            nightly.progress_hook = None
+    s = result["summary"]
+    console.print(f"run {result['run_id']}: {s['rows']} rows; " + ", ".join(
+        f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f", invalid {s['invalid_rows']}")
+    if s["by_verdict"]:
+        console.print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_verdict"].items())))
+    for e in result["catalog_errors"]:
+        console.print(f"  row {e['row']} SKU {e['sku']!r}: invalid: {e['reason']}", markup=False, highlight=False)
+    for r in result["results"]:
+        if r["status"] in ("failed", "rejected"):
+            why = r.get("error") or "; ".join(r.get("reasons") or [])
+            console.print(f"  row {r['row']} SKU {r['sku']!r}: {r['status']}: {why}", markup=False, highlight=False)
+    console.print(f"report: {result['report']}", markup=False, highlight=False)
+    return EXIT_PARTIAL if s["failed"] else EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from stages.config import load_config
+    from stages.errors import StagingError
+    from stages.sign import load_trust_anchors, verify_file
+
+    try:
+        cfg = load_config(args.config)
+        if args.trust_anchors:
+            anchors, origin = Path(args.trust_anchors).read_text(encoding="utf-8"), args.trust_anchors
+        else:
+            anchors, origin = load_trust_anchors(cfg.verify)
+    except (StagingError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    results = [verify_file(Path(p), anchors) for p in args.files]
+    if args.json:
+        print(json.dumps([{"path": r.path, "ok": r.ok, "trusted": r.trusted, "state": r.state,
+                           "failures": r.failures} for r in results], indent=2))
+    else:
+        print(f"trust anchors: {origin}", file=sys.stderr)
+        for r in results:
+            status = "OK" if r.ok else "FAIL"
+            trust = "trusted" if r.trusted else "untrusted signer"
+            detail = trust if r.ok else "; ".join(r.failures) or (r.state or "unreadable")
+            print(f"{status}  {r.path}  ({r.state}; {detail})")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_RUN_FAILED
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from stages.keys import DEV_WARNING, init_dev_keys
+
+    keys = init_dev_keys(Path(args.dir) if args.dir else None, force=args.force)
+    print(f"development signing keys in {keys.directory}")
+    print(f"  CA certificate: {keys.ca_pem}\n  signer chain:   {keys.chain_pem}\n  signer key:     {keys.key_pem}")
+    print(DEV_WARNING, file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stage", description="Product staging pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="stage every product of a catalog CSV")
+    run.add_argument("catalog", help="catalog CSV")
+    run.add_argument("--config", default=_default_config(), help="config.toml (default: ./config.toml)")
+    run.add_argument("--out", help="output folder (default: [run].output_dir)")
+    run.add_argument("--force", action="store_true", help="regenerate products whose inputs did not change")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's INFO logs")
+    run.set_defaults(func=cmd_run)
+    verify = sub.add_parser("verify", help="verify the content credentials of images")
+    verify.add_argument("files", nargs="+")
+    verify.add_argument("--config", default=_default_config())
+    verify.add_argument("--trust-anchors", help="PEM bundle of trusted root certificates")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=cmd_verify)
+    keys = sub.add_parser("keys", help="signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    init = keys_sub.add_parser("init", help="make a development CA and signer (untrusted) outside the repo")
+    init.add_argument("--dir", help="where to put them (default: $STAGE_KEYS_DIR or ~/.config/product-staging/keys)")
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.set_defaults(func=cmd_keys_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

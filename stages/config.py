@@ -1,0 +1,244 @@
+"""Pipeline configuration: `config.toml` parsed once into frozen dataclasses.
+
+Every table is validated when it is read, so a typo or a wrong type fails the run
+before the first image is touched, naming the table, the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from stages.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = "outputs"
+    batch_size: int = 8
+    workers: int = 2
+    max_variants: int = 8
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    max_pixels: int = 40_000_000
+    max_bytes: int = 50_000_000
+    min_side: int = 64
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO")
+    url_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class StudioMatteConfig:
+    border_px: int = 6
+    shadows: Literal["remove", "keep"] = "remove"
+    min_confidence: float = 0.5
+
+
+@dataclass(frozen=True)
+class RembgMatteConfig:
+    model: str = "isnet-general-use"
+    alpha_matting: bool = False
+
+
+@dataclass(frozen=True)
+class MatteConfig:
+    backend: str = "studio"
+    studio: StudioMatteConfig = field(default_factory=StudioMatteConfig)
+    rembg: RembgMatteConfig = field(default_factory=RembgMatteConfig)
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    width: int = 1024
+    height: int = 1024
+    margin: float = 0.10
+    floor: float = 0.08
+    anchor: Literal["bottom", "center"] = "bottom"
+    max_scale: float = 2.0
+    horizon: float = 0.62
+
+
+@dataclass(frozen=True)
+class ControlnetAuxDepthConfig:
+    detector: Literal["midas", "zoe"] = "midas"
+    model: str = "lllyasviel/Annotators"
+    filename: str = ""
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    backend: str = "geometric"
+    controlnet_aux: ControlnetAuxDepthConfig = field(default_factory=ControlnetAuxDepthConfig)
+
+
+@dataclass(frozen=True)
+class StudioSceneConfig:
+    wall_color: str = "#e9e4dc"
+    floor_color: str = ""
+    shadow_strength: float = 0.55
+    shadow_softness: float = 0.035
+    grain: float = 1.5
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    backend: str = "studio"
+    default_prompt: str = "clean studio backdrop, soft light"
+    negative_prompt: str = "text, watermark, logo, people"
+    studio: StudioSceneConfig = field(default_factory=StudioSceneConfig)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    pixel_tolerance: int = 0
+    core_alpha: int = 255
+    min_coverage: float = 0.02
+    max_coverage: float = 0.90
+
+
+@dataclass(frozen=True)
+class SignConfig:
+    cert_chain_env: str = "STAGE_SIGN_CERT_CHAIN"
+    private_key_env: str = "STAGE_SIGN_PRIVATE_KEY"
+    tsa_url: str = ""
+    claim_generator: str = "product-staging"
+    training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    trust_anchors_env: str = "STAGE_TRUST_ANCHORS"
+
+
+@dataclass(frozen=True)
+class WriteConfig:
+    png_compress_level: int = 6
+    thumbnail_px: int = 256
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
+    matte: MatteConfig = field(default_factory=MatteConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    sign: SignConfig = field(default_factory=SignConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    write: WriteConfig = field(default_factory=WriteConfig)
+    # Folder the file was read from: relative paths in the config resolve against it.
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def output_affecting(self) -> dict[str, Any]:
+        """The tables that change pixels or provenance; their hash keys caches and records."""
+        d = dataclasses.asdict(self)
+        return {k: d[k] for k in ("load", "matte", "layout", "depth", "scene", "check", "sign", "write")}
+
+    def digest(self) -> str:
+        blob = json.dumps(self.output_affecting(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where} = {value!r}: must be one of {list(get_args(tp))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: must be a list")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for option in get_args(tp):
+            try:
+                return _check_value(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} = {value!r}: wrong type")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{where}] must be a table, got {value!r}")
+        return _build(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is type(None) and value is None:
+        return None
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} = {value!r}: expected {tp.__name__}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"[{where}] has unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ConfigError(msg)
+
+    need(cfg.run.batch_size >= 1, f"run.batch_size = {cfg.run.batch_size}: must be >= 1")
+    need(cfg.run.workers >= 1, f"run.workers = {cfg.run.workers}: must be >= 1")
+    need(1 <= cfg.run.max_variants <= 64, f"run.max_variants = {cfg.run.max_variants}: must be 1..64")
+    need(cfg.load.max_pixels > 0, f"load.max_pixels = {cfg.load.max_pixels}: must be > 0")
+    need(64 <= cfg.layout.width <= 8192, f"layout.width = {cfg.layout.width}: must be 64..8192")
+    need(64 <= cfg.layout.height <= 8192, f"layout.height = {cfg.layout.height}: must be 64..8192")
+    need(0 <= cfg.layout.margin < 0.45, f"layout.margin = {cfg.layout.margin}: must be in [0, 0.45)")
+    need(0 <= cfg.layout.floor < 0.45, f"layout.floor = {cfg.layout.floor}: must be in [0, 0.45)")
+    need(cfg.layout.max_scale > 0, f"layout.max_scale = {cfg.layout.max_scale}: must be > 0")
+    need(0 < cfg.layout.horizon < 1, f"layout.horizon = {cfg.layout.horizon}: must be in (0, 1)")
+    need(0 <= cfg.check.pixel_tolerance <= 255, f"check.pixel_tolerance = {cfg.check.pixel_tolerance}: must be 0..255")
+    need(1 <= cfg.check.core_alpha <= 255, f"check.core_alpha = {cfg.check.core_alpha}: must be 1..255")
+    need(0 <= cfg.write.png_compress_level <= 9, f"write.png_compress_level = {cfg.write.png_compress_level}: must be 0..9")
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a config file; `overrides` are nested tables merged on top (per-run values)."""
+    data: dict[str, Any] = {}
+    base = Path(".").resolve()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        base = p.resolve().parent
+    _merge(data, overrides or {})
+    data.pop("base_dir", None)
+    cfg = _build(Config, data, "")
+    cfg = dataclasses.replace(cfg, base_dir=str(base))
+    _validate(cfg)
+    return cfg

@@ -1,0 +1,289 @@
+"""Load one product photo (local path or http(s) URL) into a normalised 8-bit sRGB array.
+
+Photos come from merchants, so every input is treated as hostile: the format is checked
+against an allowlist and the size against a pixel budget before any pixel is decoded, and
+every failure becomes an `InputError` that names the photo, so one bad row is skipped
+instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from stages.config import LoadConfig
+from stages.errors import InputError
+
+_CHUNK = 1 << 16
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+# Servers often label images generically; the decoder decides what the bytes really are.
+_GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
+_SRGB_NAMES = ("srgb iec61966-2.1", "srgb iec61966-2-1", "srgb built-in", "srgb")
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_SIGNATURES = ((b"%pdf", "PDF"), (b"%!ps", "EPS"), (b"<!doctype html", "HTML"), (b"<html", "HTML"))
+_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+         "TIFF": "image/tiff", "BMP": "image/bmp", "GIF": "image/gif"}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    rgb: np.ndarray  # HxWx3 uint8, sRGB, EXIF orientation applied
+    alpha: np.ndarray | None  # HxW uint8, only when some pixel is not fully opaque
+    source_bytes: bytes  # exactly what was read: hashed and used as the C2PA ingredient
+    sha256: str
+    format: str  # Pillow format name, e.g. "JPEG"
+    info: dict[str, Any]  # JSON-able facts about the original file
+
+
+def mime_type(fmt: str) -> str:
+    """MIME type of a Pillow format name; MPO is a JPEG file, so it is labelled as one."""
+    key = fmt.upper()
+    return _MIME.get(key) or Image.MIME.get(key) or "application/octet-stream"
+
+
+def _mb(n: int) -> str:
+    for scale, unit in ((1e6, "MB"), (1e3, "kB")):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def _mp(n: int) -> str:
+    return f"{n / 1e6:.1f}".removesuffix(".0") + " MP"
+
+
+def _display(source: str) -> str:
+    """The source as shown in messages: URL queries are dropped, they often carry access tokens."""
+    if _SCHEME.match(source) and "://" in source:
+        p = urllib.parse.urlsplit(source)
+        return urllib.parse.urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+    return source
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a redirect to ftp:; a photo URL may only lead to http(s)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise InputError(f"{_display(req.full_url)}: redirected to a non-http URL ({_display(newurl)})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
+def _fetch(url: str, cfg: LoadConfig) -> bytes:
+    name = _display(url)
+    deadline = time.monotonic() + cfg.url_timeout_s
+    req = urllib.request.Request(url, headers={"User-Agent": "product-staging/1", "Accept": "image/*"})
+    try:
+        with _OPENER.open(req, timeout=cfg.url_timeout_s) as resp:
+            ctype = (resp.headers.get_content_type() if resp.headers.get("Content-Type") else "").lower()
+            if ctype not in _GENERIC_TYPES and not ctype.startswith("image/"):
+                raise InputError(f"{name}: server sent {ctype}, not an image")
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > cfg.max_bytes:
+                raise InputError(f"{name}: download is {_mb(int(length))}, over the {_mb(cfg.max_bytes)} limit")
+            buf = bytearray()
+            while chunk := resp.read(_CHUNK):
+                buf += chunk
+                if len(buf) > cfg.max_bytes:
+                    raise InputError(f"{name}: download is over the {_mb(cfg.max_bytes)} limit")
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            return bytes(buf)
+    except urllib.error.HTTPError as exc:
+        raise InputError(f"{name}: server answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise InputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
+        raise InputError(f"{name}: could not fetch ({exc.reason})") from None
+    except TimeoutError:
+        raise InputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad framing, malformed URL
+        raise InputError(f"{name}: could not fetch ({exc})") from None
+
+
+def read_source(source: str, cfg: LoadConfig) -> bytes:
+    """The raw bytes of a local photo or an http(s) URL, bounded by `cfg.max_bytes`."""
+    m = _SCHEME.match(source)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme in ("http", "https"):
+            return _fetch(source, cfg)
+        raise InputError(f"{_display(source)}: unsupported URL scheme '{scheme}:' (use http, https or a local path)")
+    path = Path(source).expanduser()
+    try:
+        if not path.exists():
+            raise InputError(f"{source}: photo not found")
+        if path.is_dir():
+            raise InputError(f"{source}: is a directory, not a photo")
+        if not path.is_file():
+            raise InputError(f"{source}: not a regular file")
+        size = path.stat().st_size
+        if size > cfg.max_bytes:
+            raise InputError(f"{source}: file is {_mb(size)}, over the {_mb(cfg.max_bytes)} limit")
+        with path.open("rb") as fh:
+            data = fh.read(cfg.max_bytes + 1)  # the file may grow after stat()
+    except PermissionError:
+        raise InputError(f"{source}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{source}: could not read ({exc.strerror or exc})") from None
+    if not data:
+        raise InputError(f"{source}: file is empty (0 bytes)")
+    if len(data) > cfg.max_bytes:
+        raise InputError(f"{source}: file is over the {_mb(cfg.max_bytes)} limit")
+    return data
+
+
+def _sniff(data: bytes) -> str:
+    """A name for bytes Pillow will not open for us, so the message says what was sent."""
+    head = data[:1024].lstrip().lower()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in head:
+        return "SVG"
+    for sig, fmt in _SIGNATURES:
+        if head.startswith(sig):
+            return fmt
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIC/AVIF"
+    try:
+        return Image.open(io.BytesIO(data)).format or "unknown"  # header only; never loaded
+    except Exception:
+        pass
+    try:
+        data[:4096].decode("utf-8")
+        return "text, not an image"
+    except UnicodeDecodeError:
+        return "unrecognised data"
+
+
+def _declared_size(data: bytes, formats: list[str]) -> tuple[int, int] | None:
+    """Header size when Pillow refused to open a bomb, so the message can give the dimensions."""
+    for fmt in formats:
+        factory, accept = Image.OPEN[fmt]
+        try:
+            if accept is None or accept(data[:16]):
+                return factory(io.BytesIO(data), "").size
+        except Exception:
+            continue
+    return None
+
+
+def _to_basic_mode(im: Image.Image) -> tuple[Image.Image, int]:
+    """Reduce every Pillow mode to L, LA, RGB, RGBA or CMYK with 8-bit samples; also the source depth."""
+    mode = im.mode
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return im, 8
+    if mode == "1":
+        return im.convert("L"), 1
+    if mode in ("P", "PA"):
+        keep_alpha = mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if keep_alpha else "RGB"), 8
+    if mode.startswith("I;16") or mode == "I":  # 16-bit grey (Pillow decodes some as 32-bit "I")
+        a = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8)), 16
+    if mode in ("RGBa", "La"):
+        return im.convert(mode.upper()), 8
+    if mode in ("RGBX", "YCbCr", "HSV"):
+        return im.convert("RGB"), 8
+    raise ValueError(f"unsupported pixel mode {mode}")
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, str]:
+    """Convert colour to sRGB through the embedded profile; without one, assume sRGB."""
+    alpha = im.getchannel("A") if im.mode in ("LA", "RGBA") else None
+    base = im.convert(im.mode[:-1]) if alpha is not None else im
+    note = "none"
+    if icc:
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            if ImageCms.getProfileDescription(src).strip().lower() in _SRGB_NAMES:
+                note = "srgb"
+            else:
+                base = ImageCms.profileToProfile(
+                    base, src, _SRGB, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                    outputMode="RGB", flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+                note = "converted"
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            note = "ignored-invalid"  # broken or mismatched profile: the pixels are still usable
+    if base.mode == "CMYK" and note != "converted":
+        note = "cmyk-naive"
+    rgb = base.convert("RGB")
+    return (Image.merge("RGBA", (*rgb.split(), alpha)) if alpha is not None else rgb), note
+
+
+def decode_image(data: bytes, cfg: LoadConfig, name: str = "") -> LoadedImage:
+    """Decode untrusted bytes: allowlisted format, pixel budget checked before decoding."""
+    where = name or "image"
+    if not data:
+        raise InputError(f"{where}: file is empty (0 bytes)")
+    Image.init()
+    allowed = [f.upper() for f in cfg.allowed_formats if f.upper() in Image.OPEN]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=allowed)
+        except UnidentifiedImageError:
+            raise InputError(f"{where}: not a supported image format ({_sniff(data)}); "
+                             f"allowed: {', '.join(cfg.allowed_formats)}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            size = _declared_size(data, allowed)
+            shown = f"{size[0]}x{size[1]} = {_mp(size[0] * size[1])}" if size else str(exc)
+            limit = min(cfg.max_pixels, Image.MAX_IMAGE_PIXELS or cfg.max_pixels)
+            raise InputError(f"{where}: image is {shown}, over the {_mp(limit)} limit") from None
+        except Exception as exc:
+            raise InputError(f"{where}: corrupt or unreadable image header: {exc}") from None
+        fmt = im.format or "unknown"
+        w, h = im.size
+        if w * h > cfg.max_pixels:
+            raise InputError(f"{where}: image is {w}x{h} = {_mp(w * h)}, over the {_mp(cfg.max_pixels)} limit")
+        if min(w, h) < cfg.min_side:
+            raise InputError(f"{where}: image is {w}x{h}, smaller than the {cfg.min_side} px minimum side")
+        depth_hint = 16 if any(";16" in str(t.args) for t in getattr(im, "tile", ()) or ()) else None
+        try:
+            frames = int(getattr(im, "n_frames", 1))
+            im.seek(0)
+            im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InputError(f"{where}: {fmt} frame is too large: {exc}") from None
+        except Exception as exc:
+            raise InputError(f"{where}: corrupt or truncated {fmt}: {exc}") from None
+    try:
+        orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:
+        orientation = 1  # unreadable EXIF does not make the pixels unusable
+    icc = im.info.get("icc_profile")
+    mode = im.mode
+    try:
+        upright = ImageOps.exif_transpose(im) if orientation != 1 else im
+        basic, depth = _to_basic_mode(upright)
+        out, icc_note = _to_srgb(basic, icc)
+    except Exception as exc:
+        raise InputError(f"{where}: cannot convert {fmt} ({mode}) to RGB: {exc}") from None
+    arr = np.array(out, dtype=np.uint8)
+    rgb = np.ascontiguousarray(arr[..., :3])
+    alpha = None
+    if arr.shape[-1] == 4 and arr[..., 3].min() < 255:
+        alpha = np.ascontiguousarray(arr[..., 3])
+    info = {"mode": mode, "size": [w, h], "exif_orientation": orientation, "icc": icc_note,
+            "bit_depth": depth_hint or depth, "frames": frames}
+    return LoadedImage(rgb=rgb, alpha=alpha, source_bytes=data, sha256=hashlib.sha256(data).hexdigest(),
+                       format=fmt, info=info)
+
+
+def load_image(source: str, cfg: LoadConfig) -> LoadedImage:
+    """Read and decode one photo; every failure is an `InputError` naming the source."""
+    return decode_image(read_source(source, cfg), cfg, name=_display(source))

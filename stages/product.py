@@ -1,0 +1,251 @@
+"""One product through every stage: load, matte, layout, depth, scene, composite, check, sign, write.
+
+Plain Python so that flows, benchmarks and tests run exactly the same code. Backends are
+built once per worker in a `Workbench` and reused for every product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stages import PIPELINE_VERSION
+from stages.atomic import staged_file, write_json
+from stages.catalog import CatalogRow
+from stages.check import CheckResult, decode_rgb, framing, matte_confidence, product_pixels, verdict
+from stages.composite import composite
+from stages.config import Config
+from stages.depth import DepthBackend, make_depth_backend
+from stages.errors import StagingError
+from stages.layout import place_product
+from stages.load import decode_image, mime_type, read_source
+from stages.matte import MatteBackend, compute_matte, make_matte_backend
+from stages.naming import sku_slug
+from stages.scene import SceneBackend, SceneRequest, make_scene_backend
+from stages.sign import ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, verify_file
+from stages.write import encode_png, write_png, write_rgba, write_thumbnail
+
+log = logging.getLogger("stages.product")
+
+
+@dataclass
+class Workbench:
+    """Backends loaded once per worker process; building one is the expensive part."""
+
+    cfg: Config
+    matte: MatteBackend
+    depth: DepthBackend
+    scene: SceneBackend
+    signer: ContentSigner
+    signer_material: SignerMaterial
+    trust_anchors: str | None
+
+    @classmethod
+    def build(cls, cfg: Config) -> Workbench:
+        material = load_signer_material(cfg.sign)
+        if material.is_dev:
+            log.warning("signing with development credentials from %s: outputs are NOT trusted", material.origin)
+        anchors, _ = load_trust_anchors(cfg.verify)
+        return cls(
+            cfg=cfg,
+            matte=make_matte_backend(cfg.matte),
+            depth=make_depth_backend(cfg.depth),
+            scene=make_scene_backend(cfg.scene),
+            signer=ContentSigner(material, cfg.sign),
+            signer_material=material,
+            trust_anchors=anchors,
+        )
+
+
+@dataclass
+class RowResult:
+    """What a flow needs to know about one product: small, JSON-able, no pixels."""
+
+    row: int
+    sku: str
+    status: str  # ok | rejected | failed | cached
+    verdict: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    record: str | None = None  # record path relative to the output root
+    output: str | None = None
+    error: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def variant_seed(row: CatalogRow, variant: int) -> int:
+    """The row's seed (plus the variant index) or a stable hash of (sku, variant)."""
+    if row.seed is not None:
+        return (row.seed + variant) % 2**32
+    return int.from_bytes(hashlib.sha256(f"{row.sku}\x00{variant}".encode()).digest()[:4], "big")
+
+
+def cache_key(row: CatalogRow, source_sha256: str, cfg: Config) -> str:
+    fields = {k: v for k, v in row.to_dict().items() if k not in ("row", "image")}
+    blob = json.dumps([fields, source_sha256, cfg.digest(), PIPELINE_VERSION], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _rel(path: Path, start: Path) -> str:
+    return os.path.relpath(path, start)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                timer.ms[stage] = round(timer.ms.get(stage, 0.0) + (time.perf_counter() - self.t0) * 1000, 2)
+
+        return _Ctx()
+
+
+def _cached(record_path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("cache_key") != key or not record.get("output"):
+        return None
+    if not (record_path.parent / record["output"]).is_file():
+        return None
+    return record
+
+
+def process_row(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, force: bool = False) -> RowResult:
+    """Run every stage for one catalog row. Never raises for a bad product: the result says why."""
+    try:
+        return _process(bench, row, out_root, run_id, force)
+    except StagingError as exc:
+        return RowResult(row.row, row.sku, "failed", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug or an unexpected library error must not stop the batch
+        log.exception("row %d (SKU %r) failed unexpectedly", row.row, row.sku)
+        return RowResult(row.row, row.sku, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, force: bool) -> RowResult:
+    cfg = bench.cfg
+    t = _Timer()
+    slug = sku_slug(row.sku)
+    folder = out_root / "products" / slug
+    record_path = folder / f"{slug}.json"
+    with t("load"):
+        data = read_source(row.image, cfg.load)
+        source_sha = hashlib.sha256(data).hexdigest()
+        key = cache_key(row, source_sha, cfg)
+        if not force and (prev := _cached(record_path, key)) is not None:
+            return RowResult(
+                row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
+                record=_rel(record_path, out_root), output=_rel(folder / prev["output"], out_root),
+                timings_ms=t.ms,
+            )
+        image = decode_image(data, cfg.load, name=row.image)
+    with t("matte"):
+        matte = compute_matte(bench.matte, image.rgb, image.alpha)
+    with t("layout"):
+        layout = place_product(image.rgb, matte.alpha, cfg.layout)
+    with t("depth"):
+        depth = bench.depth.run(layout, cfg.layout.horizon)
+    sku_checks = [framing(layout, cfg.check), matte_confidence(matte.confidence, cfg.matte.studio.min_confidence)]
+    prompt = row.scene_prompt or cfg.scene.default_prompt
+    negative = row.negative_prompt or cfg.scene.negative_prompt
+    source_ref = row.image if "://" in row.image else _rel(Path(row.image), folder)
+    variants: list[dict[str, Any]] = []
+    for v in range(row.variants):
+        seed = variant_seed(row, v)
+        with t("scene"):
+            scene = bench.scene.generate(SceneRequest(layout, depth, prompt, negative, seed, cfg.layout.horizon))
+        with t("composite"):
+            staged = composite(scene.rgb, layout)
+        with t("encode"):
+            png = encode_png(staged, cfg.write.png_compress_level)
+        settings = {
+            "sku": row.sku, "variant": v, "seed": seed, "prompt": prompt, "negative_prompt": negative,
+            "backends": {"matte": matte.backend, "depth": depth.backend, "scene": scene.backend},
+            "scene": scene.settings, "placement": layout.placement.to_dict(),
+            "canvas": list(layout.size),
+            "config_digest": cfg.digest(), "pipeline_version": PIPELINE_VERSION,
+        }
+        with t("sign"):
+            signed = bench.signer.sign_png(
+                png, title=f"{row.title} ({row.sku})", source_bytes=data, source_mime=mime_type(image.format),
+                source_title=Path(row.image).name, digital_source_type=scene.digital_source_type,
+                settings=settings, software_agent=f"product-staging {PIPELINE_VERSION} ({scene.backend})",
+            )
+        name = f"{slug}.png" if v == 0 else f"{slug}-v{v}.png"
+        checks: list[CheckResult] = []
+        try:
+            with t("write"), staged_file(folder / name, signed) as tmp:
+                with t("check"):
+                    checks.append(product_pixels(decode_rgb(tmp.read_bytes()), layout, cfg.check))
+                    ver = verify_file(tmp, bench.trust_anchors)
+                    checks.append(CheckResult(
+                        "c2pa", ver.ok, 1.0 if ver.ok else 0.0, "valid manifest",
+                        "content credentials verify" if ver.ok else "; ".join(ver.failures), True,
+                    ))
+                if not all(c.passed for c in checks):
+                    raise _Unpublished
+        except _Unpublished:
+            name = None
+        v_verdict, v_reasons = verdict(sku_checks + checks)
+        variants.append({
+            "index": v, "seed": seed, "output": name, "verdict": v_verdict, "reasons": v_reasons,
+            "checks": [c.to_dict() for c in checks], "scene": scene.settings,
+        })
+    primary = next((x for x in variants if x["output"]), variants[0])
+    with t("write"):
+        layers = folder / "layers"
+        write_png(layers / "matte.png", matte.alpha, cfg.write.png_compress_level)
+        write_rgba(layers / "product.png", layout.product_rgb, layout.product_alpha, cfg.write.png_compress_level)
+        write_png(layers / "mask.png", layout.mask, cfg.write.png_compress_level)
+        write_png(layers / "depth.png", depth.depth, cfg.write.png_compress_level)
+        write_thumbnail(layers / "before.jpg", image.rgb, cfg.write.thumbnail_px)
+        if primary["output"]:
+            write_thumbnail(layers / "after.jpg", decode_rgb((folder / primary["output"]).read_bytes()),
+                            cfg.write.thumbnail_px)
+        record = {
+            "sku": row.sku, "row": row.row, "title": row.title, "category": row.category,
+            "source": source_ref, "source_sha256": source_sha, "source_info": image.info,
+            "output": primary["output"], "product_layer": "layers/product.png", "matte": "layers/matte.png",
+            "mask": "layers/mask.png", "depth": "layers/depth.png",
+            "thumbnails": {"before": "layers/before.jpg", "after": "layers/after.jpg" if primary["output"] else None},
+            "placement": layout.placement.to_dict(), "canvas": list(layout.size),
+            "backends": {
+                "load": "pillow", "matte": matte.backend, "depth": depth.backend, "scene": scene.backend,
+                "sign": "c2pa-dev" if bench.signer_material.is_dev else "c2pa",
+            },
+            "matte_confidence": matte.confidence, "matte_details": matte.details, "depth_details": depth.details,
+            "seed": primary["seed"], "prompt": prompt, "negative_prompt": negative,
+            "checks": [c.to_dict() for c in sku_checks] + primary["checks"],
+            "verdict": primary["verdict"], "reasons": primary["reasons"], "variants": variants,
+            "timings_ms": t.ms, "cache_key": key, "config_digest": cfg.digest(),
+            "pipeline_version": PIPELINE_VERSION, "run_id": run_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_json(record_path, record)  # written last: its presence means the product is complete
+    status = "ok" if primary["output"] else "rejected"
+    return RowResult(
+        row.row, row.sku, status, verdict=primary["verdict"], reasons=primary["reasons"],
+        record=_rel(record_path, out_root),
+        output=_rel(folder / primary["output"], out_root) if primary["output"] else None, timings_ms=t.ms,
+    )
+
+
+class _Unpublished(Exception):
+    """Internal signal: the staged file failed a blocking check and must not be renamed into place."""

@@ -1,0 +1,100 @@
+"""Run summary (JSON + CSV) and an HTML report with before/after thumbnails."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from stages.atomic import write_json, write_text
+
+# Cells starting with these are run as formulas by spreadsheet programs.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> dict[str, Any]:
+    status = Counter(r["status"] for r in results)
+    verdicts = Counter(r["verdict"] for r in results if r.get("verdict"))
+    return {
+        "rows": len(results) + len(catalog_errors),
+        "processed": len(results),
+        "invalid_rows": len(catalog_errors),
+        "by_status": dict(status),
+        "by_verdict": dict(verdicts),
+        "failed": status.get("failed", 0) + status.get("rejected", 0) + len(catalog_errors),
+    }
+
+
+def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], results: list[dict[str, Any]],
+                     catalog_errors: list[dict[str, Any]]) -> dict[str, Path]:
+    """Write summary.json, summary.csv and report.html into the run folder; returns their paths."""
+    results = sorted(results, key=lambda r: r["row"])
+    summary = summarize(results, catalog_errors)
+    paths = {"json": run_dir / "summary.json", "csv": run_dir / "summary.csv", "html": run_dir / "report.html"}
+    write_json(paths["json"], {**meta, "summary": summary, "results": results, "catalog_errors": catalog_errors})
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["row", "sku", "status", "verdict", "output", "reason"])
+    for e in catalog_errors:
+        writer.writerow([e["row"], csv_safe(e["sku"]), "invalid", "", "", csv_safe(e["reason"])])
+    for r in results:
+        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        writer.writerow([r["row"], csv_safe(r["sku"]), r["status"], r.get("verdict") or "",
+                         csv_safe(r.get("output") or ""), csv_safe(reason)])
+    write_text(paths["csv"], buf.getvalue())
+    write_text(paths["html"], _html(run_dir, out_root, meta, summary, results, catalog_errors))
+    return paths
+
+
+def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | None) -> str:
+    if not record_rel or not thumb:
+        return ""
+    target = (out_root / record_rel).parent / thumb
+    if not target.is_file():
+        return ""
+    src = html.escape(os.path.relpath(target, run_dir))
+    return f'<img loading="lazy" src="{src}" alt="">'
+
+
+def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
+          results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    rows = []
+    for e in catalog_errors:
+        rows.append(f"<tr class='failed'><td>{e['row']}</td><td>{esc(e['sku'])}</td><td>invalid</td>"
+                    f"<td></td><td></td><td>{esc(e['reason'])}</td></tr>")
+    for r in results:
+        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
+        after = _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else ""
+        cls = esc(r.get("verdict") or r["status"])
+        rows.append(f"<tr class='{cls}'><td>{r['row']}</td><td>{esc(r['sku'])}</td>"
+                    f"<td>{esc(r['status'])} {esc(r.get('verdict') or '')}</td><td>{before}</td><td>{after}</td>"
+                    f"<td>{esc(reason)}</td></tr>")
+    counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in sorted(summary["by_status"].items()))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Staging run {esc(meta['run_id'])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}} img{{max-width:160px}}
+tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff6db}}
+</style></head><body>
+<h1>Staging run {esc(meta['run_id'])}</h1>
+<p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
+Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
+&middot; invalid: {summary['invalid_rows']}</p>
+<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""

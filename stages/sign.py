@@ -1,0 +1,255 @@
+"""Content credentials (C2PA): sign each staged PNG in memory and read the credentials back.
+
+Signing must be the very last write: any re-encode afterwards drops or breaks the manifest.
+Secrets come only from the environment (PEM text or a path), never from config.toml; without
+them the development keys from `stage keys init` are used and the caller must warn loudly.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import mimetypes
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import c2pa
+
+from stages import PIPELINE_VERSION
+from stages.config import SignConfig, VerifyConfig
+from stages.errors import SigningError
+from stages.keys import (
+    default_keys_dir,
+    dev_keys_in,
+    load_certs,
+    load_private_key,
+    read_pem,
+    same_public_key,
+    signing_algorithm,
+)
+
+IPTC_COMPOSITE_SYNTHETIC = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
+IPTC_COMPOSITE_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+
+SETTINGS_LABEL = "org.product-staging.settings"
+# C2PA 2.x dropped c2pa.training-mining; the CAWG assertion replaces it for v2 claims.
+TRAINING_MINING_LABEL = "cawg.training-mining"
+TRAINING_MINING_USES = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.data_mining", "cawg.ai_inference")
+UNTRUSTED_CODE = "signingCredential.untrusted"
+# The SDK's default thumbnail has a 1024 px long edge: at 1024² it duplicates the whole image
+# (+~120 KB, ~90 ms per sign); 256 px costs ~25 ms and ~18 KB.
+DEFAULT_THUMBNAIL_PX = 256
+_SOURCE_LABEL = "source"
+
+
+@dataclass(frozen=True)
+class SignerMaterial:
+    chain_pem: bytes
+    key_pem: bytes | None
+    tsa_url: str | None
+    is_dev: bool
+    origin: str  # where the material came from, for logs; never the key itself
+
+    def __repr__(self) -> str:  # keeps the key out of tracebacks and logs
+        return f"SignerMaterial(origin={self.origin!r}, is_dev={self.is_dev}, tsa_url={self.tsa_url!r})"
+
+
+def load_signer_material(cfg: SignConfig, env: Mapping[str, str] | None = None) -> SignerMaterial:
+    """Production material from the two env vars, else the dev keys; half a configuration is an error."""
+    env = os.environ if env is None else env
+    chain_val = env.get(cfg.cert_chain_env, "").strip()
+    key_val = env.get(cfg.private_key_env, "").strip()
+    tsa = cfg.tsa_url or None
+    if chain_val and key_val:
+        chain, chain_origin = read_pem(cfg.cert_chain_env, chain_val)
+        key, key_origin = read_pem(cfg.private_key_env, key_val)
+        load_certs(chain, chain_origin)
+        load_private_key(key, key_origin)
+        return SignerMaterial(chain, key, tsa, False, f"chain {chain_origin}, key {key_origin}")
+    if chain_val or key_val:
+        present, missing = (
+            (cfg.cert_chain_env, cfg.private_key_env) if chain_val else (cfg.private_key_env, cfg.cert_chain_env)
+        )
+        raise SigningError(f"${present} is set but ${missing} is not: set both, or neither to use the dev keys")
+    keys = dev_keys_in(default_keys_dir())
+    if not (keys.chain_pem.is_file() and keys.key_pem.is_file()):
+        raise SigningError(
+            f"no signing credentials: run `stage keys init` to create development keys in {keys.directory}, "
+            f"or set ${cfg.cert_chain_env} and ${cfg.private_key_env} (PEM text or file paths)"
+        )
+    try:
+        chain, key = keys.chain_pem.read_bytes(), keys.key_pem.read_bytes()
+    except OSError as exc:
+        raise SigningError(f"cannot read development keys in {keys.directory}: {exc.strerror}") from None
+    return SignerMaterial(chain, key, tsa, True, f"development keys in {keys.directory}")
+
+
+def _scrub(message: str, secret: bytes | None) -> str:
+    """SDK messages should never hold key text; make sure of it before they reach a log."""
+    for line in (secret or b"").decode(errors="ignore").splitlines():
+        if len(line) > 16:
+            message = message.replace(line, "<redacted>")
+    return message
+
+
+class ContentSigner:
+    """Holds one SDK signer for a worker's lifetime; each image gets a fresh single-use Builder."""
+
+    def __init__(
+        self,
+        material: SignerMaterial,
+        cfg: SignConfig,
+        *,
+        sign_callback: Callable[[bytes], bytes] | None = None,
+        thumbnail_px: int | None = DEFAULT_THUMBNAIL_PX,
+    ) -> None:
+        """`sign_callback` signs with a KMS/HSM key when `material.key_pem` is None; thumbnail_px None: none."""
+        self.material, self.cfg = material, cfg
+        certs = load_certs(material.chain_pem, material.origin)
+        if not certs:
+            raise SigningError(f"{material.origin}: the certificate chain is empty")
+        alg = c2pa.C2paSigningAlg[signing_algorithm(certs[0].public_key())]
+        if material.key_pem is not None:
+            key = load_private_key(material.key_pem, material.origin)
+            if not same_public_key(key.public_key(), certs[0].public_key()):
+                raise SigningError(f"{material.origin}: the private key does not match the first certificate")
+        elif sign_callback is None:
+            raise SigningError(f"{material.origin}: no private key and no signing callback")
+        thumb = {"enabled": False} if thumbnail_px is None else {"enabled": True, "long_edge": thumbnail_px}
+        try:
+            if material.key_pem is not None:
+                info = c2pa.C2paSignerInfo(alg, material.chain_pem, material.key_pem, material.tsa_url)
+                self._signer = c2pa.Signer.from_info(info)
+            else:
+                self._signer = c2pa.Signer.from_callback(sign_callback, alg, material.chain_pem.decode(), material.tsa_url)
+            self._context = c2pa.Context(settings=c2pa.Settings.from_dict({"builder": {"thumbnail": thumb}}))
+        except c2pa.C2paError as exc:
+            msg = _scrub(str(exc), material.key_pem)
+            raise SigningError(f"cannot create a signer from {material.origin}: {msg}") from None
+
+    def _manifest(self, title: str, source_type: str, settings: dict[str, Any], agent: str, sha256: str) -> dict[str, Any]:
+        if "source_sha256" in settings:
+            raise SigningError("settings must not contain the reserved key 'source_sha256'")
+        opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [_SOURCE_LABEL]}}
+        edited = {
+            "action": "c2pa.edited",
+            "digitalSourceType": source_type,
+            "softwareAgent": {"name": agent, "version": PIPELINE_VERSION},
+        }
+        use = self.cfg.training_mining
+        return {
+            "claim_generator_info": [{"name": self.cfg.claim_generator, "version": PIPELINE_VERSION}],
+            "title": title,
+            "format": "image/png",
+            "assertions": [
+                {"label": "c2pa.actions.v2", "data": {"actions": [opened, edited]}},
+                # A photo without credentials gets no hash in its ingredient: record one here.
+                {"label": SETTINGS_LABEL, "data": {**settings, "source_sha256": sha256}},
+                {"label": TRAINING_MINING_LABEL, "data": {"entries": {u: {"use": use} for u in TRAINING_MINING_USES}}},
+            ],
+        }
+
+    def sign_png(
+        self,
+        png: bytes,
+        *,
+        title: str,
+        source_bytes: bytes,
+        source_mime: str,
+        source_title: str,
+        digital_source_type: str,
+        settings: dict[str, Any],
+        software_agent: str,
+    ) -> bytes:
+        """Return `png` with an embedded manifest: the pixel data is untouched, a caBX chunk is added."""
+        sha256 = hashlib.sha256(source_bytes).hexdigest()
+        manifest = self._manifest(title, digital_source_type, settings, software_agent, sha256)
+        ingredient = {"title": source_title, "relationship": "parentOf", "label": _SOURCE_LABEL}
+        out = io.BytesIO()
+        try:
+            with c2pa.Builder(manifest, context=self._context) as builder:
+                builder.add_ingredient(ingredient, source_mime, io.BytesIO(source_bytes))
+                builder.sign(self._signer, "image/png", io.BytesIO(png), out)
+        except c2pa.C2paError as exc:
+            msg = _scrub(str(exc), self.material.key_pem)
+            raise SigningError(f"signing {title!r} with {self.material.origin} failed: {msg}") from None
+        return out.getvalue()
+
+    def close(self) -> None:
+        self._signer.close()
+        self._context.close()
+
+
+@dataclass(frozen=True)
+class Verification:
+    path: str
+    ok: bool
+    state: str | None
+    failures: list[str]  # "code: explanation"
+    trusted: bool
+    manifest: dict[str, Any] | None  # the active manifest as the SDK reports it
+
+
+@functools.lru_cache(maxsize=4)
+def _read_context(trust_anchors_pem: str | None) -> c2pa.Context:
+    """Cached: parsing the anchors costs more than reading a file. Reading never touches the network."""
+    settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+    if trust_anchors_pem:
+        load_certs(trust_anchors_pem.encode(), "the trust anchors")
+        settings["trust"] = {"user_anchors": trust_anchors_pem}
+    try:
+        return c2pa.Context(settings=c2pa.Settings.from_dict(settings))
+    except c2pa.C2paError as exc:
+        raise SigningError(f"the trust anchors are not a usable PEM bundle: {exc}") from None
+
+
+def verify_file(path: Path, trust_anchors_pem: str | None = None) -> Verification:
+    """Read one file's credentials; a bad or unsigned file gives ok=False, never an exception.
+
+    Bad trust anchors are a configuration error and raise SigningError.
+    """
+    where, context = str(path), _read_context(trust_anchors_pem)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Verification(where, False, None, [f"unreadable: {exc.strerror}"], False, None)
+    try:
+        with c2pa.Reader(mimetypes.guess_type(where)[0], io.BytesIO(data), context=context) as reader:
+            state, manifest = reader.get_validation_state(), reader.get_active_manifest()
+            results = reader.get_validation_results()
+            raw = (
+                (results.get("activeManifest") or {}).get("failure")
+                if results is not None
+                else json.loads(reader.json()).get("validation_status")
+            ) or []
+    except c2pa.C2paError.ManifestNotFound:
+        return Verification(where, False, None, ["manifest not found"], False, None)
+    except (c2pa.C2paError, KeyError, ValueError) as exc:
+        return Verification(where, False, None, [f"unreadable credentials: {exc}"], False, None)
+    codes = [str(f.get("code", "")) for f in raw]
+    failures = [f"{f.get('code', '?')}: {f.get('explanation', '')}" for f in raw]
+    trusted = state == "Trusted"
+    if trust_anchors_pem:
+        ok = trusted or (state == "Valid" and not codes)
+    else:
+        ok = state in ("Valid", "Trusted") and all(c == UNTRUSTED_CODE for c in codes)
+    return Verification(where, ok, state, failures, trusted, manifest)
+
+
+def load_trust_anchors(cfg: VerifyConfig, env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """Roots to trust: the configured bundle, else the dev CA (so dev runs verify end to end), else none."""
+    env = os.environ if env is None else env
+    value = env.get(cfg.trust_anchors_env, "").strip()
+    if value:
+        pem, origin = read_pem(cfg.trust_anchors_env, value)
+        load_certs(pem, origin)
+        return pem.decode(), f"trust anchors from {origin}"
+    ca = dev_keys_in(default_keys_dir()).ca_pem
+    if ca.is_file():
+        return ca.read_text(encoding="utf-8"), f"development CA {ca} (UNTRUSTED outside this machine)"
+    return None, "no trust anchors: signatures are checked, signers are not"

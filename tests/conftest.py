@@ -1,0 +1,41 @@
+"""Test-wide environment: offline, and nothing written to the user's home or real config."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION = Path(tempfile.mkdtemp(prefix="stage-tests-"))
+# Set before any test module imports prefect, huggingface_hub or rembg.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["STAGE_KEYS_DIR"] = str(_SESSION / "keys")
+os.environ["PREFECT_HOME"] = str(_SESSION / "prefect")
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["U2NET_HOME"] = str(_SESSION / "u2net")
+for var in ("STAGE_SIGN_CERT_CHAIN", "STAGE_SIGN_PRIVATE_KEY", "STAGE_TRUST_ANCHORS", "PREFECT_API_URL"):
+    os.environ.pop(var, None)
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "catalog" / "images"
+
+
+@pytest.fixture(scope="session")
+def dev_keys():
+    from stages.keys import init_dev_keys
+
+    return init_dev_keys()
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def images() -> Path:
+    return IMAGES

@@ -1,0 +1,69 @@
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from stages.config import DepthConfig, LayoutConfig, SceneConfig, StudioSceneConfig
+from stages.depth import make_depth_backend
+from stages.errors import ConfigError, UnknownBackendError
+from stages.layout import place_product
+from stages.scene import SceneRequest, colour_from_prompt, make_scene_backend
+
+
+@pytest.fixture
+def layout():
+    rgb = np.full((300, 200, 3), 40, np.uint8)
+    alpha = np.zeros((300, 200), np.uint8)
+    cv2.rectangle(alpha, (40, 30), (160, 270), 255, -1)
+    return place_product(rgb, alpha, LayoutConfig(width=384, height=384))
+
+
+def _request(layout, prompt="studio", seed=1):
+    depth = make_depth_backend(DepthConfig()).run(layout, 0.62)
+    return SceneRequest(layout, depth, prompt, "", seed, 0.62)
+
+
+def test_same_seed_same_scene_and_different_seed_differs(layout):
+    backend = make_scene_backend(SceneConfig())
+    a = backend.generate(_request(layout, seed=5)).rgb
+    b = backend.generate(_request(layout, seed=5)).rgb
+    c = backend.generate(_request(layout, seed=6)).rgb
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_colour_word_in_prompt_sets_the_backdrop(layout):
+    backend = make_scene_backend(SceneConfig())
+    green = backend.generate(_request(layout, "sage green wall, morning light"))
+    wall = green.rgb[:100].reshape(-1, 3).mean(axis=0)
+    assert wall[1] > wall[0] and wall[1] > wall[2]
+    assert green.settings["colour_word"] == "sage green"
+    default = backend.generate(_request(layout, "a nice backdrop"))
+    assert default.settings["colour_word"] is None and default.settings["wall_color"] == "#e9e4dc"
+    assert colour_from_prompt("Dusty Blue backdrop") == ("dusty blue", "#9fb3c6")
+
+
+def test_contact_shadow_darkens_the_floor_under_the_product(layout):
+    scene = make_scene_backend(SceneConfig(studio=StudioSceneConfig(grain=0.0))).generate(_request(layout))
+    p = layout.placement
+    row = min(p.y + p.height + 2, scene.rgb.shape[0] - 1)
+    under = scene.rgb[row, p.x + p.width // 2].astype(int).sum()
+    aside = scene.rgb[row, 5].astype(int).sum()
+    assert under < aside * 0.85
+    assert scene.backend == "studio" and "compositeSynthetic" in scene.digital_source_type
+
+
+def test_bad_colour_and_unknown_backend_fail_loudly():
+    with pytest.raises(ConfigError, match="scene.studio.wall_color = 'blue'"):
+        make_scene_backend(SceneConfig(studio=StudioSceneConfig(wall_color="blue")))
+    with pytest.raises(UnknownBackendError, match="unknown scene backend 'dall-e'; known: \\['studio'"):
+        make_scene_backend(SceneConfig(backend="dall-e"))
+
+
+def test_studio_scene_is_fast_enough_for_cpu_workers(layout):
+    big = place_product(layout.product_rgb[:, :, :], layout.product_alpha, LayoutConfig(width=1024, height=1024))
+    backend = make_scene_backend(SceneConfig())
+    t0 = time.perf_counter()
+    backend.generate(_request(big))
+    assert time.perf_counter() - t0 < 2.0  # generous: a sanity bound, figures live in benchmarks/
