@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stages.config import MatteConfig
-from stages.errors import ConfigError, ModelUnavailableError
+from stages.errors import ConfigError, ModelUnavailableError, StageError
 from stages.matte_studio import studio_matte
 from stages.registry import Registry
 
@@ -50,7 +50,7 @@ def compute_matte(backend: MatteBackend, rgb: np.ndarray, alpha: np.ndarray | No
     (the caller passes None for an all-opaque channel, which carries no information)."""
     if alpha is not None:
         if alpha.shape != rgb.shape[:2]:
-            raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
+            raise StageError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
         a = np.ascontiguousarray(alpha, dtype=np.uint8)
         return Matte(
             alpha=a,
@@ -121,12 +121,16 @@ class RembgMatte:
         weights = next((p for p in paths if p.is_file()), None)
         if weights is None:
             raise ModelUnavailableError(_rembg_advice(model, paths[-1]))
+        # imported here: only this backend needs them, and rembg's first import compiles
+        # numba code for about a minute
         try:
-            import onnxruntime  # noqa: PLC0415 - heavy, only this backend needs it
-            import rembg  # noqa: PLC0415 - the first import compiles numba code (~1 min)
-            from rembg.sessions import sessions_class  # noqa: PLC0415
+            import onnxruntime
+            import rembg
+            from rembg.sessions import sessions_class
         except ImportError as exc:
-            raise ModelUnavailableError(f"the rembg backend needs `pip install rembg[cpu]` (or rembg[gpu]): {exc}") from exc
+            raise ModelUnavailableError(
+                f"the rembg backend needs `pip install rembg[cpu]` (or rembg[gpu]): {exc}"
+            ) from exc
 
         session_cls = next((c for c in sessions_class if c.name() == model), None)
         if session_cls is None:
@@ -179,5 +183,5 @@ class RembgMatte:
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.dtype} {rgb.shape}")
+        raise StageError(f"matte expects an HxWx3 uint8 image, got {rgb.dtype} {rgb.shape}")
     return rgb

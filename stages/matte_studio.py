@@ -158,7 +158,7 @@ def _thin_contacts(fg: np.ndarray) -> int:
     return count
 
 
-def _select_product(z_eff: np.ndarray, speck: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _select_product(z_eff: np.ndarray, speck: int, band: int) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Hysteresis: faint pixels count only when attached to enough clearly different ones.
 
     Objects hugging one side of the frame (bed edge, wall, headboard) are dropped as clutter
@@ -184,7 +184,8 @@ def _select_product(z_eff: np.ndarray, speck: int) -> tuple[np.ndarray, np.ndarr
     product = keep[lab]
     # thin faint tendrils (fold lines, grout) hang off the product; thin parts that clearly
     # differ from the backdrop (laces, straps, hanger wire) are strong and stay
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    size = 2 * ((band + 1) // 2) + 3
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     opened = cv2.morphologyEx(product.view(np.uint8), cv2.MORPH_OPEN, kernel).view(bool)
     product &= opened | strong
     # tiny enclosed gaps (specular highlights) are product; real holes (straps, handles) stay open
@@ -242,8 +243,8 @@ def studio_matte(rgb: np.ndarray, cfg: StudioMatteConfig) -> tuple[np.ndarray, f
     shadow = _cast_shadows(ratio, chroma, lum, sigma_c, is_bg)
     z_eff = np.where(shadow, np.float32(0.0), z)
     speck = max(16, int(h * w * 4e-4))
-    product, strong, texture, clutter = _select_product(z_eff, speck)
-    band = max(2, round(min(h, w) / 160))
+    band = max(2, round(min(h, w) / 160))  # width of the soft edge, px
+    product, strong, texture, clutter = _select_product(z_eff, speck, band)
     alpha = _edge_alpha(planes, bg, z_eff, product, strong, band, sigma_c)
     fg = alpha > 0.5
     kept_shadow = 0.0

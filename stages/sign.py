@@ -45,6 +45,7 @@ UNTRUSTED_CODE = "signingCredential.untrusted"
 # (+~120 KB, ~90 ms per sign); 256 px costs ~25 ms and ~18 KB.
 DEFAULT_THUMBNAIL_PX = 256
 _SOURCE_LABEL = "source"
+_MASTER_LABEL = "master"
 
 
 @dataclass(frozen=True)
@@ -132,27 +133,30 @@ class ContentSigner:
             msg = _scrub(str(exc), material.key_pem)
             raise SigningError(f"cannot create a signer from {material.origin}: {msg}") from None
 
-    def _manifest(self, title: str, source_type: str, settings: dict[str, Any], agent: str, sha256: str) -> dict[str, Any]:
-        if "source_sha256" in settings:
-            raise SigningError("settings must not contain the reserved key 'source_sha256'")
-        opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [_SOURCE_LABEL]}}
-        edited = {
-            "action": "c2pa.edited",
-            "digitalSourceType": source_type,
-            "softwareAgent": {"name": agent, "version": PIPELINE_VERSION},
-        }
+    def _manifest(self, title: str, mime: str, actions: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
         use = self.cfg.training_mining
         return {
             "claim_generator_info": [{"name": self.cfg.claim_generator, "version": PIPELINE_VERSION}],
             "title": title,
-            "format": "image/png",
+            "format": mime,
             "assertions": [
-                {"label": "c2pa.actions.v2", "data": {"actions": [opened, edited]}},
-                # A photo without credentials gets no hash in its ingredient: record one here.
-                {"label": SETTINGS_LABEL, "data": {**settings, "source_sha256": sha256}},
+                {"label": "c2pa.actions.v2", "data": {"actions": actions}},
+                {"label": SETTINGS_LABEL, "data": settings},
                 {"label": TRAINING_MINING_LABEL, "data": {"entries": {u: {"use": use} for u in TRAINING_MINING_USES}}},
             ],
         }
+
+    def _sign(self, manifest: dict[str, Any], mime: str, data: bytes, ingredient: dict[str, Any],
+              ingredient_mime: str, ingredient_bytes: bytes) -> bytes:
+        out = io.BytesIO()
+        try:
+            with c2pa.Builder(manifest, context=self._context) as builder:
+                builder.add_ingredient(ingredient, ingredient_mime, io.BytesIO(ingredient_bytes))
+                builder.sign(self._signer, mime, io.BytesIO(data), out)
+        except c2pa.C2paError as exc:
+            msg = _scrub(str(exc), self.material.key_pem)
+            raise SigningError(f"signing {manifest['title']!r} with {self.material.origin} failed: {msg}") from None
+        return out.getvalue()
 
     def sign_png(
         self,
@@ -167,18 +171,29 @@ class ContentSigner:
         software_agent: str,
     ) -> bytes:
         """Return `png` with an embedded manifest: the pixel data is untouched, a caBX chunk is added."""
+        if "source_sha256" in settings:
+            raise SigningError("settings must not contain the reserved key 'source_sha256'")
+        opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [_SOURCE_LABEL]}}
+        edited = {
+            "action": "c2pa.edited",
+            "digitalSourceType": digital_source_type,
+            "softwareAgent": {"name": software_agent, "version": PIPELINE_VERSION},
+        }
+        # A photo without credentials gets no hash in its ingredient: record one here.
         sha256 = hashlib.sha256(source_bytes).hexdigest()
-        manifest = self._manifest(title, digital_source_type, settings, software_agent, sha256)
+        manifest = self._manifest(title, "image/png", [opened, edited], {**settings, "source_sha256": sha256})
         ingredient = {"title": source_title, "relationship": "parentOf", "label": _SOURCE_LABEL}
-        out = io.BytesIO()
-        try:
-            with c2pa.Builder(manifest, context=self._context) as builder:
-                builder.add_ingredient(ingredient, source_mime, io.BytesIO(source_bytes))
-                builder.sign(self._signer, "image/png", io.BytesIO(png), out)
-        except c2pa.C2paError as exc:
-            msg = _scrub(str(exc), self.material.key_pem)
-            raise SigningError(f"signing {title!r} with {self.material.origin} failed: {msg}") from None
-        return out.getvalue()
+        return self._sign(manifest, "image/png", png, ingredient, source_mime, source_bytes)
+
+    def sign_rendition(self, data: bytes, mime: str, *, title: str, master: bytes, master_title: str,
+                       settings: dict[str, Any], software_agent: str) -> bytes:
+        """Sign a rendition (another format or size) with the signed master PNG as its parent ingredient."""
+        opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [_MASTER_LABEL]}}
+        converted = {"action": "c2pa.converted", "softwareAgent": {"name": software_agent, "version": PIPELINE_VERSION}}
+        master_sha = hashlib.sha256(master).hexdigest()
+        manifest = self._manifest(title, mime, [opened, converted], {**settings, "master_sha256": master_sha})
+        ingredient = {"title": master_title, "relationship": "parentOf", "label": _MASTER_LABEL}
+        return self._sign(manifest, mime, data, ingredient, "image/png", master)
 
     def close(self) -> None:
         self._signer.close()

@@ -109,6 +109,20 @@ def test_cast_shadow_policy(policy):
         assert (matte.alpha[cov > 0.99] == 255).mean() > 0.99
 
 
+def test_grey_product_is_not_mistaken_for_a_shadow():
+    """A light grey, neutral product darkens the backdrop like a shadow would; its sharp outline
+    is what keeps it."""
+    size = 256
+    rng = np.random.default_rng(5)
+    cov, hole = _bag_coverage(size, 0.5, 0.55)
+    fg = np.float32([215, 215, 212]) + rng.normal(0, 3, (size, size, 1)).astype(np.float32)
+    img = fg * cov[..., None] + np.float32(245) * (1 - cov[..., None]) + rng.normal(0, 2, (size, size, 3))
+    rgb = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    matte = make_matte_backend(_studio(shadows="remove")).run(rgb)
+    assert _iou(matte.alpha > 127, cov > 0.5) >= 0.97
+    assert (matte.alpha[hole] == 0).mean() > 0.95
+
+
 def _wood(size=256, seed=1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
