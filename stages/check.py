@@ -50,6 +50,20 @@ def product_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckConfig) -> Che
     return CheckResult("product_pixels", ok, float(worst), f"<= {cfg.pixel_tolerance}", msg, True)
 
 
+def rendition_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckConfig, lossless: bool) -> CheckResult:
+    """Lossless renditions must match exactly; lossy ones stay within a stated mean bound."""
+    if lossless:
+        return product_pixels(decoded, layout, cfg)
+    core = layout.product_alpha >= cfg.core_alpha
+    limit = f"mean <= {cfg.lossy_mean_tolerance}"
+    if decoded.shape != layout.product_rgb.shape or not core.any():
+        return CheckResult("product_pixels", False, 255.0, limit, "rendition does not match the canvas", True)
+    diff = np.abs(decoded[core].astype(np.int16) - layout.product_rgb[core].astype(np.int16))
+    mean, worst = float(diff.mean()), int(diff.max())
+    ok = mean <= cfg.lossy_mean_tolerance
+    return CheckResult("product_pixels", ok, round(mean, 3), limit, f"lossy: mean |diff| {mean:.2f}, max {worst}", True)
+
+
 def framing(layout: Layout, cfg: CheckConfig) -> CheckResult:
     """The product lies wholly inside the canvas and covers a sensible share of it."""
     alpha = layout.product_alpha

@@ -103,6 +103,7 @@ class CheckConfig:
     core_alpha: int = 255
     min_coverage: float = 0.02
     max_coverage: float = 0.90
+    lossy_mean_tolerance: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class SignConfig:
     cert_chain_env: str = "STAGE_SIGN_CERT_CHAIN"
     private_key_env: str = "STAGE_SIGN_PRIVATE_KEY"
     tsa_url: str = ""
+    callback: str = ""  # "module:function" that signs bytes with a KMS/HSM key (no private key file then)
     claim_generator: str = "product-staging"
     training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
 
@@ -123,6 +125,8 @@ class VerifyConfig:
 class WriteConfig:
     png_compress_level: int = 6
     thumbnail_px: int = 256
+    renditions: tuple[Literal["jpeg", "webp"], ...] = ("jpeg", "webp")
+    jpeg_quality: int = 92
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,8 @@ def _validate(cfg: Config) -> None:
     need(0 < cfg.layout.horizon < 1, f"layout.horizon = {cfg.layout.horizon}: must be in (0, 1)")
     need(0 <= cfg.check.pixel_tolerance <= 255, f"check.pixel_tolerance = {cfg.check.pixel_tolerance}: must be 0..255")
     need(1 <= cfg.check.core_alpha <= 255, f"check.core_alpha = {cfg.check.core_alpha}: must be 1..255")
+    need(50 <= cfg.write.jpeg_quality <= 100, f"write.jpeg_quality = {cfg.write.jpeg_quality}: must be 50..100")
+    need(len(set(cfg.write.renditions)) == len(cfg.write.renditions), f"write.renditions = {list(cfg.write.renditions)}: duplicates")
     need(0 <= cfg.write.png_compress_level <= 9, f"write.png_compress_level = {cfg.write.png_compress_level}: must be 0..9")
 
 

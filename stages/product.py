@@ -11,15 +11,20 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stages import PIPELINE_VERSION
 from stages.atomic import staged_file, write_json
 from stages.catalog import CatalogRow
-from stages.check import CheckResult, decode_rgb, framing, matte_confidence, product_pixels, verdict
+from stages.check import (
+    CheckResult, decode_rgb, framing, matte_confidence, product_pixels, rendition_pixels, verdict,
+)
 from stages.composite import composite
 from stages.config import Config
 from stages.depth import DepthBackend, make_depth_backend
@@ -29,8 +34,12 @@ from stages.load import decode_image, mime_type, read_source
 from stages.matte import MatteBackend, compute_matte, make_matte_backend
 from stages.naming import sku_slug
 from stages.scene import SceneBackend, SceneRequest, make_scene_backend
-from stages.sign import ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, verify_file
-from stages.write import encode_png, write_png, write_rgba, write_thumbnail
+from stages.sign import (
+    ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, resolve_callback, verify_file,
+)
+from stages.write import (
+    RENDITION_EXT, RENDITION_MIME, encode_png, encode_rendition, write_png, write_rgba, write_thumbnail,
+)
 
 log = logging.getLogger("stages.product")
 
@@ -58,7 +67,9 @@ class Workbench:
             matte=make_matte_backend(cfg.matte),
             depth=make_depth_backend(cfg.depth),
             scene=make_scene_backend(cfg.scene),
-            signer=ContentSigner(material, cfg.sign),
+            signer=ContentSigner(
+                material, cfg.sign, sign_callback=resolve_callback(cfg.sign.callback) if cfg.sign.callback else None
+            ),
             signer_material=material,
             trust_anchors=anchors,
         )
@@ -188,25 +199,33 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
                 source_title=Path(row.image).name, digital_source_type=scene.digital_source_type,
                 settings=settings, software_agent=f"product-staging {PIPELINE_VERSION} ({scene.backend})",
             )
-        name = f"{slug}.png" if v == 0 else f"{slug}-v{v}.png"
-        checks: list[CheckResult] = []
-        try:
-            with t("write"), staged_file(folder / name, signed) as tmp:
-                with t("check"):
-                    checks.append(product_pixels(decode_rgb(tmp.read_bytes()), layout, cfg.check))
-                    ver = verify_file(tmp, bench.trust_anchors)
-                    checks.append(CheckResult(
-                        "c2pa", ver.ok, 1.0 if ver.ok else 0.0, "valid manifest",
-                        "content credentials verify" if ver.ok else "; ".join(ver.failures), True,
-                    ))
-                if not all(c.passed for c in checks):
-                    raise _Unpublished
-        except _Unpublished:
-            name = None
+        stem = slug if v == 0 else f"{slug}-v{v}"
+        published, checks = _publish(bench, folder / f"{stem}.png", signed, t,
+                                     lambda px: product_pixels(px, layout, cfg.check))
+        renditions: list[dict[str, Any]] = []
+        for fmt in cfg.write.renditions if published else ():
+            with t("encode"):
+                data_r = encode_rendition(staged, fmt, cfg.write.jpeg_quality)
+            with t("sign"):
+                signed_r = bench.signer.sign_rendition(
+                    data_r, RENDITION_MIME[fmt], title=f"{row.title} ({row.sku}) {fmt}", master=signed,
+                    master_title=f"{stem}.png", settings={"sku": row.sku, "variant": v, "format": fmt},
+                    software_agent=f"product-staging {PIPELINE_VERSION}",
+                )
+            name_r = f"{stem}.{RENDITION_EXT[fmt]}"
+            ok_r, checks_r = _publish(bench, folder / name_r, signed_r, t,
+                                      lambda px, f=fmt: rendition_pixels(px, layout, cfg.check, f == "webp"))
+            renditions.append({"format": fmt, "output": name_r if ok_r else None,
+                               "checks": [c.to_dict() for c in checks_r]})
         v_verdict, v_reasons = verdict(sku_checks + checks)
+        bad_renditions = [r["format"] for r in renditions if not r["output"]]
+        if bad_renditions and v_verdict == "pass":
+            v_verdict = "review"
+        v_reasons += [f"rendition {f} failed its checks and was not published" for f in bad_renditions]
         variants.append({
-            "index": v, "seed": seed, "output": name, "verdict": v_verdict, "reasons": v_reasons,
-            "checks": [c.to_dict() for c in checks], "scene": scene.settings,
+            "index": v, "seed": seed, "output": f"{stem}.png" if published else None, "verdict": v_verdict,
+            "reasons": v_reasons, "checks": [c.to_dict() for c in checks], "renditions": renditions,
+            "scene": scene.settings,
         })
     primary = next((x for x in variants if x["output"]), variants[0])
     with t("write"):
@@ -222,7 +241,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
         record = {
             "sku": row.sku, "row": row.row, "title": row.title, "category": row.category,
             "source": source_ref, "source_sha256": source_sha, "source_info": image.info,
-            "output": primary["output"], "product_layer": "layers/product.png", "matte": "layers/matte.png",
+            "output": primary["output"], "renditions": primary["renditions"], "product_layer": "layers/product.png", "matte": "layers/matte.png",
             "mask": "layers/mask.png", "depth": "layers/depth.png",
             "thumbnails": {"before": "layers/before.jpg", "after": "layers/after.jpg" if primary["output"] else None},
             "placement": layout.placement.to_dict(), "canvas": list(layout.size),
@@ -249,3 +268,23 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
 
 class _Unpublished(Exception):
     """Internal signal: the staged file failed a blocking check and must not be renamed into place."""
+
+
+def _publish(bench: Workbench, path: Path, data: bytes, t: _Timer,
+             pixel_check: Callable[[np.ndarray], CheckResult]) -> tuple[bool, list[CheckResult]]:
+    """Write beside `path`, check the written bytes (pixels, credentials), rename only if all pass."""
+    checks: list[CheckResult] = []
+    try:
+        with t("write"), staged_file(path, data) as tmp:
+            with t("check"):
+                checks.append(pixel_check(decode_rgb(tmp.read_bytes())))
+                ver = verify_file(tmp, bench.trust_anchors)
+                checks.append(CheckResult(
+                    "c2pa", ver.ok, 1.0 if ver.ok else 0.0, "valid manifest",
+                    "content credentials verify" if ver.ok else "; ".join(ver.failures), True,
+                ))
+            if not all(c.passed for c in checks):
+                raise _Unpublished
+    except _Unpublished:
+        return False, checks
+    return True, checks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
 import json
 import mimetypes
@@ -66,6 +67,12 @@ def load_signer_material(cfg: SignConfig, env: Mapping[str, str] | None = None) 
     chain_val = env.get(cfg.cert_chain_env, "").strip()
     key_val = env.get(cfg.private_key_env, "").strip()
     tsa = cfg.tsa_url or None
+    if cfg.callback:
+        if not chain_val:
+            raise SigningError(f"[sign].callback is set, so ${cfg.cert_chain_env} must name the certificate chain")
+        chain, chain_origin = read_pem(cfg.cert_chain_env, chain_val)
+        load_certs(chain, chain_origin)
+        return SignerMaterial(chain, None, tsa, False, f"chain {chain_origin}, key via callback {cfg.callback}")
     if chain_val and key_val:
         chain, chain_origin = read_pem(cfg.cert_chain_env, chain_val)
         key, key_origin = read_pem(cfg.private_key_env, key_val)
@@ -88,6 +95,20 @@ def load_signer_material(cfg: SignConfig, env: Mapping[str, str] | None = None) 
     except OSError as exc:
         raise SigningError(f"cannot read development keys in {keys.directory}: {exc.strerror}") from None
     return SignerMaterial(chain, key, tsa, True, f"development keys in {keys.directory}")
+
+
+def resolve_callback(spec: str) -> Callable[[bytes], bytes]:
+    """Import the "module:function" named in [sign].callback; it returns a DER or raw r||s signature."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SigningError(f"[sign].callback = {spec!r}: expected 'package.module:function'")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SigningError(f"[sign].callback = {spec!r} cannot be imported: {exc}") from None
+    if not callable(fn):
+        raise SigningError(f"[sign].callback = {spec!r} is not callable")
+    return fn
 
 
 def _scrub(message: str, secret: bytes | None) -> str:

@@ -18,6 +18,23 @@ def encode_png(pixels: np.ndarray, compress_level: int) -> bytes:
     return buf.getvalue()
 
 
+RENDITION_MIME = {"jpeg": "image/jpeg", "webp": "image/webp"}
+RENDITION_EXT = {"jpeg": "jpg", "webp": "webp"}
+
+
+def encode_rendition(pixels: np.ndarray, fmt: str, jpeg_quality: int) -> bytes:
+    """JPEG (lossy, 4:4:4 so product edges keep their colour) or lossless WebP."""
+    buf = io.BytesIO()
+    im = Image.fromarray(pixels)
+    if fmt == "jpeg":
+        im.save(buf, format="JPEG", quality=jpeg_quality, subsampling=0, optimize=True)
+    elif fmt == "webp":
+        im.save(buf, format="WEBP", lossless=True, quality=80, method=4)
+    else:
+        raise ValueError(f"unknown rendition format {fmt!r}")
+    return buf.getvalue()
+
+
 def write_png(path: Path, pixels: np.ndarray, compress_level: int) -> None:
     write_bytes(path, encode_png(pixels, compress_level))
 

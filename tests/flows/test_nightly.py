@@ -116,6 +116,33 @@ def test_outputs_carry_valid_content_credentials(run):
         assert ver.ok and ver.trusted, ver.failures
 
 
+def test_renditions_are_signed_with_the_master_as_ingredient(run):
+    from stages.sign import verify_file
+
+    tmp, result = run
+    anchors = Path(__import__("os").environ["STAGE_KEYS_DIR"], "ca.pem").read_text()
+    record_path = tmp / "out" / _by_sku(result)["HAT-02"]["record"]
+    record = json.loads(record_path.read_text())
+    folder = record_path.parent
+    assert [r["format"] for r in record["renditions"]] == ["jpeg", "webp"]
+    layer = np.asarray(Image.open(folder / record["product_layer"]))
+    core = layer[..., 3] == 255
+    for rendition in record["renditions"]:
+        path = folder / rendition["output"]
+        ver = verify_file(path, anchors)
+        assert ver.ok and ver.trusted, ver.failures
+        ingredient = ver.manifest["ingredients"][0]
+        assert ingredient["relationship"] == "parentOf" and ingredient["title"] == record["output"]
+        actions = [a["action"] for a in ver.manifest["assertions"][0]["data"]["actions"]]
+        assert actions == ["c2pa.opened", "c2pa.converted"]
+        px = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        diff = np.abs(px[core] - layer[..., :3][core].astype(int))
+        if rendition["format"] == "webp":
+            assert diff.max() == 0
+        else:
+            assert 0 < diff.mean() <= 4.0
+
+
 def test_run_report_lists_every_row_and_escapes_content(run):
     tmp, result = run
     run_dir = Path(result["run_dir"])

@@ -294,3 +294,32 @@ def test_thumbnail_is_bounded(signed):
 def test_bad_trust_anchors_raise(signed):
     with pytest.raises(SigningError, match="trust anchors"):
         verify_file(signed[0], "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+
+
+def test_callback_named_in_config_signs_through_the_kms_path(keys, tmp_path, monkeypatch):
+    from stages.sign import resolve_callback
+
+    module = tmp_path / "fake_kms_module.py"
+    module.write_text(
+        "import os\n"
+        "from cryptography.hazmat.primitives import hashes, serialization\n"
+        "from cryptography.hazmat.primitives.asymmetric import ec\n"
+        "def sign(data: bytes) -> bytes:\n"
+        "    key = serialization.load_pem_private_key(open(os.environ['KMS_KEY_FILE'], 'rb').read(), None)\n"
+        "    return key.sign(data, ec.ECDSA(hashes.SHA256()))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KMS_KEY_FILE", str(keys.key_pem))
+    cfg = SignConfig(callback="fake_kms_module:sign")
+    material = load_signer_material(cfg, {"STAGE_SIGN_CERT_CHAIN": str(keys.chain_pem)})
+    assert material.key_pem is None and not material.is_dev and "callback" in material.origin
+    signer = ContentSigner(material, cfg, sign_callback=resolve_callback(cfg.callback))
+    out = tmp_path / "kms.png"
+    out.write_bytes(_sign_with(signer, _png(_gradient(64)), title="kms.png"))
+    assert verify_file(out, keys.ca_pem.read_text()).trusted
+    with pytest.raises(SigningError, match="must name the certificate chain"):
+        load_signer_material(cfg, {})
+    with pytest.raises(SigningError, match="cannot be imported"):
+        resolve_callback("no_such_module_xyz:sign")
+    with pytest.raises(SigningError, match="expected 'package.module:function'"):
+        resolve_callback("just_a_name")
