@@ -34,8 +34,7 @@ from stages.keys import (
     signing_algorithm,
 )
 
-IPTC_COMPOSITE_SYNTHETIC = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
-IPTC_COMPOSITE_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+from stages.scene import IPTC_COMPOSITE_SYNTHETIC, IPTC_COMPOSITE_TRAINED  # noqa: F401  (re-exported)
 
 SETTINGS_LABEL = "org.product-staging.settings"
 # C2PA 2.x dropped c2pa.training-mining; the CAWG assertion replaces it for v2 claims.
@@ -111,6 +110,18 @@ def resolve_callback(spec: str) -> Callable[[bytes], bytes]:
     return fn
 
 
+def assertion_safe(value: Any) -> Any:
+    """Numeric arrays become JSON text: c2pa-python 0.38 stores them as byte strings and loses values
+    over 255 (`[1024, 1024]` reads back as `"AAA="`). Arrays of strings or objects survive as they are."""
+    if isinstance(value, dict):
+        return {str(k): assertion_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return json.dumps(list(value))
+        return [assertion_safe(v) for v in value]
+    return value
+
+
 def _scrub(message: str, secret: bytes | None) -> str:
     """SDK messages should never hold key text; make sure of it before they reach a log."""
     for line in (secret or b"").decode(errors="ignore").splitlines():
@@ -162,7 +173,7 @@ class ContentSigner:
             "format": mime,
             "assertions": [
                 {"label": "c2pa.actions.v2", "data": {"actions": actions}},
-                {"label": SETTINGS_LABEL, "data": settings},
+                {"label": SETTINGS_LABEL, "data": assertion_safe(settings)},
                 {"label": TRAINING_MINING_LABEL, "data": {"entries": {u: {"use": use} for u in TRAINING_MINING_USES}}},
             ],
         }

@@ -323,3 +323,39 @@ def test_callback_named_in_config_signs_through_the_kms_path(keys, tmp_path, mon
         resolve_callback("no_such_module_xyz:sign")
     with pytest.raises(SigningError, match="expected 'package.module:function'"):
         resolve_callback("just_a_name")
+
+
+def test_numeric_arrays_in_settings_read_back_intact(keys, tmp_path):
+    import json
+
+    signer = ContentSigner(load_signer_material(SignConfig(), {}), SignConfig())
+    src = (Path(__file__).resolve().parents[2] / "catalog/images/19_shoes_black-suede_white.jpg").read_bytes()
+    out = tmp_path / "arrays.png"
+    out.write_bytes(signer.sign_png(
+        _png(_gradient(64)), title="arrays.png", source_bytes=src, source_mime="image/jpeg", source_title="x.jpg",
+        digital_source_type=IPTC_COMPOSITE_SYNTHETIC, software_agent="test",
+        settings={"canvas": [1024, 768], "light": [0.5, 0.25], "tags": ["a", "b"], "nested": {"box": [0, 300]}},
+    ))
+    v = verify_file(out, keys.ca_pem.read_text())
+    settings = next(a["data"] for a in v.manifest["assertions"] if a["label"] == "org.product-staging.settings")
+    assert json.loads(settings["canvas"]) == [1024, 768] and json.loads(settings["light"]) == [0.5, 0.25]
+    assert settings["tags"] == ["a", "b"] and json.loads(settings["nested"]["box"]) == [0, 300]
+
+
+def test_stripped_metadata_is_reported(signed, keys, tmp_path):
+    path, _ = signed
+    data, pos, kept, removed = path.read_bytes(), 8, [], 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunk = data[pos : pos + 12 + length]
+        if chunk[4:8] == b"caBX":  # the C2PA manifest store chunk
+            removed += 1
+        else:
+            kept.append(chunk)
+        pos += 12 + length
+    assert removed == 1
+    stripped = tmp_path / "stripped.png"
+    stripped.write_bytes(data[:8] + b"".join(kept))
+    assert np.array_equal(np.asarray(Image.open(stripped)), np.asarray(Image.open(path)))
+    v = verify_file(stripped, keys.ca_pem.read_text())
+    assert not v.ok and v.failures == ["manifest not found"]
