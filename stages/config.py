@@ -123,9 +123,9 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class WriteConfig:
-    png_compress_level: int = 6
+    png_compress_level: int = 3
     thumbnail_px: int = 256
-    renditions: tuple[Literal["jpeg", "webp"], ...] = ("jpeg", "webp")
+    renditions: tuple[Literal["jpeg", "webp"], ...] = ("jpeg",)
     jpeg_quality: int = 92
 
 

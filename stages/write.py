@@ -29,7 +29,8 @@ def encode_rendition(pixels: np.ndarray, fmt: str, jpeg_quality: int) -> bytes:
     if fmt == "jpeg":
         im.save(buf, format="JPEG", quality=jpeg_quality, subsampling=0, optimize=True)
     elif fmt == "webp":
-        im.save(buf, format="WEBP", lossless=True, quality=80, method=4)
+        # Lossless; method 1 / quality 20 is ~4x faster than the defaults for ~10% larger files.
+        im.save(buf, format="WEBP", lossless=True, quality=20, method=1)
     else:
         raise ValueError(f"unknown rendition format {fmt!r}")
     return buf.getvalue()

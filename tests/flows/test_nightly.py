@@ -32,7 +32,9 @@ def _catalog(tmp: Path, images: Path) -> Path:
     lines.append("MISSING-05,photos/nope.jpg,Missing,shoes,,,")
     lines.append('"<script>alert(1)</script>",photos/nope.jpg,Evil,shoes,,,')
     (tmp / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (tmp / "config.toml").write_text("[layout]\nwidth = 512\nheight = 512\n", encoding="utf-8")
+    (tmp / "config.toml").write_text(
+        "[layout]\nwidth = 512\nheight = 512\n[write]\nrenditions = [\"jpeg\", \"webp\"]\n", encoding="utf-8"
+    )
     return tmp / "catalog.csv"
 
 
