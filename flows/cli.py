@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK = 0
-EXIT_RUN_FAILED = 1  # the run itself could not go on (bad config, unreadable catalog, crash)
+EXIT_RUN_FAILED = 1  # the run could not go on or not report (bad config, unreadable catalog, folder locked, crash)
 EXIT_USAGE = 2  # argparse's own code for bad arguments
 EXIT_PARTIAL = 3  # the run finished, but some rows failed or were rejected
 
@@ -25,22 +25,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows import nightly
-    from prefect.task_runners import ThreadPoolTaskRunner
     from stages.catalog import read_catalog
     from stages.config import load_config
     from stages.errors import StagingError
+    from stages.runlock import ensure_free, output_root
 
     console = Console(stderr=True)
     try:
         cfg = load_config(args.config)
         cat = read_catalog(args.catalog, cfg.run.max_variants)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
+        ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
     except StagingError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED
+
+    from flows import nightly
+    from prefect.task_runners import ThreadPoolTaskRunner
     flow_fn = nightly.nightly_catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.run.workers))
     with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.quiet) as bar:
@@ -49,10 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             result = flow_fn(catalog=args.catalog, config=args.config, out=args.out, force=args.force)
         except StagingError as exc:
-            console.print(f"[red]run failed:[/red] {exc}")
+            console.print(f"[red]run failed:[/red] {escape(str(exc))}", highlight=False)
             return EXIT_RUN_FAILED
         except Exception as exc:
-            console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}")
+            console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
             return EXIT_RUN_FAILED
         finally:
             nightly.progress_hook = None
@@ -67,6 +71,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if r["status"] in ("failed", "rejected"):
             why = r.get("error") or "; ".join(r.get("reasons") or [])
             console.print(f"  row {r['row']} SKU {r['sku']!r}: {r['status']}: {why}", markup=False, highlight=False)
+    if result.get("report_errors"):
+        for why in result["report_errors"]:
+            console.print(f"  report file not written: {why}", markup=False, highlight=False)
+        console.print(f"[red]run failed:[/red] the run report in {escape(result['run_dir'])} is incomplete; "
+                      "the rows above are the run's summary", highlight=False)
+        return EXIT_RUN_FAILED
     console.print(f"report: {result['report']}", markup=False, highlight=False)
     return EXIT_PARTIAL if s["failed"] else EXIT_OK
 

@@ -6,18 +6,44 @@ import csv
 import html
 import io
 import os
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from stages.atomic import write_json, write_text
+from stages.errors import StagingError
 
 # Cells starting with these are run as formulas by spreadsheet programs.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Shown as escapes in the CSV and HTML reports: controls, invisible format characters (bidi
+# overrides could make a SKU read differently), lone surrogates, line and paragraph separators.
+_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+class ReportError(StagingError):
+    """Some report files could not be written; `written` holds the ones that were."""
+
+    def __init__(self, message: str, written: dict[str, Path], failures: list[str]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.failures = failures
+
+
+def printable(value: Any) -> str:
+    """Text with every control or invisible character written as an escape (\\x00, \\u202e)."""
+    text = "" if value is None else str(value)
+    if all(unicodedata.category(ch) not in _HIDDEN for ch in text):
+        return text
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch) in _HIDDEN else ch
+        for ch in text
+    )
 
 
 def csv_safe(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = printable(value)
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
@@ -36,12 +62,35 @@ def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]
 
 def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], results: list[dict[str, Any]],
                      catalog_errors: list[dict[str, Any]]) -> dict[str, Path]:
-    """Write summary.json, summary.csv and report.html into the run folder; returns their paths."""
+    """Write summary.json, summary.csv and report.html into the run folder; returns their paths.
+
+    Each file is written on its own, summary.json first: when one cannot be written (disk
+    full), the others still are, and ReportError names what failed and carries what was written.
+    """
     results = sorted(results, key=lambda r: r["row"])
     summary = summarize(results, catalog_errors)
     paths = {"json": run_dir / "summary.json", "csv": run_dir / "summary.csv", "html": run_dir / "report.html"}
-    write_json(paths["json"], {**meta, "summary": summary, "results": results, "catalog_errors": catalog_errors})
+    makers = {
+        "json": lambda: write_json(paths["json"], {**meta, "summary": summary, "results": results,
+                                                   "catalog_errors": catalog_errors}),
+        "csv": lambda: write_text(paths["csv"], _csv(results, catalog_errors)),
+        "html": lambda: write_text(paths["html"], _html(run_dir, out_root, meta, summary, results, catalog_errors)),
+    }
+    written: dict[str, Path] = {}
+    failures: list[str] = []
+    for kind, make in makers.items():
+        try:
+            make()
+        except Exception as exc:  # one report file failing must not cost the others
+            failures.append(f"{paths[kind].name}: {type(exc).__name__}: {exc}")
+        else:
+            written[kind] = paths[kind]
+    if failures:
+        raise ReportError("run report incomplete: " + "; ".join(failures), written, failures)
+    return paths
 
+
+def _csv(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["row", "sku", "status", "verdict", "output", "reason"])
@@ -51,9 +100,7 @@ def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], result
         reason = r.get("error") or "; ".join(r.get("reasons") or [])
         writer.writerow([r["row"], csv_safe(r["sku"]), r["status"], r.get("verdict") or "",
                          csv_safe(r.get("output") or ""), csv_safe(reason)])
-    write_text(paths["csv"], buf.getvalue())
-    write_text(paths["html"], _html(run_dir, out_root, meta, summary, results, catalog_errors))
-    return paths
+    return buf.getvalue()
 
 
 def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | None) -> str:
@@ -68,7 +115,9 @@ def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | Non
 
 def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
           results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> str:
-    esc = html.escape
+    def esc(value: Any) -> str:
+        return html.escape(printable(value))
+
     rows = []
     for e in catalog_errors:
         rows.append(f"<tr class='failed'><td>{e['row']}</td><td>{esc(e['sku'])}</td><td>invalid</td>"
