@@ -3,8 +3,9 @@
 The backdrop is modelled from the frame border as a smooth colour field, so gradients and
 vignetting count as background. Each pixel's difference to that field is split into a luminance
 part (shading, wrinkles and shadows live there) and a chroma part (usually far quieter), each
-scaled by the border's own noise. Hysteresis thresholds give a trimap, a thin band at the
-product's edge gets a linear-mix alpha, and a confidence says when the photo does not suit the
+scaled by the border's own noise. Hysteresis thresholds give a trimap, a band at the
+product's edge gets a linear-mix alpha (wide enough to hand the halo of contact shadow around
+the product back to the backdrop), and a confidence says when the photo does not suit the
 method (textured backdrop, product cut by the frame, weak contrast) so the SKU goes to review
 instead of shipping a bad cut-out.
 """
@@ -25,6 +26,10 @@ SHADOW_MAX_GRADIENT = 0.03  # per px, relative: penumbrae are soft, product edge
 SHADOW_MAX_STEEPNESS = 0.15  # per px, as a share of the local darkening: a penumbra spans > ~5 px
 SHADOW_TINT = 0.20  # chroma shift a shadow may carry, as a share of its luminance drop
 SHADOW_RING_BG = 0.25  # share of a shadow's outline that must fade into the backdrop
+EDGE_REACH = 2  # the mixed edge zone spans this many soft-edge widths into the product
+HALO_SLACK = 0.25  # a halo colour lies within 2x this of |F - B| off the backdrop-product line
+HUE_TOL = 0.04  # hue difference (unit-length RGB) within which product and backdrop hues tie
+THIN_WEIGHT = 0.02  # weight of thin parts' pixels next to core pixels when sampling product colour
 EDGE_BAND = 0.2  # objects within this share of the frame from one side may be clutter
 MAX_FIT_SAMPLES = 8_000
 _K3 = np.ones((3, 3), np.uint8)
@@ -136,11 +141,19 @@ def _cast_shadows(ratio, chroma, lum, sigma_c, is_bg) -> np.ndarray:
 
 
 def _local_means(planes, mask, k, ys, xs) -> tuple[np.ndarray, np.ndarray]:
-    """Mean colour of the `mask` pixels in a k x k window around each (ys, xs), and their count."""
-    m = mask.astype(np.float32)
-    count = cv2.boxFilter(m, -1, (k, k), normalize=False)[ys, xs]
-    sums = [cv2.boxFilter(plane * m, -1, (k, k), normalize=False)[ys, xs] for plane in planes]
-    return np.stack(sums, axis=1) / np.maximum(count, 1e-6)[:, None], count
+    """Mean colour of the `mask` pixels in a k x k window around each (ys, xs), and their count
+    (a float mask weighs pixels). Wide windows are summed at half resolution: the means are
+    smooth, and it halves the cost."""
+    m = mask.astype(np.float32, copy=False)
+    layers = [m] + [plane * m for plane in planes]
+    scale = 1.0
+    if k >= 9 and min(m.shape) >= 2:
+        h, w = m.shape[0] // 2, m.shape[1] // 2  # an exact 2x2 average; an odd last row/column drops
+        layers = [cv2.resize(a[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA) for a in layers]
+        k, ys, xs, scale = k // 2 | 1, np.minimum(ys // 2, h - 1), np.minimum(xs // 2, w - 1), 4.0
+    flat = ys * layers[0].shape[1] + xs
+    count, *sums = [cv2.boxFilter(a, -1, (k, k), normalize=False).ravel().take(flat) for a in layers]
+    return np.stack(sums, axis=1) / np.maximum(count, 1e-6)[:, None], count * scale
 
 
 def _ramp(v: float, good: float, bad: float) -> float:
@@ -197,33 +210,59 @@ def _select_product(z_eff: np.ndarray, speck: int, band: int) -> tuple[np.ndarra
 
 
 def _edge_alpha(planes, bg, z_eff, product, strong, band, sigma_c) -> np.ndarray:
-    """Alpha in [0,1]: 1 in the core, a linear mix of local product and backdrop colours at the edge."""
+    """Alpha in [0,1]: 1 in the core, a linear mix of local product and backdrop colours at the edge.
+
+    The mixed zone reaches EDGE_REACH soft-edge widths into the product: the hysteresis region
+    tends to swallow the halo a product leaves on the backdrop (contact shadow, lens blur), which
+    is backdrop-coloured and so mixes out. Product colours come from the core beyond that zone,
+    or for thin parts without a core from their clearly-different pixels.
+    """
+    reach = EDGE_REACH * band + 1
     inside = cv2.distanceTransform(product.view(np.uint8), cv2.DIST_L2, 3)
-    core = inside > band
+    core = inside > reach
     alpha = core.astype(np.float32)
     edge = product & ~core
-    if not edge.any():
+    flat = np.flatnonzero(edge)
+    if not len(flat):
         return alpha
-    ys, xs = np.nonzero(edge)
-    k = 2 * band + 5
-    y0, y1 = max(0, ys.min() - k), min(edge.shape[0], ys.max() + k + 1)
-    x0, x1 = max(0, xs.min() - k), min(edge.shape[1], xs.max() + k + 1)
+    width = edge.shape[1]
+    ys, xs = np.divmod(flat, width)
+    k = 2 * reach + 3
+    y0, y1 = max(0, int(ys[0]) - k), min(edge.shape[0], int(ys[-1]) + k + 1)
+    x0, x1 = max(0, int(xs.min()) - k), min(width, int(xs.max()) + k + 1)
     roi = (slice(y0, y1), slice(x0, x1))
     ry, rx = ys - y0, xs - x0
-    pure = core | (cv2.erode(strong.view(np.uint8), _K3).view(bool) & product)
     crop = [plane[roi] for plane in planes]
-    f, fw = _local_means(crop, pure[roi], k, ry, rx)
+    # core pixels outweigh the rest; thin parts fall back on their eroded strong pixels
+    thin = cv2.erode(strong.view(np.uint8), _K3).view(bool) & product & (inside > band)
+    weight = core[roi] + np.float32(THIN_WEIGHT) * thin[roi]
+    f, fw = _local_means(crop, weight, k, ry, rx)
     b_local, bw = _local_means(crop, ~product[roi], k, ry, rx)
-    p = np.stack([plane[ys, xs] for plane in planes], axis=1)
-    model = np.stack([plane[ys, xs] for plane in bg], axis=1)
+    at = lambda a: a.ravel().take(flat)  # noqa: E731
+    p = np.stack([at(plane) for plane in planes], axis=1)
+    model = np.stack([at(plane) for plane in bg], axis=1)
     bk = np.where((bw > 0.5)[:, None], b_local, model)
     fb = f - bk
     fb2 = np.einsum("ij,ij->i", fb, fb)
     mix = np.einsum("ij,ij->i", p - bk, fb) / np.maximum(fb2, 1e-6)
-    ramp = (z_eff[ys, xs] - Z_BG) / (Z_FG - Z_BG)
+    ramp = (at(z_eff) - Z_BG) / (Z_FG - Z_BG)
     # the mix is trusted where a product colour is nearby and clearly differs from the backdrop
-    reliable = (fw > 0.5) & (fb2 >= (2 * Z_FG * sigma_c) ** 2)
-    alpha[ys, xs] = np.clip((np.where(reliable, mix, ramp) - 0.03) / 0.9, 0.0, 1.0)
+    reliable = (fw > 0.5 * THIN_WEIGHT) & (fb2 >= (2 * Z_FG * sigma_c) ** 2)
+    value = np.clip((np.where(reliable, mix, ramp) - 0.03) / 0.9, 0.0, 1.0)
+    # deeper than `band` px alpha may only drop for a halo: a colour on the line between
+    # the local backdrop and product colours (not a darker seam or a lit rim, which lie off it)
+    # with the backdrop's hue rather than the product's (a shaded product rim keeps its own)
+    deep = at(inside) > band
+    i = np.flatnonzero(deep & reliable & (mix > -HALO_SLACK))
+    d = p[i] - bk[i]
+    off_line = np.einsum("ij,ij->i", d, d) - mix[i] * mix[i] * fb2[i]
+    hue = lambda c: c / np.maximum(np.sqrt(np.einsum("ij,ij->i", c, c)), 1.0)[:, None]  # noqa: E731
+    hp, hf, hb = hue(p[i]), hue(f[i]), hue(bk[i])
+    to_f, to_b = (np.einsum("ij,ij->i", e, e) for e in (hp - hf, hp - hb))
+    halo = (off_line <= (2 * HALO_SLACK) ** 2 * fb2[i]) & (to_b <= to_f + HUE_TOL * HUE_TOL)
+    value[deep] = 1.0
+    value[i[halo]] = np.clip((mix[i[halo]] - 0.03) / 0.9, 0.0, 1.0)
+    alpha.ravel()[flat] = value
     return alpha
 
 

@@ -123,6 +123,32 @@ def test_grey_product_is_not_mistaken_for_a_shadow():
     assert (matte.alpha[hole] == 0).mean() > 0.95
 
 
+def _halo_packshot(size=256, strength=0.35, width=1.5, seed=2):
+    """A dark product whose contact shadow darkens the backdrop right along its outline, fading
+    over a few pixels (as under a shoe or a cap on a sheet). Returns (rgb, coverage, halo ring)."""
+    rng = np.random.default_rng(seed)
+    cov, hole = _bag_coverage(size, 0.5, 0.55)
+    outside = cv2.distanceTransform((cov < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    dark = strength * np.exp(-np.maximum(outside - 0.5, 0) / width) * (cov < 0.5)
+    bg = np.float32([236, 234, 230]) * (1 - dark[..., None])
+    fg = np.float32([58, 40, 34]) + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
+    img = fg * cov[..., None] + bg * (1 - cov[..., None]) + rng.normal(0, 2.0, (size, size, 3))
+    ring = (outside >= 1.5) & (outside <= 4) & ~hole
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), cov, ring
+
+
+def test_contact_shadow_halo_is_backdrop():
+    """The darkened rim of backdrop around a product is a shadow, not product: the outline must
+    stay on the product's own edge instead of growing into the halo."""
+    rgb, cov, ring = _halo_packshot()
+    matte = make_matte_backend(_studio()).run(rgb)
+    fg = matte.alpha > 127
+    assert ring.sum() > 500
+    assert fg[ring].mean() < 0.05
+    assert _iou(fg, cov > 0.5) >= 0.97
+    assert (matte.alpha[cov > 0.99] == 255).mean() > 0.99
+
+
 def _wood(size=256, seed=1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
