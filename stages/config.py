@@ -75,9 +75,18 @@ class ControlnetAuxDepthConfig:
 
 
 @dataclass(frozen=True)
+class TransformersDepthConfig:
+    model: str = "depth-anything/Depth-Anything-V2-Small-hf"  # hub id or local folder
+    revision: str = ""  # branch, tag or commit; empty: main
+    values: Literal["auto", "disparity", "distance"] = "auto"  # what the model predicts: large = near | far
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+
+
+@dataclass(frozen=True)
 class DepthConfig:
     backend: str = "geometric"
     controlnet_aux: ControlnetAuxDepthConfig = field(default_factory=ControlnetAuxDepthConfig)
+    transformers: TransformersDepthConfig = field(default_factory=TransformersDepthConfig)
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,74 @@ class StudioSceneConfig:
     grain: float = 1.5
 
 
+# Scheduler names the diffusers scene backends accept (stages.scene_diffusers.SCHEDULERS maps them).
+SchedulerName = Literal["dpmpp_2m_karras", "dpmpp_2m", "euler_a", "euler", "ddim", "unipc"]
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    path: str = ""  # local .safetensors file, folder, or hub id
+    scale: float = 1.0
+    weight_name: str = ""  # file inside a folder or hub repo; empty: the library's default
+
+
+@dataclass(frozen=True)
+class DiffusersSceneConfig:
+    """Shared by the diffusers scene backends; each backend has its own table and defaults."""
+
+    model: str = ""  # inpainting pipeline: hub id or local folder (with model_index.json)
+    revision: str = ""  # branch, tag or commit of a hub model; empty: main
+    controlnet: str = ""  # depth ControlNet: hub id or local folder
+    controlnet_revision: str = ""
+    vae: str = ""  # optional VAE override: hub id or local folder; empty: the pipeline's own
+    vae_revision: str = ""
+    loras: tuple[LoraConfig, ...] = ()
+    scheduler: SchedulerName = "dpmpp_2m_karras"
+    steps: int = 30
+    guidance_scale: float = 7.0
+    controlnet_conditioning_scale: float = 0.6
+    strength: float = 0.99  # int(steps * strength) denoising steps run
+    prompt_template: str = "{prompt}"  # fields: {prompt}, {category}, {title} (stages.prompts)
+    max_side: int = 0  # generate at most this many pixels on the long side, then resize; 0: the canvas
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"  # float16 runs as float32 on a CPU
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    model_cpu_offload: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    batch_size: int = 1  # images per pipeline call when several are asked at once
+    prompt_cache: int = 32  # text embeddings kept per backend (LRU); 0: encode every time
+    fuse_qkv: bool = False  # fused attention projections (UNet, ControlNet, VAE)
+    channels_last: bool = False  # channels-last memory format for the convolutions
+    compile: bool = False  # torch.compile the UNet and ControlNet (minutes on the first image)
+
+
+@dataclass(frozen=True)
+class DiffusersSdxlSceneConfig(DiffusersSceneConfig):
+    model: str = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+    controlnet: str = "diffusers/controlnet-depth-sdxl-1.0"
+    vae: str = "madebyollin/sdxl-vae-fp16-fix"  # the stock SDXL VAE overflows in float16
+    guidance_scale: float = 7.0
+    controlnet_conditioning_scale: float = 0.5
+
+
+@dataclass(frozen=True)
+class DiffusersSd15SceneConfig(DiffusersSceneConfig):
+    model: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    controlnet: str = "lllyasviel/control_v11f1p_sd15_depth"
+    guidance_scale: float = 7.5
+    controlnet_conditioning_scale: float = 0.8
+    max_side: int = 768  # SD 1.5 was trained at 512 px; larger canvases are generated smaller
+    safety_checker: bool = True  # when the model ships one: a flagged image fails the product
+
+
 @dataclass(frozen=True)
 class SceneConfig:
     backend: str = "studio"
     default_prompt: str = "clean studio backdrop, soft light"
     negative_prompt: str = "text, watermark, logo, people"
     studio: StudioSceneConfig = field(default_factory=StudioSceneConfig)
+    diffusers_sdxl: DiffusersSdxlSceneConfig = field(default_factory=DiffusersSdxlSceneConfig)
+    diffusers_sd15: DiffusersSd15SceneConfig = field(default_factory=DiffusersSd15SceneConfig)
 
 
 @dataclass(frozen=True)
@@ -219,6 +290,33 @@ def _validate(cfg: Config) -> None:
     need(50 <= cfg.write.jpeg_quality <= 100, f"write.jpeg_quality = {cfg.write.jpeg_quality}: must be 50..100")
     need(len(set(cfg.write.renditions)) == len(cfg.write.renditions), f"write.renditions = {list(cfg.write.renditions)}: duplicates")
     need(0 <= cfg.write.png_compress_level <= 9, f"write.png_compress_level = {cfg.write.png_compress_level}: must be 0..9")
+    for name in ("diffusers_sdxl", "diffusers_sd15"):
+        _validate_diffusers(getattr(cfg.scene, name), f"scene.{name}", need)
+
+
+def _validate_diffusers(d: DiffusersSceneConfig, where: str, need: Any) -> None:
+    need(bool(d.model.strip()), f"{where}.model is empty: name an inpainting pipeline (hub id or folder)")
+    need(bool(d.controlnet.strip()), f"{where}.controlnet is empty: name a depth ControlNet (hub id or folder)")
+    need(1 <= d.steps <= 500, f"{where}.steps = {d.steps}: must be 1..500")
+    need(0 < d.strength <= 1, f"{where}.strength = {d.strength}: must be in (0, 1]")
+    need(int(d.steps * d.strength) >= 1,
+         f"{where}.strength = {d.strength} with steps = {d.steps} leaves no denoising step "
+         "(int(steps * strength) must be >= 1)")
+    need(0 <= d.guidance_scale <= 50, f"{where}.guidance_scale = {d.guidance_scale}: must be 0..50")
+    need(0 <= d.controlnet_conditioning_scale <= 5,
+         f"{where}.controlnet_conditioning_scale = {d.controlnet_conditioning_scale}: must be 0..5")
+    need(d.max_side == 0 or 64 <= d.max_side <= 8192, f"{where}.max_side = {d.max_side}: must be 0 or 64..8192")
+    need(1 <= d.batch_size <= 64, f"{where}.batch_size = {d.batch_size}: must be 1..64")
+    need(0 <= d.prompt_cache <= 10_000, f"{where}.prompt_cache = {d.prompt_cache}: must be 0..10000")
+    need(not (d.fuse_qkv and d.loras), f"{where}: fuse_qkv does not combine with loras (fuse the LoRA into the model)")
+    need(not (d.compile and d.model_cpu_offload), f"{where}: compile does not combine with model_cpu_offload")
+    for i, lora in enumerate(d.loras):
+        need(bool(lora.path.strip()), f"{where}.loras[{i}].path is empty")
+        need(-10 <= lora.scale <= 10, f"{where}.loras[{i}].scale = {lora.scale}: must be -10..10")
+    from stages.prompts import template_error
+
+    problem = template_error(d.prompt_template)
+    need(problem is None, f"{where}.prompt_template = {d.prompt_template!r}: {problem}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:

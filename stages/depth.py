@@ -154,3 +154,8 @@ class ControlnetAuxDepth:
             out = out[..., 0]
         out = cv2.resize(out.astype(np.uint8), (W, H), interpolation=cv2.INTER_LINEAR)
         return DepthMap(out, self.label, {"detect_resolution": res})
+
+
+# The transformers depth backend registers itself here; it imports torch/transformers only
+# when it is built.
+import stages.depth_transformers  # noqa: E402,F401

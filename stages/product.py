@@ -32,6 +32,7 @@ from stages.errors import StagingError
 from stages.layout import place_product
 from stages.load import decode_image, mime_type, read_source
 from stages.matte import MatteBackend, compute_matte, make_matte_backend
+from stages.model_sources import anchor_model_paths
 from stages.naming import sku_slug
 from stages.scene import SceneBackend, SceneRequest, make_scene_backend
 from stages.sign import (
@@ -62,11 +63,12 @@ class Workbench:
         if material.is_dev:
             log.warning("signing with development credentials from %s: outputs are NOT trusted", material.origin)
         anchors, _ = load_trust_anchors(cfg.verify)
+        models = anchor_model_paths(cfg)  # relative model folders resolve against config.toml
         return cls(
             cfg=cfg,
             matte=make_matte_backend(cfg.matte),
-            depth=make_depth_backend(cfg.depth),
-            scene=make_scene_backend(cfg.scene),
+            depth=make_depth_backend(models.depth),
+            scene=make_scene_backend(models.scene),
             signer=ContentSigner(
                 material, cfg.sign, sign_callback=resolve_callback(cfg.sign.callback) if cfg.sign.callback else None
             ),
@@ -178,10 +180,15 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
     negative = row.negative_prompt or cfg.scene.negative_prompt
     source_ref = row.image if "://" in row.image else _rel(Path(row.image), folder)
     variants: list[dict[str, Any]] = []
-    for v in range(row.variants):
-        seed = variant_seed(row, v)
-        with t("scene"):
-            scene = bench.scene.generate(SceneRequest(layout, depth, prompt, negative, seed, cfg.layout.horizon))
+    requests = [
+        SceneRequest(layout, depth, prompt, negative, variant_seed(row, v), cfg.layout.horizon, row.category, row.title)
+        for v in range(row.variants)
+    ]
+    with t("scene"):  # backends that batch (diffusers) make all variants on one loaded pipeline
+        generate_many = getattr(bench.scene, "generate_many", None)
+        scenes = generate_many(requests) if generate_many else [bench.scene.generate(r) for r in requests]
+    for v, (request, scene) in enumerate(zip(requests, scenes, strict=True)):
+        seed = request.seed
         with t("composite"):
             staged = composite(scene.rgb, layout)
         with t("encode"):

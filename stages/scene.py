@@ -32,6 +32,8 @@ class SceneRequest:
     negative_prompt: str
     seed: int
     horizon: float
+    category: str = ""  # prompt templates may use the row's category and title
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,3 +187,8 @@ def _soft_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
     small = cv2.resize(plane, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+# The diffusers backends register themselves here; that module imports torch/diffusers only
+# when one of its backends is built.
+import stages.scene_diffusers  # noqa: E402,F401

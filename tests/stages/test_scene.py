@@ -57,7 +57,7 @@ def test_contact_shadow_darkens_the_floor_under_the_product(layout):
 def test_bad_colour_and_unknown_backend_fail_loudly():
     with pytest.raises(ConfigError, match="scene.studio.wall_color = 'blue'"):
         make_scene_backend(SceneConfig(studio=StudioSceneConfig(wall_color="blue")))
-    with pytest.raises(UnknownBackendError, match="unknown scene backend 'dall-e'; known: \\['studio'"):
+    with pytest.raises(UnknownBackendError, match=r"unknown scene backend 'dall-e'; known: \[.*'studio'\]"):
         make_scene_backend(SceneConfig(backend="dall-e"))
 
 
