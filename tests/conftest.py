@@ -39,3 +39,12 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def images() -> Path:
     return IMAGES
+
+
+@pytest.fixture
+def photo(tmp_path: Path, images: Path) -> Path:
+    """A real product photo copied to tmp_path/photos/shoe.jpg, for catalogs that name it."""
+    target = tmp_path / "photos" / "shoe.jpg"
+    target.parent.mkdir()
+    target.write_bytes((images / "19_shoes_black-suede_white.jpg").read_bytes())
+    return target

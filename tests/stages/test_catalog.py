@@ -12,12 +12,6 @@ def _write(tmp_path: Path, text: str, name: str = "cat.csv") -> Path:
     return p
 
 
-@pytest.fixture
-def photo(tmp_path: Path, images: Path) -> Path:
-    target = tmp_path / "photos" / "shoe.jpg"
-    target.parent.mkdir()
-    target.write_bytes((images / "19_shoes_black-suede_white.jpg").read_bytes())
-    return target
 
 
 def test_valid_rows_resolve_relative_paths_and_parse_optionals(tmp_path, photo):

@@ -14,12 +14,6 @@ from stages.naming import sku_slug
 HEADER = "sku,image,title,category,scene_prompt,seed,variants"
 
 
-@pytest.fixture
-def photo(tmp_path: Path, images: Path) -> Path:
-    target = tmp_path / "photos" / "shoe.jpg"
-    target.parent.mkdir()
-    target.write_bytes((images / "19_shoes_black-suede_white.jpg").read_bytes())
-    return target
 
 
 def _write_bytes(tmp_path: Path, data: bytes) -> Path:
