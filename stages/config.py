@@ -319,10 +319,11 @@ def _validate_diffusers(d: DiffusersSceneConfig, where: str, need: Any) -> None:
     need(problem is None, f"{where}.prompt_template = {d.prompt_template!r}: {problem}")
 
 
-def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+def merge_tables(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge nested TOML tables: `extra` wins, sibling keys of a sub-table are kept."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
+            merge_tables(into[key], value)
         else:
             into[key] = value
 
@@ -340,7 +341,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         base = p.resolve().parent
-    _merge(data, overrides or {})
+    merge_tables(data, overrides or {})
     data.pop("base_dir", None)
     cfg = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, base_dir=str(base))
