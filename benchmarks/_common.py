@@ -77,6 +77,17 @@ def temp_root(prefix: str, keep: bool = False):
             shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def bench_root(prefix: str, *, keep: bool, threads: int | None):
+    """A temp root with an isolated environment, threads pinned (when given) and dev keys made."""
+    with temp_root(prefix, keep=keep) as root:
+        isolated_env(root, threads=threads or None)
+        if threads:
+            pin_threads(threads)
+        init_keys()
+        yield root
+
+
 # ---------------------------------------------------------------------------------------------
 # Configs
 

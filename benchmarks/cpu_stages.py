@@ -49,10 +49,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    with C.temp_root("bench-cpu-", keep=args.keep) as root:
-        C.isolated_env(root, threads=args.threads)
-        C.pin_threads(args.threads)
-        C.init_keys()
+    with C.bench_root("bench-cpu-", keep=args.keep, threads=args.threads) as root:
         return run(args, rounds, root)
 
 

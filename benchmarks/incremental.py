@@ -47,11 +47,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     n = args.n or (500 if args.quick else 10_000)
-    with C.temp_root("bench-incr-", keep=args.keep) as root:
-        C.isolated_env(root, threads=args.threads or None)
-        if args.threads:
-            C.pin_threads(args.threads)
-        C.init_keys()
+    with C.bench_root("bench-incr-", keep=args.keep, threads=args.threads) as root:
         return run(args, n, root)
 
 

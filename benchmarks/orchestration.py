@@ -55,11 +55,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     n = args.n or (100 if args.quick else 1000)
-    with C.temp_root("bench-orch-", keep=args.keep) as root:
-        C.isolated_env(root, threads=args.threads or None)
-        if args.threads:
-            C.pin_threads(args.threads)
-        C.init_keys()
+    with C.bench_root("bench-orch-", keep=args.keep, threads=args.threads) as root:
         return run(args, n, root)
 
 
