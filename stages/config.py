@@ -161,6 +161,9 @@ class DiffusersSd15SceneConfig(DiffusersSceneConfig):
 @dataclass(frozen=True)
 class SceneConfig:
     backend: str = "studio"
+    # Backends tried in order when `backend` cannot load its models or runs out of memory on a
+    # product, e.g. ["diffusers-sd15", "studio"]. Outputs they make name them and go to review.
+    fallback: tuple[str, ...] = ()
     default_prompt: str = "clean studio backdrop, soft light"
     negative_prompt: str = "text, watermark, logo, people"
     studio: StudioSceneConfig = field(default_factory=StudioSceneConfig)
@@ -290,6 +293,9 @@ def _validate(cfg: Config) -> None:
     need(50 <= cfg.write.jpeg_quality <= 100, f"write.jpeg_quality = {cfg.write.jpeg_quality}: must be 50..100")
     need(len(set(cfg.write.renditions)) == len(cfg.write.renditions), f"write.renditions = {list(cfg.write.renditions)}: duplicates")
     need(0 <= cfg.write.png_compress_level <= 9, f"write.png_compress_level = {cfg.write.png_compress_level}: must be 0..9")
+    chain = [cfg.scene.backend, *cfg.scene.fallback]
+    need(len(set(chain)) == len(chain),
+         f"scene.fallback = {list(cfg.scene.fallback)}: repeats a backend (scene.backend = {cfg.scene.backend!r})")
     for name in ("diffusers_sdxl", "diffusers_sd15"):
         _validate_diffusers(getattr(cfg.scene, name), f"scene.{name}", need)
 

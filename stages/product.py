@@ -34,7 +34,8 @@ from stages.load import decode_image, mime_type, read_source
 from stages.matte import MatteBackend, compute_matte, make_matte_backend
 from stages.model_sources import anchor_model_paths
 from stages.naming import sku_slug
-from stages.scene import SceneBackend, SceneRequest, make_scene_backend
+from stages.scene import SceneRequest
+from stages.scene_chain import SceneChain, fallback_of
 from stages.sign import (
     ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, resolve_callback, verify_file,
 )
@@ -52,7 +53,7 @@ class Workbench:
     cfg: Config
     matte: MatteBackend
     depth: DepthBackend
-    scene: SceneBackend
+    scene: SceneChain  # the configured backend, then [scene].fallback in order
     signer: ContentSigner
     signer_material: SignerMaterial
     trust_anchors: str | None
@@ -68,7 +69,7 @@ class Workbench:
             cfg=cfg,
             matte=make_matte_backend(cfg.matte),
             depth=make_depth_backend(models.depth),
-            scene=make_scene_backend(models.scene),
+            scene=SceneChain(models.scene),
             signer=ContentSigner(
                 material, cfg.sign, sign_callback=resolve_callback(cfg.sign.callback) if cfg.sign.callback else None
             ),
@@ -136,6 +137,8 @@ def _cached(record_path: Path, key: str) -> dict[str, Any] | None:
         return None
     if record.get("cache_key") != key or not record.get("output"):
         return None
+    if record.get("scene_fallback"):  # made by a fallback backend: try the configured one again
+        return None
     if not (record_path.parent / record["output"]).is_file():
         return None
     return record
@@ -185,8 +188,13 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
         for v in range(row.variants)
     ]
     with t("scene"):  # backends that batch (diffusers) make all variants on one loaded pipeline
-        generate_many = getattr(bench.scene, "generate_many", None)
-        scenes = generate_many(requests) if generate_many else [bench.scene.generate(r) for r in requests]
+        scenes = bench.scene.generate_many(requests)
+    fallback = next((f for s in scenes if (f := fallback_of(s))), None)
+    if fallback:
+        sku_checks.append(CheckResult(
+            "scene_backend", False, 0.0, f"made by {fallback['wanted']}",
+            f"scene made by fallback backend {fallback['used']}: " + "; ".join(fallback["reasons"]), False,
+        ))
     for v, (request, scene) in enumerate(zip(requests, scenes, strict=True)):
         seed = request.seed
         with t("composite"):
@@ -256,6 +264,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
                 "load": "pillow", "matte": matte.backend, "depth": depth.backend, "scene": scene.backend,
                 "sign": "c2pa-dev" if bench.signer_material.is_dev else "c2pa",
             },
+            "scene_fallback": fallback,
             "matte_confidence": matte.confidence, "matte_details": matte.details, "depth_details": depth.details,
             "seed": primary["seed"], "prompt": prompt, "negative_prompt": negative,
             "checks": [c.to_dict() for c in sku_checks] + primary["checks"],

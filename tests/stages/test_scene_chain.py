@@ -1,0 +1,176 @@
+"""The scene fallback chain: missing weights and out-of-memory move to the next backend.
+
+The diffusion backends are real (tiny local models or unreachable hub ids through the
+production loader); out of memory cannot happen on a CPU, so it is injected into the
+pipeline call, the way a CUDA OutOfMemoryError reaches the backend on a GPU worker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from stages.config import (
+    DepthConfig, DiffusersSd15SceneConfig, DiffusersSdxlSceneConfig, LayoutConfig, SceneConfig, load_config,
+)
+from stages.depth import make_depth_backend
+from stages.errors import ConfigError, ModelUnavailableError, StageError, UnknownBackendError
+from stages.layout import place_product
+from stages.scene import SceneRequest
+from stages.scene_chain import SceneChain, fallback_of
+from tests.stages import tiny_diffusers
+
+MISSING_SDXL = DiffusersSdxlSceneConfig(model="nobody-here/missing-sdxl-inpaint", controlnet="nobody-here/missing-cn",
+                                        vae="", device="cpu", dtype="float32")
+MISSING_SD15 = DiffusersSd15SceneConfig(model="nobody-here/missing-sd15-inpaint", controlnet="nobody-here/missing-cn15",
+                                        device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def request_():
+    rgb = np.full((120, 90, 3), (40, 90, 160), np.uint8)
+    alpha = np.zeros((120, 90), np.uint8)
+    cv2.ellipse(alpha, (45, 60), (35, 50), 0, 0, 360, 255, -1)
+    layout = place_product(rgb, cv2.GaussianBlur(alpha, (0, 0), 1.2), LayoutConfig(width=128, height=128))
+    depth = make_depth_backend(DepthConfig()).run(layout, 0.62)
+    return SceneRequest(layout, depth, "sage green wall", "text", 7, 0.62)
+
+
+@pytest.fixture(scope="module")
+def sd15(tmp_path_factory):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tiny_diffusers.build_sd15(tmp_path_factory.mktemp("tiny-sd15"))
+    torch.set_num_threads(before)
+
+
+def sd15_config(models, **extra) -> DiffusersSd15SceneConfig:
+    return DiffusersSd15SceneConfig(model=models["model"], controlnet=models["controlnet"], steps=2, strength=1.0,
+                                    dtype="float32", device="cpu", max_side=0, scheduler="euler", **extra)
+
+
+class Failing:
+    """Stands in for a loaded pipeline: raises `error` on the first `times` calls, then delegates."""
+
+    def __init__(self, pipe, error, times=1):
+        self._pipe, self._error, self.left, self.calls = pipe, error, times, 0
+
+    def __call__(self, **kwargs):
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            raise self._error
+        return self._pipe(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+
+def test_unknown_backend_in_the_chain_fails_before_any_model_loads():
+    with pytest.raises(UnknownBackendError, match="unknown scene backend 'diffusers-sd3'"):
+        SceneChain(SceneConfig(backend="studio", fallback=("diffusers-sd3",)))
+
+
+def test_config_rejects_a_chain_that_repeats_a_backend():
+    with pytest.raises(ConfigError, match=r"scene.fallback = \['studio'\]: repeats a backend"):
+        load_config(None, {"scene": {"backend": "studio", "fallback": ["studio"]}})
+    cfg = load_config(None, {"scene": {"backend": "diffusers-sdxl", "fallback": ["diffusers-sd15", "studio"]}})
+    assert cfg.scene.fallback == ("diffusers-sd15", "studio")
+
+
+def test_missing_weights_fall_back_to_the_next_backend_and_say_why(request_):
+    chain = SceneChain(SceneConfig(backend="diffusers-sdxl", diffusers_sdxl=MISSING_SDXL, fallback=("studio",)))
+    assert chain.active == "studio" and "nobody-here/missing-sdxl-inpaint" in chain.unavailable["diffusers-sdxl"]
+    scene = chain.generate(request_)
+    assert scene.backend == "studio" and scene.rgb.shape == (128, 128, 3)
+    note = fallback_of(scene)
+    assert note["wanted"] == "diffusers-sdxl" and note["used"] == "studio"
+    assert "nobody-here/missing-sdxl-inpaint" in note["reasons"][0]
+
+
+def test_no_loadable_backend_names_every_model(request_):
+    with pytest.raises(ModelUnavailableError) as err:
+        SceneChain(SceneConfig(backend="diffusers-sdxl", diffusers_sdxl=MISSING_SDXL, diffusers_sd15=MISSING_SD15,
+                               fallback=("diffusers-sd15",)))
+    assert "nobody-here/missing-sdxl-inpaint" in str(err.value) and "nobody-here/missing-sd15-inpaint" in str(err.value)
+
+
+def test_the_configured_backend_loads_fallbacks_only_when_needed(sd15, request_):
+    calls = []
+
+    def factory(cfg):
+        calls.append(cfg.backend)
+        from stages.scene import make_scene_backend
+
+        return make_scene_backend(cfg)
+
+    chain = SceneChain(SceneConfig(backend="diffusers-sd15", diffusers_sd15=sd15_config(sd15), fallback=("studio",)),
+                       factory=factory)
+    scene = chain.generate(request_)
+    assert calls == ["diffusers-sd15"] and scene.backend == "diffusers-sd15" and fallback_of(scene) is None
+
+
+def test_out_of_memory_on_one_product_falls_back_for_that_product_only(sd15, request_):
+    import torch
+
+    chain = SceneChain(SceneConfig(backend="diffusers-sd15", diffusers_sd15=sd15_config(sd15), fallback=("studio",)))
+    backend = chain._loaded["diffusers-sd15"]
+    backend.pipe = Failing(backend.pipe, torch.OutOfMemoryError("CUDA out of memory (injected)"))
+    first = chain.generate(request_)
+    assert first.backend == "studio"
+    assert "diffusers-sd15: diffusers-sd15: out of memory at 128x128" in fallback_of(first)["reasons"][0]
+    second = chain.generate(request_)  # the next product tries the configured backend again
+    assert second.backend == "diffusers-sd15" and fallback_of(second) is None and backend.pipe.calls == 2
+
+
+def test_other_errors_fail_the_product_instead_of_hiding_behind_a_fallback(sd15, request_):
+    chain = SceneChain(SceneConfig(backend="diffusers-sd15", diffusers_sd15=sd15_config(sd15), fallback=("studio",)))
+    backend = chain._loaded["diffusers-sd15"]
+    backend.pipe = Failing(backend.pipe, ValueError("bad control image"))
+    with pytest.raises(StageError, match="diffusers-sd15 failed: ValueError: bad control image"):
+        chain.generate(request_)
+
+
+def test_every_backend_out_of_memory_fails_the_product_with_each_reason(sd15, request_):
+    import torch
+
+    chain = SceneChain(SceneConfig(backend="diffusers-sd15", diffusers_sd15=sd15_config(sd15)))
+    backend = chain._loaded["diffusers-sd15"]
+    backend.pipe = Failing(backend.pipe, torch.OutOfMemoryError("CUDA out of memory (injected)"))
+    with pytest.raises(StageError, match="every scene backend failed: diffusers-sd15: .*out of memory"):
+        chain.generate(request_)
+
+
+def test_flow_publishes_fallback_outputs_for_review_and_retries_them_next_run(images, dev_keys, tmp_path):
+    from flows.nightly import nightly_catalog_run
+    from stages.sign import verify_file
+
+    photo = "19_shoes_black-suede_white.jpg"
+    shutil.copy(images / photo, tmp_path / photo)
+    (tmp_path / "catalog.csv").write_text(
+        "sku,image,title,category\n"
+        f"SHOE-FB-1,{photo},Black suede shoes,shoes\n", encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        "[layout]\nwidth = 256\nheight = 256\n\n"
+        '[scene]\nbackend = "diffusers-sdxl"\nfallback = ["studio"]\n\n'
+        '[scene.diffusers_sdxl]\nmodel = "nobody-here/missing-sdxl-inpaint"\ncontrolnet = "nobody-here/missing-cn"\n',
+        encoding="utf-8")
+    args = dict(catalog=str(tmp_path / "catalog.csv"), config=str(tmp_path / "config.toml"), out=str(tmp_path / "out"))
+    (row,) = nightly_catalog_run(**args)["results"]
+    assert row["status"] == "ok" and row["verdict"] == "review", row
+    assert any("fallback backend studio" in r and "nobody-here/missing-sdxl-inpaint" in r for r in row["reasons"])
+    record = json.loads((tmp_path / "out" / row["record"]).read_text())
+    assert record["backends"]["scene"] == "studio"
+    assert record["scene_fallback"]["wanted"] == "diffusers-sdxl" and record["scene_fallback"]["used"] == "studio"
+    ver = verify_file(tmp_path / "out" / row["output"], dev_keys.ca_pem.read_text())
+    assert ver.ok and ver.trusted, ver.failures
+    settings = next(a["data"] for a in ver.manifest["assertions"] if a["label"] == "org.product-staging.settings")
+    assert settings["scene"]["fallback"]["used"] == "studio", "the credentials say which backend made the scene"
+    (again,) = nightly_catalog_run(**args)["results"]
+    assert again["status"] == "ok", "a fallback output is made again, not served from the cache"
