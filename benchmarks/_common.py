@@ -221,6 +221,13 @@ def bare_run(bench, cfg_path: Path, catalog: Path, out: Path, workers: int) -> d
     return {"results": results}
 
 
+def run_statuses(res: dict) -> dict[str, int]:
+    """Rows by status of a flow result (its summary counts every row; `results` may hold only some)."""
+    if "summary" in res:
+        return dict(sorted(res["summary"]["by_status"].items()))
+    return statuses(res["results"])
+
+
 def statuses(results: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in results:

@@ -4,6 +4,8 @@ The first run stages N synthetic SKUs (distinct SKUs over the demo photos) into 
 folder. Then 1% of the rows (every 100th) get a different scene_prompt, which changes their
 cache key only, and the same catalog runs again into the same folder: those rows are
 regenerated (status "ok") and every other row must come back "cached" without touching a pixel.
+With the flow, unchanged rows are found by the pre-pass (stages.incremental: a stat of the
+photo and a ledger lookup per row) and never reach a Prefect task.
 
 Engine: the Prefect flow (`nightly_catalog_run`, ephemeral mode, task runner sized to [run]
 workers = 2 like the `stage` CLI) by default; `--engine loop` runs `process_row` over the rows
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
                     out=str(root / "out-warmup"))
         w = clock.stop()
         print(f"warm-up (import prefect, start ephemeral API server, 2-row flow, build backends): "
-              f"{w['wall_s']:.1f} s, {C.statuses(warm['results'])} -- excluded")
+              f"{w['wall_s']:.1f} s, {C.run_statuses(warm)} -- excluded")
 
         def go(catalog: Path) -> dict:
             return flow(catalog=str(catalog), config=str(cfg_path), out=str(out))
@@ -98,13 +100,13 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     clock = C.CpuClock()
     full = go(full_catalog)
     m_full = clock.stop()
-    s_full = C.statuses(full["results"])
+    s_full = C.run_statuses(full)
     print(f"  {m_full['wall_s']:.1f} s wall, {m_full['cpu_s']:.1f} s cpu, {s_full}")
     print("rerun with 1% of the rows changed ...", flush=True)
     clock = C.CpuClock()
     again = go(edited_catalog)
     m_re = clock.stop()
-    s_re = C.statuses(again["results"])
+    s_re = C.run_statuses(again)
     print(f"  {m_re['wall_s']:.1f} s wall, {m_re['cpu_s']:.1f} s cpu, {s_re}")
 
     regenerated = {r["sku"] for r in again["results"] if r["status"] != "cached"}

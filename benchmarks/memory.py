@@ -99,7 +99,7 @@ def child(catalog: str, config: str, out: str, result_json: str) -> int:
     report = {
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
         "baseline_rss": baseline, "after_rss": after, "server_peak_rss": server_peak["rss"],
-        "wall_s": wall, "statuses": C.statuses(result["results"]), "rows": len(result["results"]),
+        "wall_s": wall, "statuses": C.run_statuses(result), "rows": result["summary"]["processed"],
     }
     Path(result_json).write_text(json.dumps(report), encoding="utf-8")
     return 0

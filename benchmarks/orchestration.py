@@ -3,9 +3,10 @@
 Both sides stage the same N synthetic SKUs (distinct SKUs over the demo photos) with the same
 config into a fresh output folder each, so neither side hits the cache:
 
-- flow: `flows.nightly.nightly_catalog_run` in Prefect's ephemeral mode (validate task, one
-  `stage-batch` task per [run] batch_size SKUs, run report, artifacts), its task runner sized
-  to [run] workers like the `stage` CLI does;
+- flow: `flows.nightly.nightly_catalog_run` in Prefect's ephemeral mode (catalog check, the
+  cache pre-pass against the ledger, one `stage-batch` task per [run] batch_size SKUs with the
+  ledger appended per batch, results streamed to a file, run report, progress and run
+  artifacts), its task runner sized to [run] workers like the `stage` CLI does;
 - loop: the same non-Prefect work in plain Python: `read_catalog`, `process_row` over the rows
   (with `workers` > 1: the same batches on a thread pool of that size), `write_run_report`.
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     warm = flow(catalog=str(warm_catalog), config=str(cfg_path), out=str(root / "out-warmup"))
     w = clock.stop()
     print(f"warm-up (import prefect, start ephemeral API server, first flow of 2 rows, build backends): "
-          f"{w['wall_s']:.1f} s, statuses {C.statuses(warm['results'])} -- excluded below")
+          f"{w['wall_s']:.1f} s, statuses {C.run_statuses(warm)} -- excluded below")
 
     from stages.product import Workbench
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
             else:
                 res = C.bare_run(bench, cfg_path, catalog, out, args.workers)
             m = clock.stop()
-            m["statuses"] = C.statuses(res["results"])
+            m["statuses"] = C.run_statuses(res)
             m["stages"] = C.stage_medians(res["results"])
             runs[side].append(m)
             print(f"  repeat {rep + 1} {side}: {m['wall_s']:.2f} s wall, {m['cpu_s']:.2f} s cpu, "

@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", help="where to put them (default: $STAGE_KEYS_DIR or ~/.config/product-staging/keys)")
     init.add_argument("--force", action="store_true", help="replace existing keys")
     init.set_defaults(func=cmd_keys_init)
+    from flows.ops_cli import add_parsers  # stage rerun / deploy / serve
+
+    add_parsers(sub, _default_config())
+    from flows.review_cli import add_parsers as add_review  # stage review list / approve / reject / reset
+
+    add_review(sub, _default_config())
     return parser
 
 

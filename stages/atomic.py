@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +156,26 @@ def remove_stale_temps(folder: Path, older_than: float) -> list[Path]:
             except FileNotFoundError:
                 continue
     return removed
+
+
+def write_chunks(path: Path, chunks: Iterable[str]) -> None:
+    """Like write_text, for text made piece by piece (a large report is never held whole in memory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise _write_error(path, exc) from exc
+        raise
+    _fsync_dir(path.parent)

@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import itertools
+import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 from stages.errors import CatalogError
 
 REQUIRED = ("sku", "image", "title", "category")
-OPTIONAL = ("scene_prompt", "negative_prompt", "seed", "variants")
+OPTIONAL = ("scene_prompt", "negative_prompt", "seed", "variants", "reference_image", "placement")
 MAX_SKU_LEN = 128
 MAX_TEXT_LEN = 2000
 MAX_SEED = 2**32 - 1
@@ -43,6 +44,8 @@ class CatalogRow:
     negative_prompt: str = ""
     seed: int | None = None
     variants: int = 1
+    reference_image: str = ""  # absolute local path of a style reference, or empty
+    placement: str = ""  # a placement mode or [layout.presets] name (checked against the config per row)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +103,22 @@ def _check_sku(sku: str) -> None:
         raise ValueError(f"SKU contains invisible or non-printing characters ({_codepoints(hidden)})")
 
 
+def _resolve_reference(value: str, base: Path) -> str:
+    """A style reference: a local file, relative to the catalog or absolute (decoded later)."""
+    if "://" in value:
+        raise ValueError(f"reference_image must be a local file path, not a URL: {value!r}")
+    try:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ValueError(f"reference_image not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"reference_image is empty (0 bytes): {path}")
+        return str(path.resolve())
+    except (RuntimeError, OSError) as exc:
+        raise ValueError(f"reference_image {value!r} cannot be used: {exc}") from None
+
+
 def _resolve_image(value: str, base: Path) -> str:
     parsed = urlparse(value)
     if parsed.scheme in ("http", "https"):
@@ -131,6 +150,14 @@ def _parse_int(value: str, name: str, lo: int, hi: int) -> int:
     if not lo <= number <= hi:
         raise ValueError(f"{name} {number} is outside {lo}..{hi}")
     return number
+
+
+def _check_placement(value: str) -> str:
+    """A placement name (the config decides which exist, per row, in stages.layout)."""
+    name = value.strip().lower()
+    if name and not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise ValueError(f"placement {value!r} is not a placement name (letters, digits, '-' and '_')")
+    return name
 
 
 def _read_text(path: Path) -> str:
@@ -264,6 +291,8 @@ def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
             variants = (
                 _parse_int(fields["variants"], "variants", 1, max_variants) if fields["variants"] else 1
             )
+            reference = _resolve_reference(fields["reference_image"], base) if fields["reference_image"] else ""
+            placement = _check_placement(fields["placement"])
         except ValueError as exc:
             errors.append(RowError(row=line, sku=shown_sku(sku), reason=str(exc)))
             continue
@@ -271,7 +300,7 @@ def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
             CatalogRow(
                 row=line, sku=sku, image=image, title=fields["title"], category=fields["category"],
                 scene_prompt=fields["scene_prompt"], negative_prompt=fields["negative_prompt"],
-                seed=seed, variants=variants,
+                seed=seed, variants=variants, reference_image=reference, placement=placement,
             )
         )
     if not rows and not errors:

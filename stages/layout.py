@@ -2,10 +2,26 @@
 
 The product layer made here is the exact set of product pixels that will be composited;
 every later check compares the published image against it.
+
+Placement modes (`[layout] placement`, a `[layout.presets.<name>]` table, or a row's `placement`):
+
+- `center`: the largest size that fits inside the margins, centred.
+- `floor`: standing on the floor line (`floor` of the height below its base), centred across.
+- `thirds`: rule of thirds: the product's box is centred on the intersection of the left (or
+  right, `thirds`) vertical third line with the lower horizontal third line, as large as fits
+  inside the margins around that point.
+- `fixed`: fitted inside `box` = [left, top, right, bottom] (canvas fractions) and centred in it.
+- `coverage`: scaled so the product's own pixels (the matte's area, not its box) cover
+  `coverage` of the canvas, centred; limited by the margins when it would not fit.
+
+Whatever the mode, the product is never enlarged beyond `max_scale` (it would turn blurry) and
+never cropped; the placement records which limit decided its scale (`limited_by`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -16,6 +32,7 @@ from stages.errors import StageError
 
 # Alpha below this is matting noise, not product: it does not count towards the bounding box.
 BBOX_ALPHA = 8
+MODES = ("center", "floor", "thirds", "fixed", "coverage")
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,10 @@ class Placement:
     width: int  # product box size in the canvas
     height: int
     source_box: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the product in the source photo
+    mode: str = "floor"  # one of MODES
+    preset: str = ""  # the [layout.presets] name, when one was used
+    limited_by: str = "fit"  # fit (the mode's space) | max_scale | coverage (reached its target)
+    coverage: float = 0.0  # product area / canvas area, as placed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +71,57 @@ def product_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def placement_names(cfg: LayoutConfig) -> list[str]:
+    """Every value a row's `placement` may take: the modes and the configured preset names."""
+    return [*MODES, *sorted(cfg.presets)]
+
+
+def resolve_placement(cfg: LayoutConfig, name: str = "") -> tuple[str, LayoutConfig]:
+    """(preset name or "", the layout settings with `placement` set to a mode) for a mode or preset name."""
+    name = name or cfg.placement
+    if name in MODES:
+        return "", dataclasses.replace(cfg, placement=name)
+    preset = cfg.presets.get(name)
+    if preset is None:
+        raise StageError(f"placement {name!r} is not a mode or a [layout.presets] name; known: {placement_names(cfg)}")
+    overrides = {k: v for k, v in dataclasses.asdict(preset).items() if v is not None}
+    if "box" in overrides:
+        overrides["box"] = tuple(overrides["box"])
+    return name, dataclasses.replace(cfg, **overrides)
+
+
+def layout_error(cfg: LayoutConfig) -> str | None:
+    """The first bad placement setting in [layout] and its presets, named; None when all are usable."""
+    if cfg.placement not in placement_names(cfg):
+        return f"layout.placement = {cfg.placement!r}: must be one of {placement_names(cfg)}"
+    for name, preset in cfg.presets.items():
+        if name in MODES:
+            return f"[layout.presets.{name}]: a preset cannot be named like a placement mode"
+        if preset.placement not in MODES:
+            return f"layout.presets.{name}.placement = {preset.placement!r}: must be one of {list(MODES)}"
+    tables = [("layout", dataclasses.asdict(cfg))]
+    tables += [(f"layout.presets.{n}", dataclasses.asdict(p)) for n, p in cfg.presets.items()]
+    for where, t in tables:
+        for key, lo, hi in (("margin", 0.0, 0.45), ("floor", 0.0, 0.45)):
+            if t[key] is not None and not lo <= t[key] < hi:
+                return f"{where}.{key} = {t[key]}: must be in [{lo}, {hi})"
+        if t["max_scale"] is not None and not t["max_scale"] > 0:
+            return f"{where}.max_scale = {t['max_scale']}: must be > 0"
+        if t["coverage"] is not None and not 0 < t["coverage"] <= 1:
+            return f"{where}.coverage = {t['coverage']}: must be in (0, 1]"
+        box = t["box"]
+        if box is not None:
+            if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+                return f"{where}.box = {list(box)}: must be [left, top, right, bottom] with 0 <= left < right <= 1 " \
+                       "and 0 <= top < bottom <= 1"
+    for name in ("", *cfg.presets):
+        _, eff = resolve_placement(cfg, name)
+        if eff.placement == "thirds" and eff.margin >= 1 / 3:
+            where = f"layout.presets.{name}" if name else "layout"
+            return f"{where}: thirds needs a margin below 1/3, not {eff.margin}"
+    return None
+
+
 def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resample colour weighted by alpha so background colour does not bleed into the edge."""
     a = alpha.astype(np.float32) / 255.0
@@ -66,37 +138,64 @@ def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     return out_rgb, out_a
 
 
-def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutConfig) -> Layout:
+def _frame(cfg: LayoutConfig, W: int, H: int, bw: int, bh: int, area: float) -> tuple[float, str, float, float]:
+    """(scale, what limited it, box centre x, box centre y or the base row for `floor`) of the mode."""
+    mx, my = W * cfg.margin, H * cfg.margin
+    mode = cfg.placement
+    if mode == "floor":
+        fit = min((W - 2 * mx) / bw, H * (1.0 - cfg.margin - cfg.floor) / bh)
+        cx, cy = W / 2, H * (1.0 - cfg.floor)
+    elif mode == "thirds":
+        cx = W / 3 if cfg.thirds == "left" else 2 * W / 3
+        cy = 2 * H / 3
+        fit = min(2 * min(cx - mx, W - mx - cx) / bw, 2 * min(cy - my, H - my - cy) / bh)
+    elif mode == "fixed":
+        left, top, right, bottom = cfg.box
+        fit = min((right - left) * W / bw, (bottom - top) * H / bh)
+        cx, cy = (left + right) / 2 * W, (top + bottom) / 2 * H
+    else:  # center, coverage
+        fit = min((W - 2 * mx) / bw, (H - 2 * my) / bh)
+        cx, cy = W / 2, H / 2
+    if mode == "coverage":
+        target = math.sqrt(cfg.coverage * W * H / max(area, 1.0))
+        scale, limited = min((target, "coverage"), (fit, "fit"), (cfg.max_scale, "max_scale"), key=lambda s: s[0])
+    else:
+        scale, limited = min((fit, "fit"), (cfg.max_scale, "max_scale"), key=lambda s: s[0])
+    return scale, limited, cx, cy
+
+
+def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutConfig, placement: str = "",
+                  canvas: tuple[int, int] | None = None) -> Layout:
+    """Lay the product out on the canvas (`canvas` = (width, height), default [layout]) with the
+    named placement (a mode or a [layout.presets] name; default `[layout] placement`)."""
     if rgb.shape[:2] != alpha.shape:
         raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
-    W, H = cfg.width, cfg.height
+    preset, cfg = resolve_placement(cfg, placement)
+    W, H = canvas or (cfg.width, cfg.height)
     x0, y0, x1, y1 = product_box(alpha)
     bw, bh = x1 - x0, y1 - y0
-    avail_w = W * (1.0 - 2.0 * cfg.margin)
-    if cfg.anchor == "bottom":
-        avail_h = H * (1.0 - cfg.margin - cfg.floor)
-    else:
-        avail_h = H * (1.0 - 2.0 * cfg.margin)
-    scale = min(avail_w / bw, avail_h / bh, cfg.max_scale)
-    nw, nh = max(1, round(bw * scale)), max(1, round(bh * scale))
     crop_rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     crop_a = np.ascontiguousarray(alpha[y0:y1, x0:x1])
+    area = float(crop_a.sum(dtype=np.int64)) / 255.0
+    scale, limited, cx, cy = _frame(cfg, W, H, bw, bh, area)
+    nw, nh = min(W, max(1, round(bw * scale))), min(H, max(1, round(bh * scale)))
     if (nw, nh) == (bw, bh):
         scale = 1.0
         placed_rgb, placed_a = crop_rgb.copy(), crop_a.copy()
         placed_rgb[placed_a == 0] = 0
     else:
         placed_rgb, placed_a = _resize_premultiplied(crop_rgb, crop_a, (nw, nh))
-    x = (W - nw) // 2
-    y = round(H * (1.0 - cfg.floor)) - nh if cfg.anchor == "bottom" else (H - nh) // 2
-    y = min(max(y, 0), H - nh)
+    x = round(cx - nw / 2)
+    y = round(cy) - nh if cfg.placement == "floor" else round(cy - nh / 2)
+    x, y = min(max(x, 0), W - nw), min(max(y, 0), H - nh)  # never off the canvas
     product_rgb = np.zeros((H, W, 3), np.uint8)
     product_alpha = np.zeros((H, W), np.uint8)
     product_rgb[y : y + nh, x : x + nw] = placed_rgb
     product_alpha[y : y + nh, x : x + nw] = placed_a
     mask = np.where(product_alpha < 255, 255, 0).astype(np.uint8)
-    placement = Placement(
-        scale=float(scale), x=int(x), y=int(y), width=int(nw), height=int(nh),
-        source_box=(x0, y0, x1, y1),
+    placement_rec = Placement(
+        scale=float(scale), x=int(x), y=int(y), width=int(nw), height=int(nh), source_box=(x0, y0, x1, y1),
+        mode=cfg.placement, preset=preset, limited_by=limited,
+        coverage=round(float(placed_a.sum(dtype=np.int64)) / 255.0 / (W * H), 5),
     )
-    return Layout(product_rgb=product_rgb, product_alpha=product_alpha, mask=mask, placement=placement)
+    return Layout(product_rgb=product_rgb, product_alpha=product_alpha, mask=mask, placement=placement_rec)

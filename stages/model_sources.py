@@ -144,7 +144,8 @@ def anchor_model_paths(cfg: Any) -> Any:
         t = getattr(scene, name)
         loras = tuple(dataclasses.replace(lora, path=fix(lora.path)) for lora in t.loras)
         tables[name] = dataclasses.replace(t, model=fix(t.model), controlnet=fix(t.controlnet), vae=fix(t.vae),
-                                           loras=loras)
+                                           loras=loras, ip_adapter=fix(t.ip_adapter),
+                                           image_encoder=fix(t.image_encoder))
     depth = dataclasses.replace(cfg.depth, transformers=dataclasses.replace(
         cfg.depth.transformers, model=fix(cfg.depth.transformers.model)))
     return dataclasses.replace(cfg, scene=dataclasses.replace(scene, **tables), depth=depth)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stages import PIPELINE_VERSION
-from stages.atomic import staged_file, write_json
+from stages.atomic import staged_file, write_bytes, write_json
 from stages.catalog import CatalogRow
 from stages.check import (
     CheckResult, decode_rgb, framing, matte_confidence, product_pixels, rendition_pixels, verdict,
@@ -28,19 +28,25 @@ from stages.check import (
 from stages.composite import composite
 from stages.config import Config
 from stages.depth import DepthBackend, make_depth_backend
-from stages.errors import StagingError
-from stages.layout import place_product
+from stages.errors import StageError, StagingError
+from stages.layout import place_product, placement_names
 from stages.load import decode_image, mime_type, read_source
 from stages.matte import MatteBackend, compute_matte, make_matte_backend
 from stages.model_sources import anchor_model_paths
+from stages import review as review_q
+from stages.guards import Guards
+from stages.nsfw import is_quarantined
+from stages.selection import marginal, quality, select
 from stages.naming import sku_slug
-from stages.scene import SceneRequest
+from stages.renditions import Job, Source, channel_reasons, render_channels
+from stages.scene import Scene, SceneRequest
 from stages.scene_chain import SceneChain, fallback_of
+from stages.style import prepare_style, reference_for
 from stages.sign import (
     ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, resolve_callback, verify_file,
 )
 from stages.write import (
-    RENDITION_EXT, RENDITION_MIME, encode_png, encode_rendition, write_png, write_rgba, write_thumbnail,
+    RENDITION_EXT, RENDITION_MIME, encode_png, encode_rendition, thumbnail_jpeg, write_png, write_rgba,
 )
 
 log = logging.getLogger("stages.product")
@@ -57,6 +63,7 @@ class Workbench:
     signer: ContentSigner
     signer_material: SignerMaterial
     trust_anchors: str | None
+    guards: Guards  # prompt safety, NSFW model, expansion and halo checks
 
     @classmethod
     def build(cls, cfg: Config) -> Workbench:
@@ -75,6 +82,7 @@ class Workbench:
             ),
             signer_material=material,
             trust_anchors=anchors,
+            guards=Guards.build(cfg),
         )
 
 
@@ -103,9 +111,11 @@ def variant_seed(row: CatalogRow, variant: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{row.sku}\x00{variant}".encode()).digest()[:4], "big")
 
 
-def cache_key(row: CatalogRow, source_sha256: str, cfg: Config) -> str:
-    fields = {k: v for k, v in row.to_dict().items() if k not in ("row", "image")}
-    blob = json.dumps([fields, source_sha256, cfg.digest(), PIPELINE_VERSION], sort_keys=True)
+def cache_key(row: CatalogRow, source_sha256: str, cfg: Config, reference_sha256: str = "") -> str:
+    """Hash of everything that makes the output: a new photo or style reference under the same
+    file name changes it as surely as a changed row or config."""
+    fields = {k: v for k, v in row.to_dict().items() if k not in ("row", "image", "reference_image")}
+    blob = json.dumps([fields, source_sha256, reference_sha256, cfg.digest(), PIPELINE_VERSION], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -141,6 +151,9 @@ def _cached(record_path: Path, key: str) -> dict[str, Any] | None:
         return None
     if not (record_path.parent / record["output"]).is_file():
         return None
+    if any(c.get("output") and not (record_path.parent / c["output"]).is_file()
+           for c in record.get("channel_renditions") or []):
+        return None
     return record
 
 
@@ -161,10 +174,24 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
     slug = sku_slug(row.sku)
     folder = out_root / "products" / slug
     record_path = folder / f"{slug}.json"
+    if row.placement and row.placement not in placement_names(cfg.layout):
+        raise StageError(f"row {row.row} (SKU {row.sku!r}): placement {row.placement!r} is not a placement mode "
+                         f"or a [layout.presets] name; known: {placement_names(cfg.layout)}")
     with t("load"):
         data = read_source(row.image, cfg.load)
         source_sha = hashlib.sha256(data).hexdigest()
-        key = cache_key(row, source_sha, cfg)
+        reference = reference_for(cfg, row.reference_image)  # read once per worker, then from memory
+        key = cache_key(row, source_sha, cfg, reference.sha256 if reference else "")
+        # a reviewer's decision holds while the photo and the row are unchanged, even with --force
+        if (held := review_q.held_decision(out_root, row, source_sha, record_path)) is not None:
+            return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
+                             record=_rel(record_path, out_root),
+                             output=_rel(folder / held.output, out_root) if held.output else None, timings_ms=t.ms)
+        safety = bench.guards.check_prompts(row.scene_prompt or cfg.scene.default_prompt,
+                                            row.negative_prompt or cfg.scene.negative_prompt, row.title, row.category)
+        if not safety.ok:  # never generated
+            return RowResult(row.row, row.sku, "rejected", verdict="reject",
+                             reasons=[f"prompt_safety: {r}" for r in safety.blocked], timings_ms=t.ms)
         if not force and (prev := _cached(record_path, key)) is not None:
             return RowResult(
                 row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
@@ -175,16 +202,20 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
     with t("matte"):
         matte = compute_matte(bench.matte, image.rgb, image.alpha)
     with t("layout"):
-        layout = place_product(image.rgb, matte.alpha, cfg.layout)
+        layout = place_product(image.rgb, matte.alpha, cfg.layout, row.placement)
     with t("depth"):
         depth = bench.depth.run(layout, cfg.layout.horizon)
     sku_checks = [framing(layout, cfg.check), matte_confidence(matte.confidence, cfg.matte.studio.min_confidence)]
-    prompt = row.scene_prompt or cfg.scene.default_prompt
-    negative = row.negative_prompt or cfg.scene.negative_prompt
+    prompt, negative = safety.prompt, safety.negative_prompt  # cleaned of control and instruction-like text
     source_ref = row.image if "://" in row.image else _rel(Path(row.image), folder)
     variants: list[dict[str, Any]] = []
+    thumbs: dict[int, bytes] = {}  # variant -> JPEG thumbnail of its staged image
+    source_thumb: bytes | None = None
+    with t("shadow"):  # shadow layer and light estimate: the same for every variant
+        style = prepare_style(cfg, layout, depth, image.rgb, matte.alpha, image.alpha)
     requests = [
-        SceneRequest(layout, depth, prompt, negative, variant_seed(row, v), cfg.layout.horizon, row.category, row.title)
+        SceneRequest(layout, depth, prompt, negative, variant_seed(row, v), cfg.layout.horizon, safety.category, safety.title,
+                     reference=reference)
         for v in range(row.variants)
     ]
     with t("scene"):  # backends that batch (diffusers) make all variants on one loaded pipeline
@@ -198,25 +229,42 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
     for v, (request, scene) in enumerate(zip(requests, scenes, strict=True)):
         seed = request.seed
         with t("composite"):
-            staged = composite(scene.rgb, layout)
+            background, style_settings = style.apply(scene.rgb)
+            staged = composite(background, layout)
+        with t("check"):  # NSFW, object expansion, halo: on the composited pixels
+            guard_checks, guard_details = bench.guards.variant_checks(staged, layout, image.rgb, matte, bench.matte)
         with t("encode"):
             png = encode_png(staged, cfg.write.png_compress_level)
         settings = {
             "sku": row.sku, "variant": v, "seed": seed, "prompt": prompt, "negative_prompt": negative,
             "backends": {"matte": matte.backend, "depth": depth.backend, "scene": scene.backend},
             "scene": scene.settings, "placement": layout.placement.to_dict(),
-            "canvas": list(layout.size),
+            "canvas": list(layout.size), **style_settings,
+            "reference_image": reference.record() if reference else None,
             "config_digest": cfg.digest(), "pipeline_version": PIPELINE_VERSION,
         }
-        with t("sign"):
+        with t("sign"):  # one thumbnail per image: in the manifests and in layers/*.jpg
+            thumbs[v] = thumbnail_jpeg(staged, cfg.write.thumbnail_px)
+            source_thumb = source_thumb or thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px)
             signed = bench.signer.sign_png(
                 png, title=f"{row.title} ({row.sku})", source_bytes=data, source_mime=mime_type(image.format),
                 source_title=Path(row.image).name, digital_source_type=scene.digital_source_type,
                 settings=settings, software_agent=f"product-staging {PIPELINE_VERSION} ({scene.backend})",
+                thumbnail=thumbs[v], source_thumbnail=source_thumb,
             )
         stem = slug if v == 0 else f"{slug}-v{v}"
-        published, checks = _publish(bench, folder / f"{stem}.png", signed, t,
-                                     lambda px: product_pixels(px, layout, cfg.check))
+        quarantined = None
+        if any(is_quarantined(c) for c in guard_checks):  # never written to the publish folder
+            with t("write"):
+                quarantined = review_q.quarantine(out_root, slug, f"{stem}.png", signed, {
+                    "sku": row.sku, "row": row.row, "variant": v, "seed": seed, "prompt": prompt,
+                    "checks": [c.to_dict() for c in guard_checks], "details": guard_details, "run_id": run_id,
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds")}, replaces=folder / f"{stem}.png")
+            published, checks = False, []
+        else:
+            published, checks = _publish(bench, folder / f"{stem}.png", signed, t,
+                                         lambda px: product_pixels(px, layout, cfg.check))
+        checks = guard_checks + checks
         renditions: list[dict[str, Any]] = []
         for fmt in cfg.write.renditions if published else ():
             with t("encode"):
@@ -226,6 +274,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
                     data_r, RENDITION_MIME[fmt], title=f"{row.title} ({row.sku}) {fmt}", master=signed,
                     master_title=f"{stem}.png", settings={"sku": row.sku, "variant": v, "format": fmt},
                     software_agent=f"product-staging {PIPELINE_VERSION}",
+                    thumbnail=thumbs[v], master_thumbnail=thumbs[v],
                 )
             name_r = f"{stem}.{RENDITION_EXT[fmt]}"
             ok_r, checks_r = _publish(bench, folder / name_r, signed_r, t,
@@ -237,27 +286,41 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
         if bad_renditions and v_verdict == "pass":
             v_verdict = "review"
         v_reasons += [f"rendition {f} failed its checks and was not published" for f in bad_renditions]
+        v_quality = quality(checks, staged, layout, cfg)
+        v_verdict, v_reasons = marginal(v_verdict, v_reasons, v_quality["score"], cfg)
         variants.append({
             "index": v, "seed": seed, "output": f"{stem}.png" if published else None, "verdict": v_verdict,
             "reasons": v_reasons, "checks": [c.to_dict() for c in checks], "renditions": renditions,
-            "scene": scene.settings,
+            "scene": scene.settings, "quality": v_quality, "guards": guard_details, "quarantined": quarantined,
         })
-    primary = next((x for x in variants if x["output"]), variants[0])
+    primary = variants[select(variants)]  # best of N (stages.selection); the others stay in the record
+    channels: list[dict[str, Any]] = []
+    if primary["output"] and cfg.renditions.active:
+        with t("channels"):  # [renditions] presets, staged again at each channel's own size
+            channels = _channels(bench, row, image, matte, data, source_thumb, primary["seed"], folder, slug,
+                                 prompt, negative, reference, safety.title, safety.category)
+        if more := channel_reasons(channels):
+            primary["verdict"] = "review" if primary["verdict"] == "pass" else primary["verdict"]
+            primary["reasons"] = primary["reasons"] + more
     with t("write"):
         layers = folder / "layers"
         write_png(layers / "matte.png", matte.alpha, cfg.write.png_compress_level)
         write_rgba(layers / "product.png", layout.product_rgb, layout.product_alpha, cfg.write.png_compress_level)
         write_png(layers / "mask.png", layout.mask, cfg.write.png_compress_level)
         write_png(layers / "depth.png", depth.depth, cfg.write.png_compress_level)
-        write_thumbnail(layers / "before.jpg", image.rgb, cfg.write.thumbnail_px)
-        if primary["output"]:
-            write_thumbnail(layers / "after.jpg", decode_rgb((folder / primary["output"]).read_bytes()),
-                            cfg.write.thumbnail_px)
+        write_png(layers / "shadow.png", style.shadow.to_png(), cfg.write.png_compress_level)
+        write_bytes(layers / "before.jpg", source_thumb or thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px))
+        if primary["output"]:  # the PNG is lossless: its thumbnail is that of the staged pixels
+            write_bytes(layers / "after.jpg", thumbs[primary["index"]])
         record = {
             "sku": row.sku, "row": row.row, "title": row.title, "category": row.category,
             "source": source_ref, "source_sha256": source_sha, "source_info": image.info,
             "output": primary["output"], "renditions": primary["renditions"], "product_layer": "layers/product.png", "matte": "layers/matte.png",
-            "mask": "layers/mask.png", "depth": "layers/depth.png",
+            "channel_renditions": channels,
+            "mask": "layers/mask.png", "depth": "layers/depth.png", "shadow": "layers/shadow.png",
+            "shadow_settings": style.shadow.settings,
+            "harmonize": style_settings["harmonize"],
+            "reference_image": reference.record() if reference else None,
             "thumbnails": {"before": "layers/before.jpg", "after": "layers/after.jpg" if primary["output"] else None},
             "placement": layout.placement.to_dict(), "canvas": list(layout.size),
             "backends": {
@@ -269,6 +332,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
             "seed": primary["seed"], "prompt": prompt, "negative_prompt": negative,
             "checks": [c.to_dict() for c in sku_checks] + primary["checks"],
             "verdict": primary["verdict"], "reasons": primary["reasons"], "variants": variants,
+            "selected_variant": primary["index"], "prompt_safety": safety.to_dict(), "row_digest": review_q.row_digest(row),
             "timings_ms": t.ms, "cache_key": key, "config_digest": cfg.digest(),
             "pipeline_version": PIPELINE_VERSION, "run_id": run_id,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,6 +343,31 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
         row.row, row.sku, status, verdict=primary["verdict"], reasons=primary["reasons"],
         record=_rel(record_path, out_root),
         output=_rel(folder / primary["output"], out_root) if primary["output"] else None, timings_ms=t.ms,
+    )
+
+
+def _channels(bench: Workbench, row: CatalogRow, image: Any, matte: Any, data: bytes,
+              source_thumb: bytes | None, seed: int, folder: Path, slug: str, prompt: str, negative: str,
+              reference: Any, title: str, category: str) -> list[dict[str, Any]]:
+    """The [renditions] presets of one product (stages.renditions), published like the master."""
+    cfg = bench.cfg
+
+    def finish(request: SceneRequest, scene: Scene) -> np.ndarray:  # the master's shadow and harmonisation
+        style = prepare_style(cfg, request.layout, request.depth, image.rgb, matte.alpha, image.alpha)
+        background, _ = style.apply(scene.rgb)
+        return composite(background, request.layout)
+
+    sub = _Timer()  # their write/check times are the record's "channels", not the master's
+    job = Job(
+        sku=row.sku, title=title, category=category, prompt=prompt, negative_prompt=negative, seed=seed,
+        placement=row.placement, folder=folder, stem=slug, reference=reference,
+        settings={"config_digest": cfg.digest(), "pipeline_version": PIPELINE_VERSION},
+    )
+    source = Source(image.rgb, matte.alpha, data, mime_type(image.format), Path(row.image).name,
+                    source_thumb or thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px))
+    return render_channels(
+        bench, job, source, lambda path, blob, check: _publish(bench, path, blob, sub, check), finish,
+        lambda staged, lay: bench.guards.variant_checks(staged, lay, image.rgb, matte, bench.matte)[0],
     )
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stages.atomic import write_json, write_text
+from stages.atomic import write_chunks
 from stages.errors import StagingError
 
 # Cells starting with these are run as formulas by spreadsheet programs.
@@ -60,21 +62,32 @@ def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]
     }
 
 
-def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], results: list[dict[str, Any]],
-                     catalog_errors: list[dict[str, Any]]) -> dict[str, Path]:
+Results = Sequence[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]]
+
+
+def _rows(results: Results) -> Iterable[dict[str, Any]]:
+    """Rows in row order: a list is sorted here; a callable (a result log) yields them in order itself."""
+    return results() if callable(results) else sorted(results, key=lambda r: r["row"])
+
+
+def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], results: Results,
+                     catalog_errors: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, summary.csv and report.html into the run folder; returns their paths.
 
+    `results` is a list, or a callable giving the rows in row order each time it is called: the
+    files are then written row by row, so a 50,000-SKU run never holds its report in memory.
     Each file is written on its own, summary.json first: when one cannot be written (disk
     full), the others still are, and ReportError names what failed and carries what was written.
     """
-    results = sorted(results, key=lambda r: r["row"])
-    summary = summarize(results, catalog_errors)
+    if summary is None:
+        results = sorted(results, key=lambda r: r["row"])  # type: ignore[arg-type]
+        summary = summarize(results, catalog_errors)
     paths = {"json": run_dir / "summary.json", "csv": run_dir / "summary.csv", "html": run_dir / "report.html"}
     makers = {
-        "json": lambda: write_json(paths["json"], {**meta, "summary": summary, "results": results,
-                                                   "catalog_errors": catalog_errors}),
-        "csv": lambda: write_text(paths["csv"], _csv(results, catalog_errors)),
-        "html": lambda: write_text(paths["html"], _html(run_dir, out_root, meta, summary, results, catalog_errors)),
+        "json": lambda: write_chunks(paths["json"], _json(meta, summary, _rows(results), catalog_errors)),
+        "csv": lambda: write_chunks(paths["csv"], _csv(_rows(results), catalog_errors)),
+        "html": lambda: write_chunks(paths["html"], _html(run_dir, out_root, meta, summary, results,
+                                                          catalog_errors)),
     }
     written: dict[str, Path] = {}
     failures: list[str] = []
@@ -90,17 +103,43 @@ def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], result
     return paths
 
 
-def _csv(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> str:
+def _json(meta: dict[str, Any], summary: dict[str, Any], results: Iterable[dict[str, Any]],
+          catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
+    def dump(value: Any, indent: int) -> str:
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return text.replace("\n", "\n" + " " * indent)
+
+    head = {**meta, "summary": summary, "catalog_errors": catalog_errors}
+    yield "{\n"
+    for key in sorted(head):
+        yield f"  {json.dumps(key)}: {dump(head[key], 2)},\n"
+    yield '  "results": ['
+    sep = "\n    "
+    for r in results:
+        yield sep + dump(r, 4)
+        sep = ",\n    "
+    yield "\n  ]\n}\n"
+
+
+def _csv(results: Iterable[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)
+
+    def flush() -> str:
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
     writer.writerow(["row", "sku", "status", "verdict", "output", "reason"])
     for e in catalog_errors:
         writer.writerow([e["row"], csv_safe(e["sku"]), "invalid", "", "", csv_safe(e["reason"])])
+    yield flush()
     for r in results:
         reason = r.get("error") or "; ".join(r.get("reasons") or [])
         writer.writerow([r["row"], csv_safe(r["sku"]), r["status"], r.get("verdict") or "",
                          csv_safe(r.get("output") or ""), csv_safe(reason)])
-    return buf.getvalue()
+        yield flush()
 
 
 def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | None) -> str:
@@ -113,25 +152,18 @@ def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | Non
     return f'<img loading="lazy" src="{src}" alt="">'
 
 
+# The HTML report lists rows grouped by verdict, worst first (failed rows have none), one pass
+# over the rows per group so a streamed result log is never held in memory.
+VERDICT_GROUPS = ("reject", None, "review", "pass")
+
+
 def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
-          results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> str:
+          results: Results, catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
     def esc(value: Any) -> str:
         return html.escape(printable(value))
 
-    rows = []
-    for e in catalog_errors:
-        rows.append(f"<tr class='failed'><td>{e['row']}</td><td>{esc(e['sku'])}</td><td>invalid</td>"
-                    f"<td></td><td></td><td>{esc(e['reason'])}</td></tr>")
-    for r in results:
-        reason = r.get("error") or "; ".join(r.get("reasons") or [])
-        before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
-        after = _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else ""
-        cls = esc(r.get("verdict") or r["status"])
-        rows.append(f"<tr class='{cls}'><td>{r['row']}</td><td>{esc(r['sku'])}</td>"
-                    f"<td>{esc(r['status'])} {esc(r.get('verdict') or '')}</td><td>{before}</td><td>{after}</td>"
-                    f"<td>{esc(reason)}</td></tr>")
     counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in sorted(summary["by_status"].items()))
-    return f"""<!doctype html>
+    yield f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Staging run {esc(meta['run_id'])}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
@@ -141,9 +173,21 @@ tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff
 <h1>Staging run {esc(meta['run_id'])}</h1>
 <p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
 Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
-&middot; invalid: {summary['invalid_rows']}</p>
+&middot; invalid: {summary['invalid_rows']}<br>Verdicts: {", ".join(
+    f"{k}: {summary['by_verdict'].get(k, 0)}" for k in ("pass", "review", "reject"))}</p>
 <table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
 <tbody>
-{chr(10).join(rows)}
-</tbody></table></body></html>
 """
+    for e in catalog_errors:
+        yield (f"<tr class='failed'><td>{e['row']}</td><td>{esc(e['sku'])}</td><td>invalid</td>"
+                    f"<td></td><td></td><td>{esc(e['reason'])}</td></tr>\n")
+    for r in (r for group in VERDICT_GROUPS for r in _rows(results)
+              if r.get("verdict") == group or (group is None and r.get("verdict") not in VERDICT_GROUPS)):
+        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
+        after = _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else ""
+        cls = esc(r.get("verdict") or r["status"])
+        yield (f"<tr class='{cls}'><td>{r['row']}</td><td>{esc(r['sku'])}</td>"
+                    f"<td>{esc(r['status'])} {esc(r.get('verdict') or '')}</td><td>{before}</td><td>{after}</td>"
+                    f"<td>{esc(reason)}</td></tr>\n")
+    yield "</tbody></table></body></html>\n"

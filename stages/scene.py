@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from stages.config import SceneConfig
@@ -24,6 +23,18 @@ IPTC_COMPOSITE_SYNTHETIC = "http://cv.iptc.org/newscodes/digitalsourcetype/compo
 IPTC_COMPOSITE_TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 
 
+@dataclass(frozen=True, eq=False)
+class ReferenceImage:
+    """A style reference (brand moodboard shot) that image-prompted backends follow."""
+
+    rgb: np.ndarray  # HxWx3 uint8
+    sha256: str  # of the file's bytes: recorded with every image made from it
+    name: str  # file name, for records
+
+    def record(self) -> dict[str, str]:
+        return {"name": self.name, "sha256": self.sha256}
+
+
 @dataclass(frozen=True)
 class SceneRequest:
     layout: Layout
@@ -34,6 +45,7 @@ class SceneRequest:
     horizon: float
     category: str = ""  # prompt templates may use the row's category and title
     title: str = ""
+    reference: ReferenceImage | None = None  # style reference; backends without image prompts ignore it
 
 
 @dataclass(frozen=True)
@@ -98,10 +110,11 @@ def colour_from_prompt(prompt: str) -> tuple[str, str] | None:
 
 @scene_backends.register("studio")
 class StudioScene:
-    """Procedural studio sweep: wall, curved floor, soft key light, contact and cast shadow.
+    """Procedural studio sweep: wall, curved floor, soft key light.
 
     It needs no weights and is deterministic for a seed; the colour comes from the prompt
-    (a colour word) or the config.
+    (a colour word) or the config. The shadow under the product is laid on afterwards by
+    `stages.shadow`, the same for every backend.
     """
 
     name = "studio"
@@ -135,8 +148,6 @@ class StudioScene:
         r2 = ((xx - light_x) * aspect) ** 2 + (yy - light_y) ** 2
         light = 0.80 + 0.26 * np.exp(-r2 / 0.45)
         rgb = base * light[..., None]
-        shadow = self._shadow(request.layout, W, H)
-        rgb *= (1.0 - self.studio.shadow_strength * shadow)[..., None]
         if self.studio.grain > 0:
             rgb += rng.normal(0.0, self.studio.grain, size=(H, W, 1)).astype(np.float32)
         out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
@@ -147,46 +158,8 @@ class StudioScene:
             "colour_word": named[0] if named else None,
             "light": [round(light_x, 4), round(light_y, 4)],
             "horizon": request.horizon,
-            "shadow_strength": self.studio.shadow_strength,
-            "shadow_softness": self.studio.shadow_softness,
         }
         return Scene(out, self.name, IPTC_COMPOSITE_SYNTHETIC, settings)
-
-    def _shadow(self, layout: Layout, W: int, H: int) -> np.ndarray:
-        """Contact shadow plus a soft cast shadow, both derived from the product's matte."""
-        alpha = layout.product_alpha.astype(np.float32) / 255.0
-        p = layout.placement
-        base = p.y + p.height  # the row the product stands on
-        soft = max(1.0, self.studio.shadow_softness * W)
-        # Cast shadow: the silhouette squashed onto the floor behind the product.
-        squash = 0.18
-        sh = max(1, int(round(p.height * squash)))
-        sil = alpha[p.y : base, p.x : p.x + p.width]
-        cast_patch = cv2.resize(sil, (p.width, sh), interpolation=cv2.INTER_AREA)
-        cast = np.zeros((H, W), np.float32)
-        top = max(0, base - sh)
-        cast[top:base, p.x : p.x + p.width] = cast_patch[sh - (base - top) :, :]
-        cast = _soft_blur(cast, soft) * 0.55
-        # Contact shadow: a thin dark line where the product's lowest rows meet the floor.
-        contact_rows = max(2, int(round(p.height * 0.04)))
-        foot = alpha[max(p.y, base - contact_rows) : base, :].max(axis=0)
-        contact = np.zeros((H, W), np.float32)
-        c_top, c_bot = max(0, base - contact_rows), min(H, base + max(2, contact_rows // 2))
-        contact[c_top:c_bot, :] = foot[None, :]
-        contact = _soft_blur(contact, max(1.0, soft * 0.25))
-        return np.clip(cast + contact, 0.0, 1.0)
-
-
-def _soft_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
-    """Wide Gaussian blur done at reduced resolution: shadows are smooth, and a 35 px sigma at
-    full size costs ~100 ms where this costs a few."""
-    factor = int(max(1, min(8, sigma // 3)))
-    if factor == 1:
-        return cv2.GaussianBlur(plane, (0, 0), sigma)
-    h, w = plane.shape
-    small = cv2.resize(plane, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 # The diffusers backends register themselves here; that module imports torch/diffusers only

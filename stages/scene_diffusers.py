@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from stages import prompts
+from stages import ip_adapter, prompts
 from stages.config import DiffusersSceneConfig, SceneConfig
 from stages.depth import preview_canvas
 from stages.errors import ConfigError, ModelUnavailableError, StageError
@@ -117,6 +117,7 @@ class DiffusersScene:
                            f"[{where}].loras[{i}].path")
             for i, lora in enumerate(self.opts.loras)
         ]
+        self.ip_source, self.encoder_source = ip_adapter.resolve(self.opts, where)
         with quiet_loading("diffusers", "transformers"):
             self._load()
 
@@ -134,6 +135,7 @@ class DiffusersScene:
         mem = ModelSource("in-memory pipeline", "<in memory>", None, "<in memory>", "memory")
         self.sources = {"model": mem, "controlnet": mem}
         self.lora_sources = []
+        self.ip_source = self.encoder_source = None
         if self.opts.loras:
             raise ConfigError(f"scene.{self.table}.loras: load LoRA weights into the pipeline before wrapping it")
         self._torch = torch
@@ -194,6 +196,10 @@ class DiffusersScene:
         pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **overrides)
         self.pipe = pipe
         self._load_loras()
+        self.ip_loaded = False
+        if getattr(self, "ip_source", None) is not None:
+            ip_adapter.load(pipe, self.opts, self.ip_source, self.encoder_source, self.dtype, self.table)
+            self.ip_loaded = True
         if o.model_cpu_offload and self.device.type == "cuda":
             self._enable_offload()
         else:
@@ -289,6 +295,7 @@ class DiffusersScene:
             "generator_device": self._generator_device,
             "prompt_template": o.prompt_template,
             "speedups": list(self.speedups),
+            "ip_adapter": ip_adapter.record(self.opts, self.ip_source, self.encoder_source) if self.ip_loaded else None,
             "init_image": f"product over grey {NEUTRAL_GREY}",
             "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__},
         }
@@ -341,7 +348,9 @@ class DiffusersScene:
             while i < len(requests):
                 size = requests[i].layout.product_alpha.shape
                 j = i + 1
-                while j < len(requests) and j - i < self._batch and requests[j].layout.product_alpha.shape == size:
+                ref = ip_adapter.reference_key(requests[i])  # one reference image per pipeline call
+                while (j < len(requests) and j - i < self._batch and requests[j].layout.product_alpha.shape == size
+                       and ip_adapter.reference_key(requests[j]) == ref):
                     j += 1
                 out.extend(self._run_with_fallback(list(requests[i:j])))
                 i = j
@@ -387,12 +396,13 @@ class DiffusersScene:
         negatives = [r.negative_prompt or "" for r in chunk]
         embeds = self._embeddings(texts, negatives)
         generators = [torch.Generator(device=self._generator_device).manual_seed(int(r.seed)) for r in chunk]
+        image_prompt, ip_settings = ip_adapter.call_inputs(self.pipe, self.opts, chunk[0], self.ip_loaded)
         result = self.pipe(
             image=[p.image for p in prepared], mask_image=[p.mask_image for p in prepared],
             control_image=[p.control_image for p in prepared], height=h, width=w,
             strength=o.strength, num_inference_steps=o.steps, guidance_scale=o.guidance_scale,
             controlnet_conditioning_scale=o.controlnet_conditioning_scale,
-            generator=generators, output_type="np", **embeds,
+            generator=generators, output_type="np", **embeds, **image_prompt,
         )
         flagged = getattr(result, "nsfw_content_detected", None) or []
         if any(flagged):
@@ -406,7 +416,7 @@ class DiffusersScene:
                 rgb = cv2.resize(rgb, p.canvas, interpolation=cv2.INTER_CUBIC)
             settings = {
                 **self._settings, "seed": int(r.seed), "prompt": text, "negative_prompt": negative,
-                "scene_prompt": r.prompt, "resolution": [w, h], "canvas": list(p.canvas),
+                "scene_prompt": r.prompt, "resolution": [w, h], "canvas": list(p.canvas), **ip_settings,
             }
             scenes.append(Scene(np.ascontiguousarray(rgb), self.name, IPTC_COMPOSITE_TRAINED, settings))
         return scenes

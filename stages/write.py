@@ -9,13 +9,15 @@ import numpy as np
 from PIL import Image
 
 from stages.atomic import write_bytes
+from stages.png_encode import encode_png as _encode_png
 
 
 def encode_png(pixels: np.ndarray, compress_level: int) -> bytes:
-    """Lossless PNG with no metadata of its own: provenance comes from the C2PA manifest."""
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    """Lossless PNG with no metadata of its own: provenance comes from the C2PA manifest.
+
+    Levels 1-3 are fast (ISA-L, stages.png_encode); 4-9 use zlib and are several times slower.
+    """
+    return _encode_png(pixels, compress_level)
 
 
 RENDITION_MIME = {"jpeg": "image/jpeg", "webp": "image/webp"}
@@ -44,13 +46,17 @@ def write_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray, compress_level: i
     write_png(path, np.dstack([rgb, alpha]), compress_level)
 
 
-def write_thumbnail(path: Path, pixels: np.ndarray, size: int) -> None:
+def thumbnail_jpeg(pixels: np.ndarray, size: int) -> bytes:
+    """A JPEG no larger than `size` px on its long edge; cut-outs (RGBA) are shown on white.
+
+    Made once per image: the same bytes go into the C2PA manifest and into layers/*.jpg.
+    """
     im = Image.fromarray(pixels)
-    if im.mode == "RGBA":  # thumbnails show cut-outs on white
+    if im.mode == "RGBA":
         bg = Image.new("RGB", im.size, (255, 255, 255))
         bg.paste(im, mask=im.getchannel("A"))
         im = bg
     im.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.convert("RGB").save(buf, format="JPEG", quality=82)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()

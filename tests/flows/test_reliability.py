@@ -282,11 +282,11 @@ def faulty(tmp_path_factory, images, dev_keys, web):
                     raise OSError(err, os.strerror(err))
         return real_replace(src, dst)
 
-    def place_product(rgb, alpha, cfg):
+    def place_product(rgb, alpha, cfg, *args, **kwargs):
         if rgb.shape[:2] == (CROP[1], CROP[0]):
             calls["place:STAGE-BUG"] += 1
             raise RuntimeError("injected bug in layout")
-        return real_place(rgb, alpha, cfg)
+        return real_place(rgb, alpha, cfg, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(nightly, "_BENCHES", {})

@@ -8,7 +8,12 @@ from stages.composite import composite
 from stages.config import CheckConfig, LayoutConfig
 from stages.errors import StageError
 from stages.layout import place_product
+from stages.matte_studio import studio_matte
+from stages.config import StudioMatteConfig
 from stages.write import encode_png
+
+PHOTOS = ("19_shoes_black-suede_white.jpg", "23_shoes_white-sneakers_on-brown.jpg",
+          "27_hat_leather-cap_on-white-sheet.jpg", "34_apparel_light-shirt-on-hanger_white-wall.jpg")
 
 
 @pytest.fixture
@@ -70,3 +75,44 @@ def test_framing_flags_a_cropped_product(layout):
 def test_scene_of_wrong_size_is_refused(layout):
     with pytest.raises(StageError, match="does not match the canvas"):
         composite(np.zeros((10, 10, 3), np.uint8), layout)
+
+
+def _blend_every_pixel(scene: np.ndarray, layout) -> np.ndarray:
+    """The straightforward composite: blend the whole canvas in float32, then copy the opaque core."""
+    a = layout.product_alpha.astype(np.float32)[..., None] / 255.0
+    blended = layout.product_rgb.astype(np.float32) * a + scene.astype(np.float32) * (1.0 - a)
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    core = layout.product_alpha == 255
+    out[core] = layout.product_rgb[core]
+    return out
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_edge_only_blend_is_bit_identical_to_blending_every_pixel(images, name):
+    rgb = np.asarray(Image.open(images / name).convert("RGB"))
+    alpha, _, _ = studio_matte(rgb, StudioMatteConfig())  # a real soft matte edge
+    layout = place_product(rgb, alpha, LayoutConfig(width=640, height=640))
+    soft = (layout.product_alpha > 0) & (layout.product_alpha < 255)
+    assert soft.sum() > 500 and (layout.product_alpha == 255).sum() > 10_000
+    rng = np.random.default_rng(7)
+    for scene in (rng.integers(0, 256, layout.product_rgb.shape, dtype=np.uint8),
+                  np.full_like(layout.product_rgb, 255), np.zeros_like(layout.product_rgb)):
+        out = composite(scene, layout)
+        assert np.array_equal(out, _blend_every_pixel(scene, layout))
+        assert not np.array_equal(out[soft], scene[soft])  # the edge really was blended
+
+
+def test_composite_leaves_the_scene_untouched_and_handles_an_empty_product(layout):
+    from dataclasses import replace
+
+    scene = np.random.default_rng(1).integers(0, 256, layout.product_rgb.shape, dtype=np.uint8)
+    before = scene.copy()
+    composite(scene, layout)
+    assert np.array_equal(scene, before)
+    empty = replace(layout, product_alpha=np.zeros_like(layout.product_alpha))
+    assert np.array_equal(composite(scene, empty), scene)
+
+
+def test_scene_of_wrong_dtype_is_refused(layout):
+    with pytest.raises(StageError, match="float32, expected uint8"):
+        composite(np.zeros(layout.product_rgb.shape, np.float32), layout)

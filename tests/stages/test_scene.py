@@ -4,11 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.config import DepthConfig, LayoutConfig, SceneConfig, StudioSceneConfig
+from stages.config import DepthConfig, LayoutConfig, SceneConfig, ShadowConfig, StudioSceneConfig
 from stages.depth import make_depth_backend
 from stages.errors import ConfigError, UnknownBackendError
 from stages.layout import place_product
 from stages.scene import SceneRequest, colour_from_prompt, make_scene_backend
+from stages.shadow import apply_shadow, compute_shadow
 
 
 @pytest.fixture
@@ -44,13 +45,17 @@ def test_colour_word_in_prompt_sets_the_backdrop(layout):
     assert colour_from_prompt("Dusty Blue backdrop") == ("dusty blue", "#9fb3c6")
 
 
-def test_contact_shadow_darkens_the_floor_under_the_product(layout):
-    scene = make_scene_backend(SceneConfig(studio=StudioSceneConfig(grain=0.0))).generate(_request(layout))
+def test_contact_shadow_comes_from_the_shadow_layer(layout):
+    """The studio backdrop itself is unshadowed; `stages.shadow` lays the same shadow on every backend."""
+    request = _request(layout)
+    scene = make_scene_backend(SceneConfig(studio=StudioSceneConfig(grain=0.0))).generate(request)
+    shaded = apply_shadow(scene.rgb, compute_shadow(layout, request.depth, request.horizon, ShadowConfig()))
     p = layout.placement
     row = min(p.y + p.height + 2, scene.rgb.shape[0] - 1)
-    under = scene.rgb[row, p.x + p.width // 2].astype(int).sum()
-    aside = scene.rgb[row, 5].astype(int).sum()
-    assert under < aside * 0.85
+    for img, darker in ((scene.rgb, False), (shaded, True)):
+        under = img[row, p.x + p.width // 2].astype(int).sum()
+        aside = img[row, 5].astype(int).sum()
+        assert bool(under < aside * 0.85) is darker
     assert scene.backend == "studio" and "compositeSynthetic" in scene.digital_source_type
 
 

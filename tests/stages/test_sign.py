@@ -359,3 +359,52 @@ def test_stripped_metadata_is_reported(signed, keys, tmp_path):
     assert np.array_equal(np.asarray(Image.open(stripped)), np.asarray(Image.open(path)))
     v = verify_file(stripped, keys.ca_pem.read_text())
     assert not v.ok and v.failures == ["manifest not found"]
+
+
+def _resource(data: bytes, mime: str, ref: dict) -> bytes:
+    with c2pa.Reader(mime, io.BytesIO(data)) as reader:
+        buf = io.BytesIO()
+        reader.resource_to_stream(ref["identifier"], buf)
+    return buf.getvalue()
+
+
+def test_caller_thumbnails_are_embedded_as_given_and_verify(keys, tmp_path):
+    from stages.write import encode_rendition, thumbnail_jpeg
+
+    signer = ContentSigner(load_signer_material(SignConfig()), SignConfig())
+    pixels = _gradient(512)
+    thumb = thumbnail_jpeg(pixels, 256)
+    source_thumb = thumbnail_jpeg(np.asarray(Image.open(SOURCE).convert("RGB")), 256)
+    png = signer.sign_png(
+        _png(pixels), title="given.png", source_bytes=SOURCE.read_bytes(), source_mime="image/jpeg",
+        source_title=SOURCE.name, digital_source_type=IPTC_COMPOSITE_SYNTHETIC, settings={"seed": 1},
+        software_agent="test", thumbnail=thumb, source_thumbnail=source_thumb,
+    )
+    (tmp_path / "given.png").write_bytes(png)
+    v = verify_file(tmp_path / "given.png", keys.ca_pem.read_text())
+    assert (v.ok, v.trusted, v.failures) == (True, True, [])
+    assert _resource(png, "image/png", v.manifest["thumbnail"]) == thumb
+    assert _resource(png, "image/png", v.manifest["ingredients"][0]["thumbnail"]) == source_thumb
+
+    jpg = signer.sign_rendition(
+        encode_rendition(pixels, "jpeg", 92), "image/jpeg", title="given jpeg", master=png, master_title="given.png",
+        settings={"format": "jpeg"}, software_agent="test", thumbnail=thumb, master_thumbnail=thumb,
+    )
+    (tmp_path / "given.jpg").write_bytes(jpg)
+    r = verify_file(tmp_path / "given.jpg", keys.ca_pem.read_text())
+    assert (r.ok, r.trusted) == (True, True)
+    assert _resource(jpg, "image/jpeg", r.manifest["thumbnail"]) == thumb
+    [master] = r.manifest["ingredients"]
+    assert master["title"] == "given.png" and _resource(jpg, "image/jpeg", master["thumbnail"]) == thumb
+
+
+def test_thumbnails_are_made_when_not_given(signed):
+    path, _ = signed
+    data = path.read_bytes()
+    with c2pa.Reader("image/png", io.BytesIO(data)) as reader:
+        m = reader.get_active_manifest()
+    claim = Image.open(io.BytesIO(_resource(data, "image/png", m["thumbnail"])))
+    ingredient = Image.open(io.BytesIO(_resource(data, "image/png", m["ingredients"][0]["thumbnail"])))
+    assert claim.size == (256, 256)  # of the 256² gradient
+    src = Image.open(SOURCE)
+    assert max(ingredient.size) == 256 and abs(ingredient.size[0] / ingredient.size[1] - src.size[0] / src.size[1]) < 0.02

@@ -7,7 +7,9 @@ They let the tests load diffusion and depth models through the production loadin
   an SDXL depth ControlNet, as `StableDiffusionXLControlNetInpaintPipeline` loads them;
 - `build_sd15(folder)`: the same for SD 1.5 (`StableDiffusionControlNetInpaintPipeline`);
 - `build_depth_anything(folder)`: a Depth Anything model and its image processor, as
-  `transformers.pipeline("depth-estimation", model=folder)` loads them.
+  `transformers.pipeline("depth-estimation", model=folder)` loads them;
+- `build_ip_adapter(folder, model)`: IP-Adapter weights for a built pipeline's UNet plus a CLIP
+  vision encoder, laid out as the h94/IP-Adapter repo is (`load_ip_adapter` reads them).
 
 Each builder returns the paths a config needs and writes nothing outside `folder`.
 """
@@ -173,3 +175,51 @@ def build_depth_anything(folder: Path, seed: int = 0) -> str:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return str(out)
+
+
+def build_ip_adapter(folder: Path, model: str, subfolder: str = "models", seed: int = 0) -> dict[str, str]:
+    """IP-Adapter weights matching the UNet saved under `model`, beside a tiny image encoder.
+
+    The file holds what `load_ip_adapter` expects of the plain IP-Adapter: an image projection
+    (`image_proj.proj`, `image_proj.norm`: four tokens of the UNet's cross-attention width from
+    the encoder's image embedding) and, for every cross-attention layer in the UNet's processor
+    order, `ip_adapter.<1, 3, 5, ...>.to_k_ip/to_v_ip` key and value projections.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    root = folder / "ip-adapter"
+    embed_dim = 32
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=embed_dim, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        image_size=32, patch_size=4, num_channels=3,
+    ))
+    encoder.save_pretrained(root / subfolder / "image_encoder")
+    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet")
+    cross, blocks = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
+    tensors = {
+        "image_proj.proj.weight": torch.randn(4 * cross, embed_dim) * 0.5,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
+        key_id += 2
+    weight_name = "ip-adapter_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(root / subfolder / weight_name))
+    return {"ip_adapter": str(root), "subfolder": subfolder, "weight_name": weight_name,
+            "image_encoder": str(root / subfolder / "image_encoder")}

@@ -1,0 +1,126 @@
+"""What a run shows in the Prefect UI: live progress, counts, failures, timings and a report link.
+
+Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
+`staging-progress`, `staging-run-counts`, `staging-run-failures`, `staging-run-timings`,
+`staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
+browser on the machine (or share) that holds the output folder; a browser elsewhere shows the
+links but cannot load them (serve the output folder over HTTP for that).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from prefect.artifacts import (
+    create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
+)
+
+from stages.report import printable
+
+THUMBNAILS = 6
+PROGRESS_EVERY_S = 1.0
+
+
+class Progress:
+    """The `staging-progress` artifact: percent of the run's rows done, updated at most once a second."""
+
+    def __init__(self, total: int, run_id: str) -> None:
+        self.total = max(total, 1)
+        self.run_id = run_id
+        self.last = 0.0
+        self.id = None
+        try:
+            self.id = create_progress_artifact(0.0, key="staging-progress", description=f"Run {run_id}: rows done")
+        except Exception:  # no flow run context (a plain call in a test) or the API is away: no live progress
+            self.id = None
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.id is None or (not final and now - self.last < PROGRESS_EVERY_S):
+            return
+        self.last = now
+        try:
+            update_progress_artifact(self.id, round(100.0 * min(done, self.total) / self.total, 1),
+                                     description=f"Run {self.run_id}: {done} of {self.total} rows done")
+        except Exception:  # progress is a convenience: never fail the run for it
+            pass
+
+
+def file_url(path: Path) -> str:
+    return "file://" + quote(str(path.resolve()))
+
+
+def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], errors: list[dict[str, Any]],
+            report: Path | None, out_root: Path, timings: dict[str, Any]) -> None:
+    """Create the run's table and markdown artifacts."""
+    counts = [{"outcome": f"status:{k}", "count": v} for k, v in sorted(summary["by_status"].items())]
+    counts += [{"outcome": f"verdict:{k}", "count": v} for k, v in sorted(summary["by_verdict"].items())]
+    counts.append({"outcome": "invalid rows", "count": summary["invalid_rows"]})
+    create_table_artifact(counts, key="staging-run-counts", description=f"Run {run_id}: products by outcome")
+    bad = [{"row": e["row"], "sku": printable(e["sku"]), "status": "invalid", "reason": printable(e["reason"])}
+           for e in errors[:200]]
+    bad += [{"row": r["row"], "sku": printable(r["sku"]), "status": r["status"] if r["status"] != "ok" else "review",
+             "reason": printable(r.get("error") or "; ".join(r.get("reasons") or []))} for r in attention]
+    create_table_artifact(bad or [{"row": "", "sku": "", "status": "", "reason": "no failures"}],
+                          key="staging-run-failures", description=f"Run {run_id}: failed, rejected and review rows")
+    timing_rows = [{"what": "run wall time (s)", "value": timings["wall_s"]},
+                   {"what": "pre-pass: unchanged rows found (s)", "value": timings["prepass_s"]},
+                   {"what": "rows staged", "value": timings["processed_rows"]}]
+    timing_rows += [{"what": f"mean {k} per staged row (ms)", "value": v} for k, v in timings["mean_ms"].items()]
+    create_table_artifact(timing_rows, key="staging-run-timings", description=f"Run {run_id}: timings")
+    create_markdown_artifact(_markdown(run_id, summary, attention, report, out_root), key="staging-run-report",
+                             description=f"Run {run_id}")
+
+
+def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], report: Path | None,
+              out_root: Path) -> str:
+    lines = [f"# Staging run {_md(run_id)}", ""]
+    if report:
+        lines.append(f"Report: [{_md(report.name)}]({file_url(report)}) (`{_md(str(report))}`)")
+    else:
+        lines.append("Report: not written (see the run's logs)")
+    counts = ", ".join(f"{_md(k)} {v}" for k, v in sorted(summary["by_status"].items()))
+    lines += ["", f"Rows: {summary['rows']} ({counts}; invalid {summary['invalid_rows']})", ""]
+    thumbs = []
+    for r in _thumbnail_rows(out_root, attention):
+        thumbs.append(f"![{_md(r['sku'])}]({file_url(r['thumb'])})")
+    if thumbs:
+        lines += ["## Thumbnails", "", " ".join(thumbs), ""]
+    if attention:
+        lines += ["## Needs attention", "", "| row | SKU | status | reason |", "|---|---|---|---|"]
+        lines += [f"| {r['row']} | {_md(r['sku'])} | {_md(r['status'])} {_md(r.get('verdict') or '')} | "
+                  f"{_md(r.get('error') or '; '.join(r.get('reasons') or []))} |" for r in attention[:50]]
+    return "\n".join(lines) + "\n"
+
+
+def _thumbnail_rows(out_root: Path, attention: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A few after-thumbnails: review rows first, then any published products of the folder."""
+    picked: list[dict[str, Any]] = []
+    for r in attention:
+        if r.get("record") and r.get("output"):
+            thumb = (out_root / r["record"]).parent / "layers" / "after.jpg"
+            if thumb.is_file():
+                picked.append({"sku": r["sku"], "thumb": thumb})
+    if len(picked) < THUMBNAILS:
+        products = out_root / "products"
+        entries = itertools.islice(os.scandir(products), THUMBNAILS * 4) if products.is_dir() else []
+        for entry in entries:  # not a listing of the whole folder: it may hold 50,000 products
+            folder = Path(entry.path)
+            thumb = folder / "layers" / "after.jpg"
+            if thumb.is_file() and all(p["thumb"] != thumb for p in picked):
+                picked.append({"sku": folder.name, "thumb": thumb})
+            if len(picked) >= THUMBNAILS:
+                break
+    return picked[:THUMBNAILS]
+
+
+def _md(text: str) -> str:
+    """Catalog text inside Markdown: escaped, so it cannot add markup, links or table cells."""
+    escaped = re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", printable(text))
+    return escaped.replace("\n", " ")

@@ -1,0 +1,115 @@
+"""Cheap pre-pass of a run: which rows are unchanged since their output was made, without decoding images.
+
+Each row's cache key (stages.product.cache_key: the row's fields, the source photo's SHA-256,
+the config digest of the output-affecting tables, which names the model ids and revisions, and
+the pipeline version) is compared with the key of the SKU's current output in the ledger (or,
+for outputs made before the ledger existed, the key in the product's record). The photo's
+SHA-256 is remembered in the ledger by (path, size, mtime), so an unchanged photo is only
+stat'ed. Unchanged rows never reach a Prefect task; everything else (changed, failed before,
+sent to review, a URL photo, anything unusual) goes to the batch tasks, which decide exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.catalog import CatalogRow
+from stages.config import Config
+from stages.ledger import Ledger
+from stages.naming import sku_slug
+from stages.product import RowResult, cache_key
+from stages.style import reference_for
+
+
+@dataclass
+class Prepass:
+    todo: list[CatalogRow] = field(default_factory=list)
+    cached: list[dict[str, Any]] = field(default_factory=list)  # unchanged rows not yet handed to the sink
+    keys: dict[str, str] = field(default_factory=dict)  # SKU -> cache key of the to-do rows, when computed
+    skipped: int = 0
+
+
+def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list[tuple[str, int, int, str]]) -> str:
+    st = os.stat(path)
+    hit = known.get(path)
+    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        return hit[2]
+    with open(path, "rb") as fh:
+        sha = hashlib.file_digest(fh, "sha256").hexdigest()
+    learned.append((path, st.st_size, st.st_mtime_ns, sha))
+    return sha
+
+
+def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
+    record_path = out_root / "products" / slug / f"{slug}.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("cache_key") != key or not record.get("output") or record.get("scene_fallback"):
+        return None
+    if record.get("verdict") != "pass" or not (record_path.parent / record["output"]).is_file():
+        return None
+    return {"verdict": record["verdict"], "reasons": record.get("reasons", []),
+            "record": os.path.relpath(record_path, out_root),
+            "output": os.path.relpath(record_path.parent / record["output"], out_root)}
+
+
+def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
+            slug: Callable[[str], str] = sku_slug,
+            sink: Callable[[list[dict[str, Any]]], None] | None = None) -> Prepass:
+    """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
+
+    Unchanged rows are handed to `sink` in chunks as they are found (a 50,000-row catalog
+    would otherwise hold them all); without a sink they are in `.cached`.
+
+    Only outputs that passed every check are skipped here: a `review` output may have been made
+    by a fallback backend, which the batch task re-checks against its record.
+    """
+    result = Prepass()
+    known = ledger.source_digests()
+    current = {} if force else ledger.current()
+    learned: list[tuple[str, int, int, str]] = []
+    for row in rows:
+        try:
+            if "://" in row.image:
+                result.todo.append(row)
+                continue
+            reference = reference_for(cfg, row.reference_image)
+            key = cache_key(row, _source_sha(row.image, known, learned), cfg, reference.sha256 if reference else "")
+            if force:
+                result.todo.append(row)
+                result.keys[row.sku] = key
+                continue
+            prev = current.get(row.sku)
+            hit: dict[str, Any] | None = None
+            if prev is not None:
+                if (prev.cache_key == key and prev.verdict == "pass" and prev.output
+                        and (out_root / prev.output).is_file()):
+                    hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
+                           "output": prev.output}
+            else:
+                hit = _from_record(out_root, slug(row.sku), key)
+        except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
+            result.todo.append(row)
+            continue
+        if hit is None:
+            result.todo.append(row)
+            result.keys[row.sku] = key
+        else:
+            result.cached.append(RowResult(row.row, row.sku, "cached", **hit).to_dict() | {"attempts": 0})
+            result.skipped += 1
+            if sink is not None and len(result.cached) >= 1000:
+                sink(result.cached)
+                result.cached = []
+    if sink is not None and result.cached:
+        sink(result.cached)
+        result.cached = []
+    ledger.remember_sources(learned)
+    return result

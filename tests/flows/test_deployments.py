@@ -1,0 +1,241 @@
+"""Deployments on a real Prefect server: `stage deploy`, workers, reruns through the API, scale-out, the UI.
+
+One SQLite-backed `prefect server` on loopback serves the module: `stage deploy` creates the
+process work pool and the deployments of prefect.yaml, two process workers run the flow
+runs. A PostgreSQL-backed server runs the same rerun (skipped, with the reason, where a
+cluster cannot be started). Marked `server`: `pytest -m server` selects them, CI runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from prefect_server import postgres, prefect_server  # tests/flows is on sys.path (rootdir-less test folders)
+
+pytestmark = pytest.mark.server
+
+SCALE_OUT_SKUS = 200
+
+
+def _catalog(tmp: Path, images: Path, n: int) -> Path:
+    """`n` distinct SKUs cycling over the demo photos (copied into tmp)."""
+    photos = sorted(images.glob("*.jpg"))
+    (tmp / "photos").mkdir(parents=True, exist_ok=True)
+    for p in photos:
+        shutil.copy(p, tmp / "photos" / p.name)
+    lines = ["sku,image,title,category,scene_prompt,seed,variants"]
+    lines += [f"SKU-{i:04d},photos/{photos[i % len(photos)].name},Item {i},shoes,,{i},1" for i in range(n)]
+    path = tmp / f"catalog-{n}.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _config(tmp: Path) -> Path:
+    path = tmp / "config.toml"
+    path.write_text('[layout]\nwidth = 256\nheight = 256\n[run]\nbatch_size = 16\n[write]\nrenditions = []\n',
+                    encoding="utf-8")
+    return path
+
+
+def _ledger(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM events ORDER BY id")]
+
+
+def _deploy(srv, pool_limit: int) -> None:
+    check = srv.cli("-m", "flows.cli", "deploy", "--check")
+    assert "agrees" in check.stdout
+    srv.cli("-m", "flows.cli", "deploy", "--pool", "staging", "--pool-limit", str(pool_limit))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, images, dev_keys):
+    tmp = tmp_path_factory.mktemp("served")
+    with prefect_server(tmp) as srv:
+        _deploy(srv, pool_limit=2)
+        srv.worker("w1", "staging")
+        srv.worker("w2", "staging")
+        yield srv, tmp
+
+
+def _rerun(srv, tmp: Path, catalog: Path, config: Path, out: Path) -> tuple[str, dict]:
+    params = {"skus": ["SKU-0001", "SKU-0002", "NOT-IN-CATALOG"], "reason": "buyer wants a warmer backdrop",
+              "catalog": str(catalog), "config": str(config), "out": str(out), "prompt": "warm terracotta wall",
+              "seed": 4242, "variants": 2}
+    run_id = srv.create_run("merchandiser-rerun", "rerun", params)
+    runs = srv.wait([run_id], timeout=240)
+    assert runs[run_id]["state_type"] == "COMPLETED", (runs[run_id]["state"], srv.procs.log("worker-w1"))
+    return run_id, runs[run_id]
+
+
+def _check_rerun(srv, run_id: str, out: Path) -> None:
+    for sku in ("SKU-0001", "SKU-0002"):
+        record = json.loads(next(out.glob(f"products/{sku}-*/{sku}-*.json")).read_text())
+        assert record["sku"] == sku and record["prompt"] == "warm terracotta wall"
+        assert [v["seed"] for v in record["variants"]] == [4242, 4243]  # overrides applied: seed and 2 variants
+    summary = json.loads(next(p for p in out.glob("runs/*/summary.json")).read_text())
+    assert summary["rerun"]["reason"] == "buyer wants a warmer backdrop"
+    assert {r["sku"] for r in summary["results"]} == {"SKU-0001", "SKU-0002"}
+    assert [e["sku"] for e in summary["catalog_errors"]] == ["NOT-IN-CATALOG"]
+    assert "not in catalog" in summary["catalog_errors"][0]["reason"]
+    events = _ledger(out)
+    assert sorted(e["sku"] for e in events) == ["SKU-0001", "SKU-0002"]
+    assert all(e["note"] == "rerun: buyer wants a warmer backdrop" and e["flow_run_id"] == run_id for e in events)
+    keys = {a["key"] for a in srv.artifacts(run_id)}
+    assert {"staging-progress", "staging-run-counts", "staging-run-failures", "staging-run-timings",
+            "staging-run-report"} <= keys
+    progress = next(a for a in srv.artifacts(run_id) if a["key"] == "staging-progress")
+    assert progress["data"] == 100.0
+    logs = srv.wait_for_logs(run_id, "row 4 SKU 'SKU-0002' ok", "'NOT-IN-CATALOG' cannot be rerun")
+    assert "row 4 SKU 'SKU-0002' ok" in logs and "'NOT-IN-CATALOG' cannot be rerun" in logs, logs[-3000:]
+
+
+def test_rerun_deployment_with_parameters_through_the_api(served, images):
+    srv, tmp = served
+    catalog, config, out = _catalog(tmp / "rerun", images, 5), _config(tmp / "rerun"), tmp / "rerun" / "out"
+    run_id, _ = _rerun(srv, tmp, catalog, config, out)
+    _check_rerun(srv, run_id, out)
+
+
+def test_rerun_form_is_typed_and_bad_parameters_are_refused(served):
+    srv, _ = served
+    dep = srv.http.get(f"/deployments/{srv.deployment_id('merchandiser-rerun', 'rerun')}").json()
+    props = dep["parameter_openapi_schema"]["properties"]
+    assert props["skus"]["type"] == "array" and props["skus"]["items"]["type"] == "string"
+    assert {"type": "integer"} in props["seed"]["anyOf"] and {"type": "string"} in props["prompt"]["anyOf"]
+    assert "Why they are rerun" in props["reason"]["description"]
+    assert set(dep["parameter_openapi_schema"]["required"]) == {"skus", "reason", "catalog"}
+    assert dep["parameters"]["catalog"] == "catalog/demo.csv"  # prefect.yaml fills the form's catalog
+    for field, value in (("skus", "SKU-0001"), ("seed", "not a number"), ("variants", 1.5)):
+        params = {"skus": ["SKU-0001"], "reason": "x", field: value}
+        bad = srv.http.post(f"/deployments/{dep['id']}/create_flow_run", json={"parameters": params})
+        assert bad.status_code == 409 and f"field '{field}'" in bad.text, bad.text
+
+
+def test_nightly_schedule_comes_from_config(served, repo):
+    srv, tmp = served
+    dep = srv.http.get(f"/deployments/{srv.deployment_id('nightly-catalog-run', 'nightly')}").json()
+    from stages.config import load_config
+
+    cfg = load_config(repo / "config.toml")
+    [sched] = dep["schedules"]
+    assert (sched["schedule"]["cron"], sched["schedule"]["timezone"]) == (cfg.schedule.cron, cfg.schedule.timezone)
+    # a prefect.yaml that disagrees with config.toml is refused before anything is deployed
+    other = tmp / "other.toml"
+    other.write_text('[schedule]\ncron = "30 4 * * *"\ntimezone = "Europe/Berlin"\n', encoding="utf-8")
+    refused = srv.cli("-m", "flows.cli", "deploy", "--check", "--config", str(other), check=False)
+    assert refused.returncode == 1 and "'30 4 * * *'" in refused.stderr and "make them agree" in refused.stderr
+
+
+def test_two_workers_split_a_200_sku_run_and_each_sku_is_processed_once(served, images):
+    srv, tmp = served
+    catalog, config = _catalog(tmp / "scale", images, SCALE_OUT_SKUS), _config(tmp / "scale")
+    out = tmp / "scale" / "out"
+    ids = [srv.create_run("nightly-catalog-run", "nightly",
+                          {"catalog": str(catalog), "config": str(config), "out": str(out), "shard": i, "shards": 2},
+                          run_name=f"scale-shard-{i}") for i in range(2)]
+    runs = srv.wait(ids, timeout=420)
+    assert all(r["state_type"] == "COMPLETED" for r in runs.values()), {i: r["state"] for i, r in runs.items()}
+    events = _ledger(out)
+    per_sku = Counter(e["sku"] for e in events)
+    assert len(per_sku) == SCALE_OUT_SKUS and set(per_sku.values()) == {1}, per_sku.most_common(3)
+    assert all(e["status"] == "ok" for e in events)
+    assert {e["worker"] for e in events} == {"w1", "w2"}  # both workers took a shard
+    assert {e["flow_run_id"] for e in events} == set(ids)
+    assert len(list(out.glob("products/*/*.json"))) == SCALE_OUT_SKUS
+    # the same shards again: every SKU unchanged, skipped before any task, nothing new in the ledger
+    again = [srv.create_run("nightly-catalog-run", "nightly",
+                            {"catalog": str(catalog), "config": str(config), "out": str(out), "shard": i, "shards": 2})
+             for i in range(2)]
+    assert all(r["state_type"] == "COMPLETED" for r in srv.wait(again, timeout=240).values())
+    assert len(_ledger(out)) == SCALE_OUT_SKUS
+
+
+def test_prefect_ui_shows_the_run_and_its_artifacts(served, images, tmp_path):
+    srv, tmp = served
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    catalog, config, out = _catalog(tmp / "ui", images, 3), _config(tmp / "ui"), tmp / "ui" / "out"
+    run_id = srv.create_run("nightly-catalog-run", "nightly", {"catalog": str(catalog), "config": str(config),
+                                                               "out": str(out)}, run_name="ui-check-run")
+    assert srv.wait([run_id], timeout=240)[run_id]["state_type"] == "COMPLETED"
+    ui = srv.url.removesuffix("/api")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    def browse(path: str, name: str) -> str:
+        profile = tempfile.mkdtemp(dir=tmp_path)
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=15000"]
+        subprocess.run([*flags, f"--screenshot={shots / name}", ui + path], capture_output=True, timeout=120)
+        dom = subprocess.run([*flags, "--dump-dom", ui + path], capture_output=True, text=True, timeout=120)
+        (shots / f"{name}.html").write_text(dom.stdout)
+        return dom.stdout
+
+    page = browse(f"/runs/flow-run/{run_id}", "flow-run.png")
+    assert "ui-check-run" in page and "Completed" in page and "stage-batch" in page, page[-2000:]
+    assert "Artifacts" in page and "nightly-catalog-run" in page
+    arts = {a["key"]: a["id"] for a in srv.artifacts(run_id)}
+    report = browse(f"/artifacts/artifact/{arts['staging-run-report']}", "report-artifact.png")
+    assert "staging-run-report" in report and "ui-check-run" in report and "Staging run" in report
+    counts = browse(f"/artifacts/artifact/{arts['staging-run-counts']}", "counts-artifact.png")
+    assert "staging-run-counts" in counts and "ui-check-run" in counts and "status:ok" in counts
+    assert (shots / "flow-run.png").stat().st_size > 10_000
+
+
+def test_postgres_backed_server_runs_the_same_rerun(tmp_path, images, dev_keys):
+    try:
+        pg = postgres(tmp_path)
+        url = pg.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"PostgreSQL cannot be started here: {exc}")
+    try:
+        with prefect_server(tmp_path / "srv", database_url=url) as srv:
+            _deploy(srv, pool_limit=1)
+            srv.worker("w1", "staging")
+            catalog, config, out = _catalog(tmp_path / "rr", images, 5), _config(tmp_path / "rr"), tmp_path / "rr" / "out"
+            run_id, _ = _rerun(srv, tmp_path, catalog, config, out)
+            _check_rerun(srv, run_id, out)
+            health = srv.http.get("/admin/version")
+            assert health.status_code == 200
+    finally:
+        pg.__exit__(None, None, None)
+
+
+def test_stage_serve_serves_both_flows_on_one_machine(served, images):
+    """Last in this module: `stage serve` takes over the deployment names that prefect.yaml defined."""
+    srv, tmp = served
+    catalog, config, out = _catalog(tmp / "serve", images, 2), _config(tmp / "serve"), tmp / "serve" / "out"
+    for flow, name in (("merchandiser-rerun", "rerun"), ("nightly-catalog-run", "nightly")):
+        srv.http.delete(f"/deployments/{srv.deployment_id(flow, name)}").raise_for_status()
+    srv.procs.start("serve", [sys.executable, "-m", "flows.cli", "serve", "--catalog", str(catalog), "--config",
+                              str(config), "--limit", "1"], {**srv.env, "STAGE_WORKER": "served"})
+    deadline = time.monotonic() + 180
+    while True:  # serve() re-creates both deployments without a work pool
+        dep = srv.http.get("/deployments/name/merchandiser-rerun/rerun").json()
+        if dep.get("parameters", {}).get("catalog") == str(catalog):
+            assert dep["work_pool_name"] is None  # served by the `stage serve` process itself
+            break
+        assert time.monotonic() < deadline, srv.procs.log("serve")
+        time.sleep(1)
+    nightly = srv.http.get("/deployments/name/nightly-catalog-run/nightly").json()
+    from stages.config import load_config
+
+    want = load_config(config).schedule
+    assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [(want.cron, want.timezone)]
+    run_id = srv.create_run("merchandiser-rerun", "rerun", {"skus": ["SKU-0001"], "reason": "served", "out": str(out)})
+    assert srv.wait([run_id], timeout=240)[run_id]["state_type"] == "COMPLETED", srv.procs.log("serve")
+    assert [(e["sku"], e["worker"]) for e in _ledger(out)] == [("SKU-0001", "served")]
