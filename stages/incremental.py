@@ -24,6 +24,8 @@ from stages.config import Config
 from stages.ledger import Ledger
 from stages.naming import sku_slug
 from stages.product import RowResult, cache_key
+from stages.renditions import FORMAT_EXT
+from stages.write import RENDITION_EXT
 from stages.style import reference_for
 
 
@@ -46,7 +48,19 @@ def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list
     return sha
 
 
-def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
+def outputs_present(out_root: Path, output: str, cfg: Config) -> bool:
+    """Whether every file a passed product publishes is still there: the master, its format copies
+    and each active channel rendition (names follow from the config, so nothing is read)."""
+    master = out_root / output
+    stem, folder = master.stem, master.parent
+    slug = folder.name
+    names = [master.name] + [f"{stem}.{RENDITION_EXT[f]}" for f in cfg.write.renditions]
+    for name in cfg.renditions.active:
+        names += [f"{slug}.{name}.{FORMAT_EXT[f]}" for f in cfg.renditions.presets[name].formats]
+    return all((folder / n).is_file() for n in names)
+
+
+def _from_record(out_root: Path, slug: str, key: str, cfg: Config) -> dict[str, Any] | None:
     record_path = out_root / "products" / slug / f"{slug}.json"
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -54,7 +68,8 @@ def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
         return None
     if record.get("cache_key") != key or not record.get("output") or record.get("scene_fallback"):
         return None
-    if record.get("verdict") != "pass" or not (record_path.parent / record["output"]).is_file():
+    if record.get("verdict") != "pass" or not outputs_present(
+            out_root, os.path.relpath(record_path.parent / record["output"], out_root), cfg):
         return None
     return {"verdict": record["verdict"], "reasons": record.get("reasons", []),
             "record": os.path.relpath(record_path, out_root),
@@ -91,11 +106,11 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
             hit: dict[str, Any] | None = None
             if prev is not None:
                 if (prev.cache_key == key and prev.verdict == "pass" and prev.output
-                        and (out_root / prev.output).is_file()):
+                        and outputs_present(out_root, prev.output, cfg)):
                     hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
                            "output": prev.output}
             else:
-                hit = _from_record(out_root, slug(row.sku), key)
+                hit = _from_record(out_root, slug(row.sku), key, cfg)
         except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
             result.todo.append(row)
             continue
