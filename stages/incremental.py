@@ -12,7 +12,6 @@ sent to review, a URL photo, anything unusual) goes to the batch tasks, which de
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from stages.catalog import CatalogRow
 from stages.config import Config
 from stages.ledger import Ledger
 from stages.naming import sku_slug
-from stages.product import RowResult, cache_key
-from stages.renditions import FORMAT_EXT
-from stages.write import RENDITION_EXT
+from stages.product import RowResult, cache_key, cached_record
+from stages.renditions import channel_file_name
+from stages.write import format_copy_name
 from stages.style import reference_for
 
 
@@ -52,24 +51,17 @@ def outputs_present(out_root: Path, output: str, cfg: Config) -> bool:
     """Whether every file a passed product publishes is still there: the master, its format copies
     and each active channel rendition (names follow from the config, so nothing is read)."""
     master = out_root / output
-    stem, folder = master.stem, master.parent
-    slug = folder.name
-    names = [master.name] + [f"{stem}.{RENDITION_EXT[f]}" for f in cfg.write.renditions]
+    folder = master.parent
+    names = [master.name] + [format_copy_name(master.stem, f) for f in cfg.write.renditions]
     for name in cfg.renditions.active:
-        names += [f"{slug}.{name}.{FORMAT_EXT[f]}" for f in cfg.renditions.presets[name].formats]
+        names += [channel_file_name(folder.name, name, f) for f in cfg.renditions.presets[name].formats]
     return all((folder / n).is_file() for n in names)
 
 
-def _from_record(out_root: Path, slug: str, key: str, cfg: Config) -> dict[str, Any] | None:
+def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
     record_path = out_root / "products" / slug / f"{slug}.json"
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if record.get("cache_key") != key or not record.get("output") or record.get("scene_fallback"):
-        return None
-    if record.get("verdict") != "pass" or not outputs_present(
-            out_root, os.path.relpath(record_path.parent / record["output"], out_root), cfg):
+    record = cached_record(record_path, key)  # the same test a batch task makes before staging
+    if record is None or record.get("verdict") != "pass":
         return None
     return {"verdict": record["verdict"], "reasons": record.get("reasons", []),
             "record": os.path.relpath(record_path, out_root),
@@ -110,7 +102,7 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
                     hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
                            "output": prev.output}
             else:
-                hit = _from_record(out_root, slug(row.sku), key, cfg)
+                hit = _from_record(out_root, slug(row.sku), key)
         except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
             result.todo.append(row)
             continue

@@ -46,7 +46,7 @@ from stages.sign import (
     ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, resolve_callback, verify_file,
 )
 from stages.write import (
-    RENDITION_EXT, RENDITION_MIME, encode_png, encode_rendition, thumbnail_jpeg, write_png, write_rgba,
+    RENDITION_MIME, encode_png, encode_rendition, format_copy_name, thumbnail_jpeg, write_png, write_rgba,
 )
 
 log = logging.getLogger("stages.product")
@@ -140,7 +140,9 @@ class _Timer:
         return _Ctx()
 
 
-def _cached(record_path: Path, key: str) -> dict[str, Any] | None:
+def cached_record(record_path: Path, key: str) -> dict[str, Any] | None:
+    """The product's record when it was made with cache key `key` and every file it published
+    (the image, its format copies, its channel renditions) is still there; else None."""
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -149,10 +151,11 @@ def _cached(record_path: Path, key: str) -> dict[str, Any] | None:
         return None
     if record.get("scene_fallback"):  # made by a fallback backend: try the configured one again
         return None
-    if not (record_path.parent / record["output"]).is_file():
-        return None
-    if any(c.get("output") and not (record_path.parent / c["output"]).is_file()
-           for c in record.get("channel_renditions") or []):
+    published = [record["output"]] + [
+        r["output"] for r in (record.get("renditions") or []) + (record.get("channel_renditions") or [])
+        if r.get("output")
+    ]
+    if not all((record_path.parent / name).is_file() for name in published):
         return None
     return record
 
@@ -192,7 +195,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
         if not safety.ok:  # never generated
             return RowResult(row.row, row.sku, "rejected", verdict="reject",
                              reasons=[f"prompt_safety: {r}" for r in safety.blocked], timings_ms=t.ms)
-        if not force and (prev := _cached(record_path, key)) is not None:
+        if not force and (prev := cached_record(record_path, key)) is not None:
             return RowResult(
                 row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
                 record=_rel(record_path, out_root), output=_rel(folder / prev["output"], out_root),
@@ -276,7 +279,7 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
                     software_agent=f"product-staging {PIPELINE_VERSION}",
                     thumbnail=thumbs[v], master_thumbnail=thumbs[v],
                 )
-            name_r = f"{stem}.{RENDITION_EXT[fmt]}"
+            name_r = format_copy_name(stem, fmt)
             ok_r, checks_r = _publish(bench, folder / name_r, signed_r, t,
                                       lambda px, f=fmt: rendition_pixels(px, layout, cfg.check, f == "webp"))
             renditions.append({"format": fmt, "output": name_r if ok_r else None,

@@ -29,9 +29,14 @@ from stages.compliance import check_compliance
 from stages.config import Config, RenditionPreset
 from stages.layout import Layout, layout_error, place_product, placement_names
 from stages.scene import IPTC_COMPOSITE_SYNTHETIC, IPTC_COMPOSITE_TRAINED, Scene, SceneRequest, parse_hex
-from stages.write import encode_png, encode_rendition, thumbnail_jpeg, write_rgba
+from stages.write import RENDITION_EXT, encode_png, encode_rendition, thumbnail_jpeg, write_rgba
 
-FORMAT_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+FORMAT_EXT = {"png": "png", **RENDITION_EXT}
+
+
+def channel_file_name(stem: str, preset: str, fmt: str) -> str:
+    """File name of a product's channel rendition: <stem>.<preset>.<ext>."""
+    return f"{stem}.{preset}.{FORMAT_EXT[fmt]}"
 FORMAT_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -180,7 +185,7 @@ def render_preset(bench: Any, name: str, job: Job, source: Source, publish: Publ
                 return product_pixels(px, layout, cfg.check)
             return rendition_pixels(px, layout, cfg.check, lossless=fmt == "webp")
 
-        out_name = f"{job.stem}.{name}.{FORMAT_EXT[fmt]}"
+        out_name = channel_file_name(job.stem, name, fmt)
         ok, checks = publish(job.folder / out_name, signed, pixel_check)
         checks = guarded + checks
         compliance = check_compliance(seen["px"], layout, preset.compliance) if ok and "px" in seen else []

@@ -24,6 +24,11 @@ RENDITION_MIME = {"jpeg": "image/jpeg", "webp": "image/webp"}
 RENDITION_EXT = {"jpeg": "jpg", "webp": "webp"}
 
 
+def format_copy_name(stem: str, fmt: str) -> str:
+    """File name of a master image's JPEG/WebP copy ([write].renditions)."""
+    return f"{stem}.{RENDITION_EXT[fmt]}"
+
+
 def encode_rendition(pixels: np.ndarray, fmt: str, jpeg_quality: int) -> bytes:
     """JPEG (lossy, 4:4:4 so product edges keep their colour) or lossless WebP."""
     buf = io.BytesIO()

@@ -22,3 +22,24 @@ def test_a_missing_channel_rendition_or_format_copy_makes_the_product_stale(repo
         (folder / name).rename(folder / (name + ".gone"))
         assert not outputs_present(tmp_path, output, cfg), f"{name} missing must be noticed"
         (folder / (name + ".gone")).rename(folder / name)
+
+
+def test_a_product_missing_a_published_file_is_not_served_from_the_cache(repo, images, tmp_path, dev_keys):
+    import shutil
+
+    from stages.catalog import read_catalog
+    from stages.product import Workbench, process_row
+
+    shutil.copy(images / "19_shoes_black-suede_white.jpg", tmp_path / "shoe.jpg")
+    (tmp_path / "catalog.csv").write_text("sku,image,title,category\nSHOE-1,shoe.jpg,Shoes,shoes\n", encoding="utf-8")
+    (row,) = read_catalog(tmp_path / "catalog.csv").rows
+    cfg = load_config(repo / "config.toml", {"layout": {"width": 256, "height": 256}, "renditions": {"active": []},
+                                             "write": {"renditions": ["jpeg"]}})
+    bench, out = Workbench.build(cfg), tmp_path / "out"
+    first = process_row(bench, row, out, "run-1")
+    assert first.status == "ok", first.error
+    copy = (out / first.output).with_suffix(".jpg")
+    assert process_row(bench, row, out, "run-2").status == "cached"
+    copy.unlink()  # the JPEG copy of the master, listed in the record's renditions
+    again = process_row(bench, row, out, "run-3")
+    assert again.status == "ok" and copy.is_file()

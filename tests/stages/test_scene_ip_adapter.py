@@ -13,13 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.config import (
-    DepthConfig, DiffusersSd15SceneConfig, DiffusersSdxlSceneConfig, LayoutConfig, SceneConfig,
-)
-from stages.depth import make_depth_backend
+from stages.config import DiffusersSd15SceneConfig, DiffusersSdxlSceneConfig, SceneConfig
 from stages.errors import ModelUnavailableError
-from stages.layout import place_product
-from stages.scene import ReferenceImage, SceneRequest, make_scene_backend
+from stages.scene import ReferenceImage, make_scene_backend
 from tests.stages import tiny_diffusers
 
 FAST = dict(steps=2, strength=1.0, dtype="float32", device="cpu", max_side=0, vae="", scheduler="euler")
@@ -58,11 +54,7 @@ def reference(path: str) -> ReferenceImage:
 
 @pytest.fixture(scope="module")
 def base_request():
-    rgb = np.full((120, 90, 3), (150, 60, 40), np.uint8)
-    alpha = np.zeros((120, 90), np.uint8)
-    cv2.rectangle(alpha, (20, 15), (70, 105), 255, -1)
-    layout = place_product(rgb, alpha, LayoutConfig(width=128, height=128))
-    return SceneRequest(layout, make_depth_backend(DepthConfig()).run(layout, 0.62), "linen", "text", 11, 0.62)
+    return tiny_diffusers.toy_request()
 
 
 @pytest.mark.parametrize("kind", ["sd15", "sdxl"])

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from stages.config import DepthConfig, DiffusersSd15SceneConfig, LayoutConfig, LoraConfig, SceneConfig
-from stages.depth import make_depth_backend
+from stages.config import DiffusersSd15SceneConfig, LoraConfig, SceneConfig
 from stages.errors import ModelUnavailableError
-from stages.layout import place_product
-from stages.scene import SceneRequest, make_scene_backend
+from stages.scene import make_scene_backend
 from tests.stages import tiny_diffusers
 
 
@@ -38,11 +35,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def request_():
-    rgb = np.full((120, 90, 3), (150, 60, 40), np.uint8)
-    alpha = np.zeros((120, 90), np.uint8)
-    cv2.rectangle(alpha, (20, 15), (70, 105), 255, -1)
-    layout = place_product(rgb, alpha, LayoutConfig(width=128, height=128))
-    return SceneRequest(layout, make_depth_backend(DepthConfig()).run(layout, 0.62), "linen", "text", 11, 0.62)
+    return tiny_diffusers.toy_request()
 
 
 def backend(models, *loras):

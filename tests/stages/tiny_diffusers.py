@@ -223,3 +223,20 @@ def build_ip_adapter(folder: Path, model: str, subfolder: str = "models", seed: 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(root / subfolder / weight_name))
     return {"ip_adapter": str(root), "subfolder": subfolder, "weight_name": weight_name,
             "image_encoder": str(root / subfolder / "image_encoder")}
+
+
+def toy_request(seed: int = 11):
+    """A 128 px scene request around a flat rectangular product: enough for the tiny pipelines."""
+    import cv2
+    import numpy as np
+
+    from stages.config import DepthConfig, LayoutConfig
+    from stages.depth import make_depth_backend
+    from stages.layout import place_product
+    from stages.scene import SceneRequest
+
+    rgb = np.full((120, 90, 3), (150, 60, 40), np.uint8)
+    alpha = np.zeros((120, 90), np.uint8)
+    cv2.rectangle(alpha, (20, 15), (70, 105), 255, -1)
+    layout = place_product(rgb, alpha, LayoutConfig(width=128, height=128))
+    return SceneRequest(layout, make_depth_backend(DepthConfig()).run(layout, 0.62), "linen", "text", seed, 0.62)
