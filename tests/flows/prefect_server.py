@@ -90,13 +90,24 @@ class Server:
         return self.procs.start(f"worker-{name}", [PREFECT, "worker", "start", "--pool", pool, "--name", name,
                                                    "--limit", "1"], env)
 
-    def get(self, path: str) -> httpx.Response:
+    def _patient(self, method: str, path: str, read_only: bool = True, **kw: Any) -> httpx.Response:
+        """A request that waits out a busy server: SQLite answers 503, or nothing for a while,
+        when a loaded CI machine holds its write lock; anything else is returned as it is.
+        Only a read is sent again after a timeout (a write may have happened)."""
         for attempt in range(10):
-            r = self.http.get(path)
-            if r.status_code != 503:
-                return r
+            try:
+                r = self.http.request(method, path, **kw)
+            except httpx.TimeoutException:
+                if attempt == 9 or not read_only:
+                    raise
+            else:
+                if r.status_code != 503 or attempt == 9:
+                    return r
             time.sleep(1 + attempt)
-        return r
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> httpx.Response:
+        return self._patient("GET", path)
 
     def deployment_id(self, flow: str, name: str) -> str:
         r = self.get(f"/deployments/name/{flow}/{name}")
@@ -107,11 +118,8 @@ class Server:
         body: dict[str, Any] = {"parameters": parameters}
         if run_name:
             body["name"] = run_name
-        for attempt in range(10):  # SQLite answers 503 while it is busy (a loaded CI machine)
-            r = self.http.post(f"/deployments/{self.deployment_id(flow, name)}/create_flow_run", json=body)
-            if r.status_code != 503:
-                break
-            time.sleep(1 + attempt)
+        r = self._patient("POST", f"/deployments/{self.deployment_id(flow, name)}/create_flow_run", read_only=False,
+                          json=body)
         assert r.status_code in (200, 201), r.text
         return r.json()["id"]
 
@@ -128,7 +136,7 @@ class Server:
             time.sleep(1)
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
-        r = self.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+        r = self._patient("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
         r.raise_for_status()
         return r.json()
 
@@ -136,8 +144,9 @@ class Server:
         """Every log line of a flow run (and its tasks), oldest first."""
         lines: list[str] = []
         while True:
-            r = self.http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200,
-                                                     "offset": len(lines), "sort": "TIMESTAMP_ASC"})
+            r = self._patient("POST", "/logs/filter", json={
+                "logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200, "offset": len(lines),
+                "sort": "TIMESTAMP_ASC"})
             r.raise_for_status()
             page = [x["message"] for x in r.json()]
             lines += page
