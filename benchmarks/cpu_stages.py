@@ -9,9 +9,11 @@ The demo photos are small (400x534, coffee 600x400 is not in demo.csv): layout u
 product onto the canvas (up to [layout] max_scale = 2.0), so every stage after layout works
 on canvas-sized arrays.
 
-Key figure (last line): per-image total of every stage except scene, in ms: the fastest of the
-rounds for each photo, median over the photos (other jobs on a shared 2-core machine inflate
-single samples; the plain medians and thread-CPU times are printed beside it).
+Key figure (last line): process_row's whole call per staged image, less its scene stage and the
+channel renditions, in ms: the fastest of the rounds for each photo, median over the photos
+(other jobs on a shared 2-core machine inflate single samples; the plain medians and thread-CPU
+times are printed beside it). The channel renditions are whole images at their own sizes: the
+line above it gives each one's cost without its scene, and that cost per megapixel.
 
     .venv/bin/python benchmarks/cpu_stages.py            # 3 rounds over the 10 demo photos
     .venv/bin/python benchmarks/cpu_stages.py --quick    # 1 round over 4 photos, smoke run
@@ -178,6 +180,18 @@ def time_one(bench, row, out_root: Path) -> tuple[_Timer, dict]:
     return tm, info
 
 
+def channel_costs(record_path: Path) -> list[tuple[str, float, float]]:
+    """(preset, ms excluding its scene generator, megapixels) of each channel rendition in a record."""
+    import json
+
+    out: dict[str, tuple[float, float]] = {}
+    for e in json.loads(record_path.read_text(encoding="utf-8")).get("channel_renditions") or []:
+        t = e.get("timings_ms") or {}
+        ms, mp = out.get(e["preset"], (t.get("stage", 0.0) - t.get("scene", 0.0), e["size"][0] * e["size"][1] / 1e6))
+        out[e["preset"]] = (ms + t.get("encode_sign_publish", 0.0), mp)  # stage once, each format's publish
+    return [(n, ms, mp) for n, (ms, mp) in out.items()]
+
+
 def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
     from stages.catalog import read_catalog
     from stages.config import load_config
@@ -212,6 +226,8 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
     pr_best: dict[int, float] = {}  # photo -> fastest process_row call less its scene stage
     pr_master: dict[int, float] = {}  # the same, less the channel renditions too: one staged image
     statuses: dict[str, int] = {}
+    chan: dict[str, dict[int, float]] = {}  # channel preset -> photo -> fastest ms excl. its scene
+    chan_mp: dict[str, float] = {}
     for r in range(rounds):
         for p, row in enumerate(rows):
             # direct timing and process_row back to back on the same photo, so machine noise hits both
@@ -238,6 +254,9 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
             pr_master[p] = min(pr_master.get(p, float("inf")),
                                pr_best[p] - res.timings_ms.get("channels", 0.0))
             statuses[res.status] = statuses.get(res.status, 0) + 1
+            for name, ms, mp in channel_costs(root / "out-process-row" / f"r{r}" / res.record) if res.record else ():
+                chan.setdefault(name, {})[p] = min(chan.get(name, {}).get(p, float("inf")), ms)
+                chan_mp[name] = mp
             for k, v in res.timings_ms.items():
                 pr_stage.setdefault(k, []).append(v)
 
@@ -313,6 +332,12 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
     if pr_best:
         print(f"process_row per-image total excl. its 'scene' stage (whole call, fastest round per photo, median "
               f"over photos): {C.median(list(pr_best.values())):.1f} ms")
+    if chan:  # each one is a staged image of its own, at its own size
+        per = {n: C.median(list(v.values())) for n, v in chan.items()}
+        per_mp = sum(per.values()) / sum(chan_mp[n] for n in per)
+        print("channel renditions ([renditions] active), each staged again at its size, excl. its scene: "
+              + ", ".join(f"{n} {chan_mp[n]:.2f} MP {per[n]:.1f} ms" for n in per)
+              + f"; {per_mp:.1f} ms per megapixel = {per_mp * 1024 * 1024 / 1e6:.1f} ms per 1024² image")
     if pr_master:  # the pipeline as it runs: every check on the master, no channel renditions
         key = C.median(list(pr_master.values()))
         print(f"process_row per staged image excl. scene and channel renditions: {key:.1f} ms "

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,12 @@ def _temp_beside(path: Path, data: bytes) -> str:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
+    _replace_with(path, data)
+    _fsync_dir(path.parent)
+
+
+def _replace_with(path: Path, data: bytes) -> None:
+    """The atomic part of write_bytes: the file is durable, its rename not yet."""
     tmp = None
     try:
         tmp = _temp_beside(path, data)
@@ -96,7 +102,15 @@ def write_bytes(path: Path, data: bytes) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+
+
+def write_files(files: Mapping[Path, bytes]) -> None:
+    """write_bytes for several files, each replaced atomically, with one directory sync per folder
+    after the last rename (not one per file): when this returns, all of them are durable."""
+    for path, data in files.items():
+        _replace_with(path, data)
+    for folder in dict.fromkeys(path.parent for path in files):
+        _fsync_dir(folder)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -47,48 +47,76 @@ class Expansion:
     mask: np.ndarray  # HxW bool: pixels judged to be extra product
 
 
+def _bbox(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """x, y, w, h of the product's pixels (alpha > 0); w = 0 when there are none."""
+    return cv2.boundingRect((alpha > 0).view(np.uint8))
+
+
 def _product_size(alpha: np.ndarray) -> float:
-    ys, xs = np.nonzero(alpha > 0)
-    if xs.size == 0:
-        return 1.0
-    return float(np.sqrt((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)))
+    _, _, w, h = _bbox(alpha)
+    return float(np.sqrt(w * h)) if w else 1.0
 
 
-def _norm_blur(rgb: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian mean of `rgb` over the pixels where `weight` is set (normalised convolution).
+def _blur_at(rgb: np.ndarray, weight: np.ndarray, sigma: float, ys: np.ndarray,
+             xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian mean of `rgb` (uint8) over the pixels where `weight` (bool) is set, read at the
+    points (ys, xs): normalised convolution; returns (N x 3 colours, N supports).
 
-    Wide blurs run at reduced resolution (the means are smooth): a 80 px sigma at 1024 px costs
-    a few ms instead of several hundred."""
-    w = weight.astype(np.float32)
-    num = rgb.astype(np.float32) * w[..., None]
+    Wide blurs run at reduced resolution (the means are smooth: an 80 px sigma at 1024 px costs a
+    few ms instead of several hundred) and are read bilinearly at the points, never upsampled."""
     factor = int(max(1, min(8, sigma // 3)))
-    if factor > 1:
-        h, wd = w.shape
-        small = (max(1, wd // factor), max(1, h // factor))
-        num_s = cv2.GaussianBlur(cv2.resize(num, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / factor)
-        den_s = cv2.GaussianBlur(cv2.resize(w, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / factor)
-        num = cv2.resize(num_s, (wd, h), interpolation=cv2.INTER_LINEAR)
-        den = cv2.resize(den_s, (wd, h), interpolation=cv2.INTER_LINEAR)
+    h, wd = weight.shape
+    mask = weight.view(np.uint8)
+    if factor == 1:  # narrow: in float, where 8-bit rounding would show at weakly supported points
+        num = cv2.GaussianBlur(rgb.astype(np.float32) * weight[..., None], (0, 0), sigma)[ys, xs]
+        den = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigma)[ys, xs]
     else:
-        num = cv2.GaussianBlur(num, (0, 0), sigma)
-        den = cv2.GaussianBlur(w, (0, 0), sigma)
-    return num / np.maximum(den, 1e-4)[..., None], den
+        small = (max(1, wd // factor), max(1, h // factor))
+        # area means of 0/255 values: the blur that follows averages their rounding away
+        masked = cv2.bitwise_and(rgb, rgb, mask=mask)
+        mask255 = mask * np.uint8(255)
+        num_s = cv2.resize(masked, small, interpolation=cv2.INTER_AREA).astype(np.float32)
+        den_s = cv2.resize(mask255, small, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        num_s = cv2.GaussianBlur(num_s, (0, 0), sigma / factor)
+        den_s = cv2.GaussianBlur(den_s, (0, 0), sigma / factor)
+        # pixel centres of the full-size grid in the small one (as cv2.resize maps them)
+        mx = (xs.astype(np.float32) + 0.5) * (small[0] / wd) - 0.5
+        my = (ys.astype(np.float32) + 0.5) * (small[1] / h) - 0.5
+        num, den = _sample(num_s, mx, my).reshape(-1, 3), _sample(den_s, mx, my).reshape(-1)
+    return num / np.maximum(den, 1e-4)[:, None], den
+
+
+_ROW = 1024  # cv2.remap maps are at most 32767 wide or high: points go in rows of this many
+
+
+def _sample(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+    """Bilinear reads of `img` at the points (mx, my), edge pixels repeated beyond the border."""
+    n = mx.size
+    if n == 0:
+        return np.zeros((0, *img.shape[2:]), img.dtype)
+    pad = -n % _ROW
+    grid = [np.pad(m, (0, pad)).reshape(-1, _ROW) for m in (mx, my)]
+    out = cv2.remap(img, grid[0], grid[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, *img.shape[2:])[:n]
 
 
 def _grown(candidates: np.ndarray, dist_out: np.ndarray, touch_px: float) -> tuple[np.ndarray, list[tuple[int, float]]]:
     """Connected candidate regions that start at the outline; returns their mask and (area, reach)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(candidates.view(np.uint8), connectivity=8)
-    keep = np.zeros(n, bool)
+    mask = np.zeros_like(candidates)
+    x, y, w, h = cv2.boundingRect(candidates.view(np.uint8))  # labelled only where there are any
+    if not w:
+        return mask, []
+    box = slice(y, y + h), slice(x, x + w)
+    cand, dist = candidates[box], dist_out[box]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.view(np.uint8), connectivity=8)
+    lab, d = labels[cand], dist[cand]
+    mins = np.full(n, np.inf, np.float32)
     reach = np.zeros(n, np.float32)
-    if n > 1:
-        lab = labels[candidates]
-        d = dist_out[candidates]
-        mins = np.full(n, np.inf, np.float32)
-        np.minimum.at(mins, lab, d)
-        np.maximum.at(reach, lab, d)
-        keep = mins <= touch_px
-        keep[0] = False
-    mask = keep[labels]
+    np.minimum.at(mins, lab, d)
+    np.maximum.at(reach, lab, d)
+    keep = mins <= touch_px
+    keep[0] = False
+    mask[box] = keep[labels]
     found = [(int(stats[i, cv2.CC_STAT_AREA]), float(reach[i])) for i in np.nonzero(keep)[0]]
     return mask, found
 
@@ -128,12 +156,11 @@ def expansion_heuristic(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConf
 
 
 def _roi(alpha: np.ndarray, margin: float) -> tuple[slice, slice]:
-    ys, xs = np.nonzero(alpha > 0)
-    if xs.size == 0:
+    x, y, w, h = _bbox(alpha)
+    if not w:
         return slice(0, alpha.shape[0]), slice(0, alpha.shape[1])
     m = int(np.ceil(margin))
-    return (slice(max(0, int(ys.min()) - m), int(ys.max()) + m + 1),
-            slice(max(0, int(xs.min()) - m), int(xs.max()) + m + 1))
+    return slice(max(0, y - m), y + h + m), slice(max(0, x - m), x + w + m)
 
 
 def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray, size: float, band: float,
@@ -151,36 +178,39 @@ def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray
     if not in_band.any() or xs.size == 0:
         return Expansion(0.0, 0.0, 0, "heuristic", np.zeros_like(inside))
     by, bx = np.nonzero(in_band)
-    idx = nearest[by, bx] - 1
     # the scene's local colour from beyond the band (what the band "should" look like)
     far = (dist_out > band) & (dist_out <= 3.0 * band)
-    bg_col, support = _norm_blur(final_rgb, far, band)
-    b = bg_col[by, bx]
+    b, support = _blur_at(final_rgb, far, band, by, bx)
     c = final_rgb[by, bx].astype(np.float32)
     d_bg = _dist(c, b)
-    supported = support[by, bx] > 1e-3
+    # every judge below needs contrast = |e - b| >= min_contrast and |c - e| <= likeness * |c - b|,
+    # so |c - b| >= min_contrast / (1 + likeness): pixels closer to the scene colour are scene
+    sel = np.nonzero((support > 1e-3) & (d_bg * (1.0 + cfg.likeness) >= cfg.min_contrast))[0]
+    by, bx, b, c, d_bg = by[sel], bx[sel], b[sel], c[sel], d_bg[sel]
+    idx = nearest[by, bx] - 1
+    py, px = ys[idx], xs[idx]  # the nearest outline point of each judged pixel
     # shadows fall below the product (light from above): there a dark rim kept by the matte
     # looks like a shadow, and grey extensions straight down into the floor are not judged
-    below = (by - ys[idx]) >= 0.5 * dist_out[by, bx]
+    below = (by - py) >= 0.5 * dist_out[by, bx]
     like = np.zeros(len(by), bool)
 
     def judge(e: np.ndarray, likeness: float, share: float) -> None:
         d_prod, contrast = _dist(c, e), _dist(e, b)
-        ok = supported & (contrast >= cfg.min_contrast) & (d_prod <= likeness * d_bg) & (d_prod <= share * contrast)
+        ok = (contrast >= cfg.min_contrast) & (d_prod <= likeness * d_bg) & (d_prod <= share * contrast)
         i = np.nonzero(ok & ~like)[0]
         if i.size:  # a shadow (the scene's colour, darker) explains a pixel unless the product's would be too
             e_i = e[i] if e.ndim == 2 else np.broadcast_to(e, (i.size, 3))
             like[i] = ~(_shadow_of(c[i], b[i]) & (below[i] | ~_shadow_of(e_i, b[i])))
 
-    # product colour near the nearest outline point, at the edge itself and over a wider patch
-    # (an extension may continue the edge colour or repeat the product's texture)
-    for sigma in (edge_sigma, 0.5 * band):
-        col, _ = _norm_blur(product_rgb, core, sigma)
-        judge(col[ys[idx], xs[idx]], cfg.likeness, 0.5)
-    # ...or any of the main colours of the product's outer zone (a strap in the body's colour
-    # growing out of a differently coloured button), held to a stricter likeness
-    for e in _edge_palette(product_rgb, core, band):
-        judge(e, 0.5 * cfg.likeness, 0.35)
+    if by.size:
+        # product colour near the nearest outline point, at the edge itself and over a wider patch
+        # (an extension may continue the edge colour or repeat the product's texture)
+        for sigma in (edge_sigma, 0.5 * band):
+            judge(_blur_at(product_rgb, core, sigma, py, px)[0], cfg.likeness, 0.5)
+        # ...or any of the main colours of the product's outer zone (a strap in the body's colour
+        # growing out of a differently coloured button), held to a stricter likeness
+        for e in _edge_palette(product_rgb, core, band):
+            judge(e, 0.5 * cfg.likeness, 0.35)
     cand = np.zeros(alpha.shape, bool)
     cand[by[like], bx[like]] = True
     cand = cv2.morphologyEx(cand.view(np.uint8), cv2.MORPH_OPEN, _K3).view(bool)
@@ -193,10 +223,11 @@ PALETTE_SIZE = 4
 def _edge_palette(rgb: np.ndarray, core: np.ndarray, band: float) -> np.ndarray:
     """Main colours (k-means) of the product within `band` of its outline; clusters under 10% dropped."""
     dist_in = cv2.distanceTransform(core.view(np.uint8), cv2.DIST_L2, 3)
-    zone = rgb[core & (dist_in <= band)].astype(np.float32)
-    if len(zone) < 50:
+    zy, zx = np.nonzero(core & (dist_in <= band))
+    if len(zy) < 50:
         return np.zeros((0, 3), np.float32)
-    zone = zone[:: max(1, len(zone) // 4000)]
+    step = max(1, len(zy) // 4000)
+    zone = rgb[zy[::step], zx[::step]].astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
     cv2.setRNGSeed(0)
     _, labels, centres = cv2.kmeans(zone, PALETTE_SIZE, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
@@ -274,17 +305,17 @@ def halo(final_rgb: np.ndarray, layout: Layout, backdrop: np.ndarray | None, cfg
     dist_out = _outside_distance(alpha)
     rim = inside & (dist_in <= width)
     sigma = max(2.0, width)
-    inner_col, inner_w = _norm_blur(final_rgb, inside & (dist_in > 2.0 * width) & (dist_in <= 4.0 * width), sigma * 2)
-    scene_col, scene_w = _norm_blur(final_rgb, (dist_out > 2.0) & (dist_out <= 4.0 * width), sigma * 2)
     ry, rx = np.nonzero(rim)
     if ry.size == 0:
         return CheckResult("halo", True, 0.0, limit, "no product rim", cfg.blocking)
+    ring_in = inside & (dist_in > 2.0 * width) & (dist_in <= 4.0 * width)
+    inner, inner_w = _blur_at(final_rgb, ring_in, sigma * 2, ry, rx)
+    scene, scene_w = _blur_at(final_rgb, (dist_out > 2.0) & (dist_out <= 4.0 * width), sigma * 2, ry, rx)
     c = final_rgb[ry, rx].astype(np.float32)
-    inner, scene = inner_col[ry, rx], scene_col[ry, rx]
     bd = backdrop[None, :]
     visible = (np.linalg.norm(bd - scene, axis=1) >= cfg.min_contrast) \
         & (np.linalg.norm(bd - inner, axis=1) >= cfg.min_contrast) \
-        & (inner_w[ry, rx] > 1e-3) & (scene_w[ry, rx] > 1e-3)
+        & (inner_w > 1e-3) & (scene_w > 1e-3)
     judged = int(visible.sum())
     if judged < 20:
         return CheckResult("halo", True, 0.0, limit,

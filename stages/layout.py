@@ -129,13 +129,15 @@ def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     shrinking = size[0] < rgb.shape[1]
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     p = cv2.resize(premult, size, interpolation=interp)
-    ra = np.clip(cv2.resize(a, size, interpolation=interp), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        colour = np.where(ra[..., None] > 1e-4, p / np.maximum(ra[..., None], 1e-4), 0.0)
-    out_rgb = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
-    out_a = np.clip(np.rint(ra * 255.0), 0, 255).astype(np.uint8)
-    out_rgb[out_a == 0] = 0
-    return out_rgb, out_a
+    ra = cv2.resize(a, size, interpolation=interp)
+    np.clip(ra, 0.0, 1.0, out=ra)
+    out_a = np.rint(ra * 255.0).astype(np.uint8)
+    inv = np.zeros_like(ra)  # colour only where some alpha is left: fully transparent pixels are black
+    np.divide(1.0, ra, out=inv, where=out_a > 0)
+    p *= inv[..., None]
+    np.rint(p, out=p)
+    np.clip(p, 0.0, 255.0, out=p)
+    return p.astype(np.uint8), out_a
 
 
 def _frame(cfg: LayoutConfig, W: int, H: int, bw: int, bh: int, area: float) -> tuple[float, str, float, float]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stages import PIPELINE_VERSION
-from stages.atomic import staged_file, write_bytes, write_json
+from stages.atomic import staged_file, write_files, write_json
 from stages.catalog import CatalogRow
 from stages.check import (
     CheckResult, decode_rgb, framing, matte_confidence, product_pixels, rendition_pixels, verdict,
@@ -46,7 +46,7 @@ from stages.sign import (
     ContentSigner, SignerMaterial, load_signer_material, load_trust_anchors, resolve_callback, verify_file,
 )
 from stages.write import (
-    RENDITION_MIME, encode_png, encode_rendition, format_copy_name, thumbnail_jpeg, write_png, write_rgba,
+    RENDITION_MIME, encode_png, encode_rendition, encode_rgba, format_copy_name, thumbnail_jpeg,
 )
 
 log = logging.getLogger("stages.product")
@@ -306,15 +306,18 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
             primary["verdict"] = "review" if primary["verdict"] == "pass" else primary["verdict"]
             primary["reasons"] = primary["reasons"] + more
     with t("write"):
-        layers = folder / "layers"
-        write_png(layers / "matte.png", matte.alpha, cfg.write.png_compress_level)
-        write_rgba(layers / "product.png", layout.product_rgb, layout.product_alpha, cfg.write.png_compress_level)
-        write_png(layers / "mask.png", layout.mask, cfg.write.png_compress_level)
-        write_png(layers / "depth.png", depth.depth, cfg.write.png_compress_level)
-        write_png(layers / "shadow.png", style.shadow.to_png(), cfg.write.png_compress_level)
-        write_bytes(layers / "before.jpg", source_thumb or thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px))
+        layers, level = folder / "layers", cfg.write.png_compress_level
+        files = {
+            layers / "matte.png": encode_png(matte.alpha, level),
+            layers / "product.png": encode_rgba(layout.product_rgb, layout.product_alpha, level),
+            layers / "mask.png": encode_png(layout.mask, level),
+            layers / "depth.png": encode_png(depth.depth, level),
+            layers / "shadow.png": encode_png(style.shadow.to_png(), level),
+            layers / "before.jpg": source_thumb or thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px),
+        }
         if primary["output"]:  # the PNG is lossless: its thumbnail is that of the staged pixels
-            write_bytes(layers / "after.jpg", thumbs[primary["index"]])
+            files[layers / "after.jpg"] = thumbs[primary["index"]]
+        write_files(files)  # all durable before the record that lists them
         record = {
             "sku": row.sku, "row": row.row, "title": row.title, "category": row.category,
             "source": source_ref, "source_sha256": source_sha, "source_info": image.info,

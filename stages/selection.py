@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from stages.check import CheckResult
@@ -37,15 +38,22 @@ def _ramp_down(x: float, zero_at: float) -> float:
 
 
 def image_quality(final_rgb: np.ndarray, layout: Layout) -> dict[str, float]:
-    """Simple scene quality over the generated pixels (everything not product)."""
-    scene = layout.product_alpha == 0
-    if not scene.any():
+    """Simple scene quality over the generated pixels (everything not product).
+
+    OpenCV reductions over the whole canvas under a mask: a few ms at 1024², where gathering
+    the scene pixels into float arrays took a hundred."""
+    scene = (layout.product_alpha == 0).view(np.uint8)
+    n = cv2.countNonZero(scene)
+    if n == 0:
         return {"exposure": 1.0, "detail": 1.0}
-    px = final_rgb[scene].astype(np.float32)
-    lum = px @ np.array([0.299, 0.587, 0.114], np.float32)
-    clipped = float(((px.max(axis=1) >= 254) & (px.min(axis=1) >= 250)).mean() + (px.max(axis=1) <= 2).mean())
-    return {"exposure": round(_ramp_down(clipped, CLIP_SHARE), 4),
-            "detail": round(float(min(1.0, lum.std() / DETAIL_STD)), 4)}
+    # BT.601 luma in 16 bits: 8-bit rounding would move the spread of a near-blank scene
+    _, std = cv2.meanStdDev(cv2.cvtColor(final_rgb.astype(np.uint16) << 8, cv2.COLOR_RGB2GRAY), mask=scene)
+    r, g, b = cv2.split(final_rgb)
+    hi, lo = cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
+    blown = cv2.countNonZero(cv2.bitwise_and(scene, ((hi >= 254) & (lo >= 250)).view(np.uint8)))
+    black = cv2.countNonZero(cv2.bitwise_and(scene, (hi <= 2).view(np.uint8)))
+    return {"exposure": round(_ramp_down((blown + black) / n, CLIP_SHARE), 4),
+            "detail": round(float(min(1.0, std[0, 0] / 256.0 / DETAIL_STD)), 4)}
 
 
 def quality(checks: list[CheckResult], final_rgb: np.ndarray, layout: Layout, cfg: Config) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -47,8 +48,12 @@ def write_png(path: Path, pixels: np.ndarray, compress_level: int) -> None:
     write_bytes(path, encode_png(pixels, compress_level))
 
 
+def encode_rgba(rgb: np.ndarray, alpha: np.ndarray, compress_level: int) -> bytes:
+    return encode_png(cv2.merge([rgb, alpha]), compress_level)
+
+
 def write_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray, compress_level: int) -> None:
-    write_png(path, np.dstack([rgb, alpha]), compress_level)
+    write_bytes(path, encode_rgba(rgb, alpha, compress_level))
 
 
 def thumbnail_jpeg(pixels: np.ndarray, size: int) -> bytes:

@@ -62,6 +62,22 @@ def test_image_quality_flags_blank_and_clipped_scenes(images, repo):
     assert q_ok == {"exposure": 1.0, "detail": 1.0}
     assert q_blank["detail"] < 0.1 and q_blank["exposure"] == 1.0
     assert q_blown["exposure"] == 0.0
+    # the definition, in plain numpy, on real photos: a low-contrast one (detail) and one with
+    # blown and crushed patches (exposure)
+    photo = cv2.resize(load_image(str(images / "20_shoes_beige-loafers_on-beige-floor.jpg"), cfg.load).rgb,
+                       (256, 256), interpolation=cv2.INTER_AREA)
+    flat = (128 + (photo.astype(np.float32) - 128) * 0.08).round().astype(np.uint8)
+    patched = photo.copy()
+    patched[:20, :60] = 255
+    patched[-16:, -50:] = 0
+    scene = layout.product_alpha == 0
+    for x in (flat, patched):
+        px = x[scene].astype(np.float64)
+        lum = px @ np.array([0.299, 0.587, 0.114])
+        clipped = ((px.max(1) >= 254) & (px.min(1) >= 250)).mean() + (px.max(1) <= 2).mean()
+        assert image_quality(x, layout) == pytest.approx(
+            {"exposure": max(0.0, 1 - clipped / 0.2), "detail": min(1.0, lum.std() / 4.0)}, abs=0.01)
+    assert image_quality(flat, layout)["detail"] < 1.0 and image_quality(patched, layout)["exposure"] < 1.0
 
 
 class ExtendingStudio(StudioScene):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stages import atomic
-from stages.atomic import WriteError, is_temp_name, remove_stale_temps, staged_file, write_bytes
+from stages.atomic import WriteError, is_temp_name, remove_stale_temps, staged_file, write_bytes, write_files
 from stages.errors import StagingError
 from stages.report import ReportError, csv_safe, printable, write_run_report
 from stages.runlock import RunLockedError, ensure_free, hold
@@ -70,6 +70,30 @@ def test_failed_rename_and_failed_checks_publish_nothing(tmp_path, monkeypatch):
     with staged_file(target, b"good"):
         pass
     assert target.read_bytes() == b"good" and _no_temps(tmp_path)
+
+
+def test_write_files_syncs_each_folder_once_after_its_files(tmp_path, monkeypatch):
+    a, b = tmp_path / "layers" / "a.png", tmp_path / "layers" / "b.jpg"
+    write_bytes(b, b"old")
+    events: list[str] = []
+    real_replace, real_fsync_dir = atomic.os.replace, atomic._fsync_dir
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: (events.append(f"rename {Path(dst).name}"),
+                                                               real_replace(src, dst))[1])
+    monkeypatch.setattr(atomic, "_fsync_dir", lambda folder: (events.append(f"sync {folder.name}"),
+                                                             real_fsync_dir(folder))[1])
+    write_files({a: b"A", b: b"B", tmp_path / "record.json": b"{}"})
+    assert events == ["rename a.png", "rename b.jpg", "rename record.json", "sync layers", f"sync {tmp_path.name}"]
+    assert (a.read_bytes(), b.read_bytes()) == (b"A", b"B") and _no_temps(tmp_path)
+
+
+def test_write_files_stops_at_a_failed_file_and_keeps_the_old_ones(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    write_files({a: b"old-a", b: b"old-b"})
+    real_replace = atomic.os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: _enospc() if Path(dst) == b else real_replace(src, dst))
+    with pytest.raises(WriteError, match=r"b\.png.*ENOSPC"):
+        write_files({a: b"new-a", b: b"new-b"})
+    assert (a.read_bytes(), b.read_bytes()) == (b"new-a", b"old-b") and _no_temps(tmp_path)
 
 
 def test_remove_stale_temps_removes_only_old_temp_files(tmp_path):
