@@ -7,6 +7,7 @@ signing keys and the configs it runs with. Call `isolated_env` before anything i
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 import shutil
@@ -226,6 +227,14 @@ def run_statuses(res: dict) -> dict[str, int]:
     if "summary" in res:
         return dict(sorted(res["summary"]["by_status"].items()))
     return statuses(res["results"])
+
+
+def all_results(res: dict) -> list[dict]:
+    """Every row's result of a run: on a large run a flow returns only some rows (`results_complete`
+    false, rows needing attention first); the run's summary.json holds them all."""
+    if res.get("results_complete", True):
+        return res["results"]
+    return json.loads((Path(res["run_dir"]) / "summary.json").read_text(encoding="utf-8"))["results"]
 
 
 def statuses(results: list[dict]) -> dict[str, int]:

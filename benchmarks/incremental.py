@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     s_re = C.run_statuses(again)
     print(f"  {m_re['wall_s']:.1f} s wall, {m_re['cpu_s']:.1f} s cpu, {s_re}")
 
-    regenerated = {r["sku"] for r in again["results"] if r["status"] != "cached"}
+    regenerated = {r["sku"] for r in C.all_results(again) if r["status"] != "cached"}
     expected = {C.synthetic_rows(n)[i]["sku"] for i in changed}
     wrong = (regenerated ^ expected)
     per_sku_full = m_full["wall_s"] / n

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
                 res = C.bare_run(bench, cfg_path, catalog, out, args.workers)
             m = clock.stop()
             m["statuses"] = C.run_statuses(res)
-            m["stages"] = C.stage_medians(res["results"])
+            m["stages"] = C.stage_medians(C.all_results(res))
             runs[side].append(m)
             print(f"  repeat {rep + 1} {side}: {m['wall_s']:.2f} s wall, {m['cpu_s']:.2f} s cpu, "
                   f"server {m['server_cpu_s']:.2f} s cpu, {m['statuses']}")

@@ -6,7 +6,9 @@ the pipeline version) is compared with the key of the SKU's current output in th
 for outputs made before the ledger existed, the key in the product's record). The photo's
 SHA-256 is remembered in the ledger by (path, size, mtime), so an unchanged photo is only
 stat'ed. Unchanged rows never reach a Prefect task; everything else (changed, failed before,
-sent to review, a URL photo, anything unusual) goes to the batch tasks, which decide exactly.
+a reviewer's decision to apply, a URL photo, anything unusual) goes to the batch tasks, which
+decide exactly. An unchanged output waiting for review is skipped too, after the same test of
+its record the batch task would make (made by the configured backends, every file still there).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stages.config import Config
 from stages.ledger import Ledger
 from stages.naming import sku_slug
 from stages.product import RowResult, cache_key, cached_record
+from stages.review import ReviewError, held_decision, load_state
 from stages.renditions import channel_file_name
 from stages.write import format_copy_name
 from stages.style import reference_for
@@ -61,11 +64,22 @@ def outputs_present(out_root: Path, output: str, cfg: Config) -> bool:
 def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
     record_path = out_root / "products" / slug / f"{slug}.json"
     record = cached_record(record_path, key)  # the same test a batch task makes before staging
-    if record is None or record.get("verdict") != "pass":
+    if record is None or record.get("verdict") not in ("pass", "review"):
         return None
     return {"verdict": record["verdict"], "reasons": record.get("reasons", []),
             "record": os.path.relpath(record_path, out_root),
             "output": os.path.relpath(record_path.parent / record["output"], out_root)}
+
+
+def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> dict[str, Any] | None:
+    """An approval that still holds, as the batch task would apply it; a rejection, or an approval
+    the row has outgrown, is left to the batch task (it withdraws the files or stages again)."""
+    record_path = out_root / "products" / slug / f"{slug}.json"
+    held = held_decision(out_root, row, source_sha, record_path)
+    if held is None or held.output is None:
+        return None
+    return {"verdict": held.verdict, "reasons": held.reasons, "record": os.path.relpath(record_path, out_root),
+            "output": os.path.relpath(record_path.parent / held.output, out_root)}
 
 
 def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
@@ -76,12 +90,17 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
     Unchanged rows are handed to `sink` in chunks as they are found (a 50,000-row catalog
     would otherwise hold them all); without a sink they are in `.cached`.
 
-    Only outputs that passed every check are skipped here: a `review` output may have been made
-    by a fallback backend, which the batch task re-checks against its record.
+    An output that passed every check is skipped on the ledger's word and a stat of its files; one
+    waiting for review only after its record passes `cached_record` (one made by a fallback
+    backend is staged again), and only while no reviewer has decided on it.
     """
     result = Prepass()
     known = ledger.source_digests()
     current = {} if force else ledger.current()
+    try:  # slug -> a reviewer's decision, which holds while the photo and the row are unchanged
+        decisions = {} if force else load_state(out_root)
+    except ReviewError:  # unreadable: each row's batch task reports it
+        decisions = None
     learned: list[tuple[str, int, int, str]] = []
     for row in rows:
         try:
@@ -89,20 +108,24 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
                 result.todo.append(row)
                 continue
             reference = reference_for(cfg, row.reference_image)
-            key = cache_key(row, _source_sha(row.image, known, learned), cfg, reference.sha256 if reference else "")
+            source_sha = _source_sha(row.image, known, learned)
+            key = cache_key(row, source_sha, cfg, reference.sha256 if reference else "")
             if force:
                 result.todo.append(row)
                 result.keys[row.sku] = key
                 continue
             prev = current.get(row.sku)
             hit: dict[str, Any] | None = None
-            if prev is not None:
-                if (prev.cache_key == key and prev.verdict == "pass" and prev.output
-                        and outputs_present(out_root, prev.output, cfg)):
-                    hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
-                           "output": prev.output}
-            else:
+            if decisions is None:
+                pass
+            elif (decision := decisions.get(slug(row.sku))) is not None:
+                hit = _approved(out_root, row, slug(row.sku), source_sha) if decision.get("decision") == "approved" else None
+            elif prev is None or (prev.cache_key == key and prev.verdict == "review"):
                 hit = _from_record(out_root, slug(row.sku), key)
+            elif (prev.cache_key == key and prev.verdict == "pass" and prev.output
+                    and outputs_present(out_root, prev.output, cfg)):
+                hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
+                       "output": prev.output}
         except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
             result.todo.append(row)
             continue

@@ -82,6 +82,42 @@ def test_only_changed_rows_are_staged_and_the_ledger_records_each_once(tmp_path,
     assert forced["summary"]["by_status"] == {"ok": 6}
 
 
+def test_outputs_waiting_for_review_are_skipped_unless_decided_or_made_by_a_fallback(tmp_path, images, dev_keys,
+                                                                                      monkeypatch):
+    from flows import nightly
+    from stages import review
+
+    catalog, config = _setup(tmp_path, images, n=3)
+    with config.open("a", encoding="utf-8") as fh:
+        fh.write("[fidelity]\nreview_quality = 0.99999\n")  # every output is marginal: review
+    out = tmp_path / "out"
+    first = _run(catalog, config, out)
+    assert first["summary"]["by_verdict"] == {"review": 3}
+    submitted: list[str] = []
+    real_submit = nightly.stage_batch.submit
+    monkeypatch.setattr(nightly.stage_batch, "submit",
+                        lambda rows, *a, **k: (submitted.extend(r["sku"] for r in rows), real_submit(rows, *a, **k))[1])
+    same = _run(catalog, config, out)
+    assert same["summary"]["by_status"] == {"cached": 3} and submitted == []  # skipped before any task
+    assert {r["verdict"] for r in same["results"]} == {"review"}
+
+    review.decide(out, "INC-0", "approved", by="tester")  # applied by the pre-pass itself
+    review.decide(out, "INC-1", "rejected", reason="wrong colour", by="tester")  # its batch task withdraws it
+    record_path = next(out.glob("products/INC-2-*/INC-2-*.json"))  # as if a fallback backend had made it
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record["scene_fallback"] = {"wanted": "diffusers-sd15", "used": "studio", "reasons": ["out of memory"]}
+    record_path.write_text(json.dumps(record), encoding="utf-8")
+    again = _run(catalog, config, out)
+    by = {r["sku"]: r for r in again["results"]}
+    assert sorted(submitted) == ["INC-1", "INC-2"]
+    assert (by["INC-0"]["status"], by["INC-0"]["verdict"]) == ("cached", "pass")
+    assert "approved by tester" in by["INC-0"]["reasons"][0]
+    assert (by["INC-1"]["status"], by["INC-1"]["verdict"]) == ("rejected", "reject")
+    assert not list(out.glob("products/INC-1-*/*.png"))
+    assert by["INC-2"]["status"] == "ok"
+    assert not json.loads(record_path.read_text(encoding="utf-8")).get("scene_fallback")
+
+
 def test_shards_split_a_catalog_and_the_folder_locks_keep_runs_apart(tmp_path, images, dev_keys):
     from flows.nightly import shard_of
     from stages.runlock import RunLockedError, hold
