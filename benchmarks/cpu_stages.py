@@ -250,9 +250,9 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
             res = process_row(bench, row, root / "out-process-row" / f"r{r}", "bench")
             pr_wall.append((time.perf_counter() - w0) * 1000)
             pr_cpu.append((time.thread_time() - c0) * 1000)
-            pr_best[p] = min(pr_best.get(p, float("inf")), pr_wall[-1] - res.timings_ms.get("scene", 0.0))
-            pr_master[p] = min(pr_master.get(p, float("inf")),
-                               pr_best[p] - res.timings_ms.get("channels", 0.0))
+            call = pr_wall[-1] - res.timings_ms.get("scene", 0.0)  # this call, less its scene stage
+            pr_best[p] = min(pr_best.get(p, float("inf")), call)
+            pr_master[p] = min(pr_master.get(p, float("inf")), call - res.timings_ms.get("channels", 0.0))
             statuses[res.status] = statuses.get(res.status, 0) + 1
             for name, ms, mp in channel_costs(root / "out-process-row" / f"r{r}" / res.record) if res.record else ():
                 chan.setdefault(name, {})[p] = min(chan.get(name, {}).get(p, float("inf")), ms)

@@ -28,8 +28,14 @@ class CheckResult:
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+    """A published file's pixels as RGB, decoded by libpng/libjpeg/libwebp (not the encoder's code):
+    what a browser shows; alpha, orientation tags and colour profiles ignored. Pillow reads what
+    OpenCV cannot."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _core_diff(decoded: np.ndarray, layout: Layout, cfg: CheckConfig) -> tuple[int, np.ndarray, np.ndarray]:

@@ -150,10 +150,10 @@ def render_preset(bench: Any, name: str, job: Job, source: Source, publish: Publ
         scene_settings, backend, source_type = scene.settings, scene.backend, scene.digital_source_type
     guarded = guard(staged, layout) if guard is not None and source_type == IPTC_COMPOSITE_TRAINED else []
     blocked = any(c.blocking and not c.passed for c in guarded)
-    ms_stage = (time.perf_counter() - t0) * 1000
     layer_rel = f"layers/{name}/product.png"
     write_rgba(job.folder / layer_rel, layout.product_rgb, layout.product_alpha, cfg.write.png_compress_level)
     thumb = thumbnail_jpeg(staged, cfg.write.thumbnail_px)
+    ms_stage = (time.perf_counter() - t0) * 1000  # layout to thumbnail; each format's publish is apart
     settings = {
         **job.settings, "sku": job.sku, "preset": name, "canvas": [preset.width, preset.height],
         "placement": layout.placement.to_dict(), "scene": scene_settings, "seed": job.seed,

@@ -61,6 +61,10 @@ def thumbnail_jpeg(pixels: np.ndarray, size: int) -> bytes:
 
     Made once per image: the same bytes go into the C2PA manifest and into layers/*.jpg.
     """
+    h, w = pixels.shape[:2]
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and max(h, w) > size:  # area average: a few ms at 1024²
+        scale = size / max(h, w)
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     im = Image.fromarray(pixels)
     if im.mode == "RGBA":
         bg = Image.new("RGB", im.size, (255, 255, 255))
