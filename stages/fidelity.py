@@ -68,8 +68,16 @@ def _blur_at(rgb: np.ndarray, weight: np.ndarray, sigma: float, ys: np.ndarray,
     h, wd = weight.shape
     mask = weight.view(np.uint8)
     if factor == 1:  # narrow: in float, where 8-bit rounding would show at weakly supported points
-        num = cv2.GaussianBlur(rgb.astype(np.float32) * weight[..., None], (0, 0), sigma)[ys, xs]
-        den = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigma)[ys, xs]
+        if ys.size == 0:
+            return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
+        # only around the points: OpenCV's kernel for a float blur reaches 4 sigma, so the means
+        # read at the points are the same as over the whole image
+        r = int(np.ceil(4 * sigma)) + 1
+        y0, y1 = max(0, int(ys.min()) - r), min(h, int(ys.max()) + r + 1)
+        x0, x1 = max(0, int(xs.min()) - r), min(wd, int(xs.max()) + r + 1)
+        box_rgb, box_w = rgb[y0:y1, x0:x1], weight[y0:y1, x0:x1]
+        num = cv2.GaussianBlur(box_rgb.astype(np.float32) * box_w[..., None], (0, 0), sigma)[ys - y0, xs - x0]
+        den = cv2.GaussianBlur(box_w.astype(np.float32), (0, 0), sigma)[ys - y0, xs - x0]
     else:
         small = (max(1, wd // factor), max(1, h // factor))
         # area means of 0/255 values: the blur that follows averages their rounding away
