@@ -66,7 +66,6 @@ def _blur_at(rgb: np.ndarray, weight: np.ndarray, sigma: float, ys: np.ndarray,
     few ms instead of several hundred) and are read bilinearly at the points, never upsampled."""
     factor = int(max(1, min(8, sigma // 3)))
     h, wd = weight.shape
-    mask = weight.view(np.uint8)
     if factor == 1:  # narrow: in float, where 8-bit rounding would show at weakly supported points
         if ys.size == 0:
             return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
@@ -81,6 +80,7 @@ def _blur_at(rgb: np.ndarray, weight: np.ndarray, sigma: float, ys: np.ndarray,
     else:
         small = (max(1, wd // factor), max(1, h // factor))
         # area means of 0/255 values: the blur that follows averages their rounding away
+        mask = weight.view(np.uint8)
         masked = cv2.bitwise_and(rgb, rgb, mask=mask)
         mask255 = mask * np.uint8(255)
         num_s = cv2.resize(masked, small, interpolation=cv2.INTER_AREA).astype(np.float32)

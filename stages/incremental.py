@@ -114,14 +114,14 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
                 result.todo.append(row)
                 result.keys[row.sku] = key
                 continue
-            prev = current.get(row.sku)
+            prev, name = current.get(row.sku), slug(row.sku)
             hit: dict[str, Any] | None = None
             if decisions is None:
-                pass
-            elif (decision := decisions.get(slug(row.sku))) is not None:
-                hit = _approved(out_root, row, slug(row.sku), source_sha) if decision.get("decision") == "approved" else None
+                pass  # the review state is unreadable: every row's batch task reports it
+            elif (decision := decisions.get(name)) is not None:
+                hit = _approved(out_root, row, name, source_sha) if decision.get("decision") == "approved" else None
             elif prev is None or (prev.cache_key == key and prev.verdict == "review"):
-                hit = _from_record(out_root, slug(row.sku), key)
+                hit = _from_record(out_root, name, key)
             elif (prev.cache_key == key and prev.verdict == "pass" and prev.output
                     and outputs_present(out_root, prev.output, cfg)):
                 hit = {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -48,3 +49,21 @@ def photo(tmp_path: Path, images: Path) -> Path:
     target.parent.mkdir()
     target.write_bytes((images / "19_shoes_black-suede_white.jpg").read_bytes())
     return target
+
+
+@pytest.fixture(scope="session")
+def write_catalog(images: Path):
+    """`write_catalog(folder, header, *rows)`: folder/catalog.csv from CSV lines, with each row's
+    photo (its `image` column, a file name in catalog/images) copied beside it."""
+
+    def write(folder: Path, header: str, *rows: str) -> Path:
+        column = header.split(",").index("image")
+        for row in rows:
+            name = row.split(",")[column]
+            if (images / name).is_file():
+                shutil.copy(images / name, folder / name)
+        path = folder / "catalog.csv"
+        path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        return path
+
+    return write

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -61,20 +60,17 @@ def test_unknown_backend_fails_loudly():
         make_nsfw_backend(NsfwConfig(backend="nope"))
 
 
-def _catalog(tmp, images):
-    for name in ("19_shoes_black-suede_white.jpg", "20_shoes_beige-loafers_on-beige-floor.jpg"):
-        shutil.copy(images / name, tmp / name)
-    (tmp / "catalog.csv").write_text(
-        "sku,image,title,category,scene_prompt,seed\n"
-        "SHOE-1,19_shoes_black-suede_white.jpg,Black shoes,shoes,sage green wall,3\n"
-        "LOAFER-2,20_shoes_beige-loafers_on-beige-floor.jpg,Loafers,shoes,sage green wall,3\n", encoding="utf-8")
-    return {r.sku: r for r in read_catalog(tmp / "catalog.csv").rows}
+def _catalog(tmp, write_catalog):
+    path = write_catalog(tmp, "sku,image,title,category,scene_prompt,seed",
+                         "SHOE-1,19_shoes_black-suede_white.jpg,Black shoes,shoes,sage green wall,3",
+                         "LOAFER-2,20_shoes_beige-loafers_on-beige-floor.jpg,Loafers,shoes,sage green wall,3")
+    return {r.sku: r for r in read_catalog(path).rows}
 
 
-def test_image_over_the_threshold_is_quarantined_never_published(tmp_path, images, repo, dev_keys):
+def test_image_over_the_threshold_is_quarantined_never_published(tmp_path, write_catalog, repo, dev_keys):
     from stages.product import Workbench, process_row
 
-    rows = _catalog(tmp_path, images)
+    rows = _catalog(tmp_path, write_catalog)
     out = tmp_path / "out"
     base = {"layout": {"width": 384, "height": 384}}
     bench = Workbench.build(load_config(repo / "config.toml", base))

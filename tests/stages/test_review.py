@@ -16,16 +16,13 @@ from stages.config import load_config
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory, images, repo, dev_keys):
+def staged(tmp_path_factory, write_catalog, repo, dev_keys):
     from stages.product import Workbench
 
     tmp = tmp_path_factory.mktemp("review")
-    for name in ("19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg"):
-        shutil.copy(images / name, tmp / name)
-    (tmp / "catalog.csv").write_text(
-        "sku,image,title,category,scene_prompt,seed\n"
-        "SHOE-1,19_shoes_black-suede_white.jpg,Shoes,shoes,warm sand backdrop,1\n"
-        "CAP-2,27_hat_leather-cap_on-white-sheet.jpg,Cap,hats,warm sand backdrop,2\n", encoding="utf-8")
+    write_catalog(tmp, "sku,image,title,category,scene_prompt,seed",
+                  "SHOE-1,19_shoes_black-suede_white.jpg,Shoes,shoes,warm sand backdrop,1",
+                  "CAP-2,27_hat_leather-cap_on-white-sheet.jpg,Cap,hats,warm sand backdrop,2")
     (tmp / "config.toml").write_text((repo / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
     cfg = load_config(tmp / "config.toml", {"layout": {"width": 256, "height": 256}})
     return tmp, Workbench.build(cfg)

@@ -8,7 +8,6 @@ pipeline call, the way a CUDA OutOfMemoryError reaches the backend on a GPU work
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -147,15 +146,11 @@ def test_every_backend_out_of_memory_fails_the_product_with_each_reason(sd15, re
         chain.generate(request_)
 
 
-def test_flow_publishes_fallback_outputs_for_review_and_retries_them_next_run(images, dev_keys, tmp_path):
+def test_flow_publishes_fallback_outputs_for_review_and_retries_them_next_run(write_catalog, dev_keys, tmp_path):
     from flows.nightly import nightly_catalog_run
     from stages.sign import verify_file
 
-    photo = "19_shoes_black-suede_white.jpg"
-    shutil.copy(images / photo, tmp_path / photo)
-    (tmp_path / "catalog.csv").write_text(
-        "sku,image,title,category\n"
-        f"SHOE-FB-1,{photo},Black suede shoes,shoes\n", encoding="utf-8")
+    write_catalog(tmp_path, "sku,image,title,category", "SHOE-FB-1,19_shoes_black-suede_white.jpg,Black suede shoes,shoes")
     (tmp_path / "config.toml").write_text(
         "[layout]\nwidth = 256\nheight = 256\n\n"
         '[scene]\nbackend = "diffusers-sdxl"\nfallback = ["studio"]\n\n'

@@ -435,15 +435,12 @@ def test_transformers_depth_missing_model_fails_at_once(tmp_path, monkeypatch):
 # End to end: the nightly flow with the SD 1.5 backend
 
 
-def test_nightly_flow_stages_a_real_photo_with_the_diffusion_backend(models, images, dev_keys, tmp_path):
+def test_nightly_flow_stages_a_real_photo_with_the_diffusion_backend(models, write_catalog, dev_keys, tmp_path):
     from flows.nightly import nightly_catalog_run
     from stages.sign import verify_file
 
-    photo = "19_shoes_black-suede_white.jpg"
-    shutil.copy(images / photo, tmp_path / photo)
-    (tmp_path / "catalog.csv").write_text(
-        "sku,image,title,category,scene_prompt,seed,variants\n"
-        f"SHOE-DIFF-01,{photo},Black suede shoes,shoes,warm oak floor,5,1\n", encoding="utf-8")
+    write_catalog(tmp_path, "sku,image,title,category,scene_prompt,seed,variants",
+                  "SHOE-DIFF-01,19_shoes_black-suede_white.jpg,Black suede shoes,shoes,warm oak floor,5,1")
     sd15 = models["sd15"]
     (tmp_path / "config.toml").write_text(
         "[layout]\nwidth = 256\nheight = 256\n\n"
