@@ -2,7 +2,7 @@
 
 Times each stage function directly (the same calls `stages.product.process_row` makes) on the
 demo photos of catalog/demo.csv at the configured canvas (config.toml: 1024x1024), with
-OpenCV/BLAS/OpenMP pinned to one thread. Then runs `process_row` itself on the same photos and
+OpenCV/BLAS/OpenMP and the NSFW model's onnxruntime pinned to one thread. Then runs `process_row` itself on the same photos and
 prints its own `timings_ms` as a cross-check.
 
 The demo photos are small (400x534, coffee 600x400 is not in demo.csv): layout upscales each
@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=None, help="rounds over the photos (default 3, quick 1)")
     ap.add_argument("--photos", type=int, default=None, help="how many demo photos (default all 10, quick 4)")
     ap.add_argument("--size", type=int, default=None, help="square canvas side (default: config.toml [layout])")
-    ap.add_argument("--threads", type=int, default=1, help="OpenCV/BLAS/OpenMP threads (default 1: one core)")
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV/BLAS/OpenMP/onnxruntime threads (default 1: one core)")
     ap.add_argument("--no-cross-check", action="store_true", help="skip the process_row cross-check")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     return ap.parse_args()
@@ -197,7 +197,9 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
     from stages.config import load_config
     from stages.product import Workbench, process_row
 
-    overrides = {"layout": {"width": args.size, "height": args.size}} if args.size else {}
+    overrides: dict = {"nsfw": {"threads": args.threads}}  # onnxruntime defaults to one thread per core
+    if args.size:
+        overrides["layout"] = {"width": args.size, "height": args.size}
     cfg_path = C.write_config(root / "config.toml", overrides)
     cfg = load_config(cfg_path)
     n_photos = args.photos or (4 if args.quick else len(C.demo_templates()))

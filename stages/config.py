@@ -258,6 +258,7 @@ class NsfwConfig:
     backend: str = "opennsfw"  # opennsfw (embedded Yahoo open_nsfw ONNX) | transformers
     threshold: float = 0.5  # at or above: quarantined, never published
     review_threshold: float = 0.3  # at or above (below threshold): published, sent to review
+    threads: int = 0  # opennsfw: onnxruntime threads per worker; 0: one per core
     transformers: TransformersNsfwConfig = field(default_factory=TransformersNsfwConfig)
 
 
@@ -469,6 +470,7 @@ def _validate_checks(cfg: Config, need: Any) -> None:
     need(0 < n.threshold <= 1, f"nsfw.threshold = {n.threshold}: must be in (0, 1]")
     need(0 < n.review_threshold <= n.threshold,
          f"nsfw.review_threshold = {n.review_threshold}: must be in (0, nsfw.threshold = {n.threshold}]")
+    need(0 <= n.threads <= 256, f"nsfw.threads = {n.threads}: must be 0..256 (0: one per core)")
     need(bool(n.transformers.model.strip()), "nsfw.transformers.model is empty: name an image-classification model")
     need(bool(n.transformers.nsfw_labels), "nsfw.transformers.nsfw_labels is empty: name the model's unsafe labels")
     for name in ("band", "rim", "min_area", "halo_width"):

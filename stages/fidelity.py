@@ -20,7 +20,9 @@ Expansion has two detectors:
   Known blind spots: scenes coloured like the product edge (within `min_contrast`), and grey or
   shadow-coloured extensions straight down into the floor.
 
-`benchmarks/fidelity_eval.py` measures both detectors on extensions built from real photos.
+Both checks read the same distance maps of the product's outline (`measure_outline`, once per
+layout: stages.outline). `benchmarks/fidelity_eval.py` measures both detectors on extensions
+built from real photos.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 from stages.check import CheckResult
 from stages.config import FidelityConfig
 from stages.layout import Layout
+from stages.outline import VISIBLE_ALPHA, Outline, blur_at, colours_at, measure, points, product_size
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -45,67 +48,6 @@ class Expansion:
     regions: int
     method: str
     mask: np.ndarray  # HxW bool: pixels judged to be extra product
-
-
-def _bbox(alpha: np.ndarray) -> tuple[int, int, int, int]:
-    """x, y, w, h of the product's pixels (alpha > 0); w = 0 when there are none."""
-    return cv2.boundingRect((alpha > 0).view(np.uint8))
-
-
-def _product_size(alpha: np.ndarray) -> float:
-    _, _, w, h = _bbox(alpha)
-    return float(np.sqrt(w * h)) if w else 1.0
-
-
-def _blur_at(rgb: np.ndarray, weight: np.ndarray, sigma: float, ys: np.ndarray,
-             xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian mean of `rgb` (uint8) over the pixels where `weight` (bool) is set, read at the
-    points (ys, xs): normalised convolution; returns (N x 3 colours, N supports).
-
-    Wide blurs run at reduced resolution (the means are smooth: an 80 px sigma at 1024 px costs a
-    few ms instead of several hundred) and are read bilinearly at the points, never upsampled."""
-    factor = int(max(1, min(8, sigma // 3)))
-    h, wd = weight.shape
-    if factor == 1:  # narrow: in float, where 8-bit rounding would show at weakly supported points
-        if ys.size == 0:
-            return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
-        # only around the points: OpenCV's kernel for a float blur reaches 4 sigma, so the means
-        # read at the points are the same as over the whole image
-        r = int(np.ceil(4 * sigma)) + 1
-        y0, y1 = max(0, int(ys.min()) - r), min(h, int(ys.max()) + r + 1)
-        x0, x1 = max(0, int(xs.min()) - r), min(wd, int(xs.max()) + r + 1)
-        box_rgb, box_w = rgb[y0:y1, x0:x1], weight[y0:y1, x0:x1]
-        num = cv2.GaussianBlur(box_rgb.astype(np.float32) * box_w[..., None], (0, 0), sigma)[ys - y0, xs - x0]
-        den = cv2.GaussianBlur(box_w.astype(np.float32), (0, 0), sigma)[ys - y0, xs - x0]
-    else:
-        small = (max(1, wd // factor), max(1, h // factor))
-        # area means of 0/255 values: the blur that follows averages their rounding away
-        mask = weight.view(np.uint8)
-        masked = cv2.bitwise_and(rgb, rgb, mask=mask)
-        mask255 = mask * np.uint8(255)
-        num_s = cv2.resize(masked, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-        den_s = cv2.resize(mask255, small, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-        num_s = cv2.GaussianBlur(num_s, (0, 0), sigma / factor)
-        den_s = cv2.GaussianBlur(den_s, (0, 0), sigma / factor)
-        # pixel centres of the full-size grid in the small one (as cv2.resize maps them)
-        mx = (xs.astype(np.float32) + 0.5) * (small[0] / wd) - 0.5
-        my = (ys.astype(np.float32) + 0.5) * (small[1] / h) - 0.5
-        num, den = _sample(num_s, mx, my).reshape(-1, 3), _sample(den_s, mx, my).reshape(-1)
-    return num / np.maximum(den, 1e-4)[:, None], den
-
-
-_ROW = 1024  # cv2.remap maps are at most 32767 wide or high: points go in rows of this many
-
-
-def _sample(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
-    """Bilinear reads of `img` at the points (mx, my), edge pixels repeated beyond the border."""
-    n = mx.size
-    if n == 0:
-        return np.zeros((0, *img.shape[2:]), img.dtype)
-    pad = -n % _ROW
-    grid = [np.pad(m, (0, pad)).reshape(-1, _ROW) for m in (mx, my)]
-    out = cv2.remap(img, grid[0], grid[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(-1, *img.shape[2:])[:n]
 
 
 def _grown(candidates: np.ndarray, dist_out: np.ndarray, touch_px: float) -> tuple[np.ndarray, list[tuple[int, float]]]:
@@ -151,52 +93,73 @@ def _outside_distance(alpha: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
 
 
-def expansion_heuristic(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConfig) -> Expansion:
+def _band(size: float, cfg: FidelityConfig) -> tuple[float, float]:
+    """(band, rim) widths in pixels: the band judged for extra product, the rim never judged."""
+    return max(4.0, cfg.band * size), max(1.5, cfg.rim * size)
+
+
+def _halo_width(size: float, cfg: FidelityConfig) -> float:
+    return max(2.0, cfg.halo_width * size)
+
+
+def _expansion_margin(size: float, cfg: FidelityConfig) -> float:
+    return 3.0 * _band(size, cfg)[0] + 2.0  # all judged and reference pixels lie in here
+
+
+def _halo_margin(size: float, cfg: FidelityConfig) -> float:
+    return 16.0 * _halo_width(size, cfg) + 4.0  # the rim and its reference rings, with blur reach
+
+
+def measure_outline(layout: Layout, cfg: FidelityConfig) -> Outline:
+    """The product's distance maps for both checks: measure once, pass to `expansion_heuristic` and `halo`."""
+    size = product_size(layout.product_alpha)
+    return measure(layout.product_alpha, max(_expansion_margin(size, cfg), _halo_margin(size, cfg)))
+
+
+def expansion_heuristic(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConfig,
+                        outline: Outline | None = None) -> Expansion:
     """Product-coloured regions growing out of the outline into the generated band."""
-    size = _product_size(layout.product_alpha)
-    band = max(4.0, cfg.band * size)
-    rim = max(1.5, cfg.rim * size)  # anti-aliasing and matte softness: never judged
-    roi = _roi(layout.product_alpha, 3.0 * band + 2.0)  # all judged and reference pixels lie in here
-    exp = _heuristic(final_rgb[roi], layout.product_alpha[roi], layout.product_rgb[roi], size, band, rim, cfg)
+    outline = outline or measure_outline(layout, cfg)
+    size = outline.size
+    band, rim = _band(size, cfg)
+    roi, local = outline.region(_expansion_margin(size, cfg))
+    exp = _heuristic(final_rgb[roi], layout.product_alpha[roi], layout.product_rgb[roi],
+                     outline.dist_out[local], outline.dist_in[local], size, band, rim, cfg)
     mask = np.zeros(layout.product_alpha.shape, bool)
     mask[roi] = exp.mask
     return replace(exp, mask=mask)
 
 
-def _roi(alpha: np.ndarray, margin: float) -> tuple[slice, slice]:
-    x, y, w, h = _bbox(alpha)
-    if not w:
-        return slice(0, alpha.shape[0]), slice(0, alpha.shape[1])
-    m = int(np.ceil(margin))
-    return slice(max(0, y - m), y + h + m), slice(max(0, x - m), x + w + m)
-
-
-def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray, size: float, band: float,
-               rim: float, cfg: FidelityConfig) -> Expansion:
-    dist_out = _outside_distance(alpha)
-    inside = alpha > 0
+def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray, dist_out: np.ndarray,
+               dist_in: np.ndarray, size: float, band: float, rim: float, cfg: FidelityConfig) -> Expansion:
     # colour of the product at the nearest outline point: mean over nearby opaque pixels
-    core = alpha >= 128
+    core = alpha >= VISIBLE_ALPHA
     edge_sigma = max(1.5, 0.01 * size)
+    # every band pixel and its nearest product pixel lie within `band` of the product's box:
+    # the labels are needed only there (the same as over the whole region)
+    x, y, w, h = cv2.boundingRect((alpha > 0).view(np.uint8))
+    m = int(np.ceil(1.05 * band)) + 2  # the chamfer distance errs by up to ~2%
+    near = slice(max(0, y - m), y + h + m), slice(max(0, x - m), x + w + m)
+    by, bx = points((dist_out[near] > rim) & (dist_out[near] <= band))
+    if not w or by.size == 0 or not core.any():
+        return Expansion(0.0, 0.0, 0, "heuristic", np.zeros(alpha.shape, bool))
     # labels of the nearest product pixel for every outside pixel
     _, nearest = cv2.distanceTransformWithLabels(
-        (~core).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(core)  # the source's zero pixels (the product) are labelled 1.. in scan order
-    in_band = (dist_out > rim) & (dist_out <= band)
-    if not in_band.any() or xs.size == 0:
-        return Expansion(0.0, 0.0, 0, "heuristic", np.zeros_like(inside))
-    by, bx = np.nonzero(in_band)
+        (~core[near]).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = points(core[near])  # the source's zero pixels (the product) are labelled 1.. in scan order
+    idx = nearest[by, bx] - 1
+    oy, ox = near[0].start, near[1].start
+    by, bx, ys, xs = by + oy, bx + ox, ys + oy, xs + ox
     # the scene's local colour from beyond the band (what the band "should" look like)
     far = (dist_out > band) & (dist_out <= 3.0 * band)
-    b, support = _blur_at(final_rgb, far, band, by, bx)
-    c = final_rgb[by, bx].astype(np.float32)
+    b, support = blur_at(final_rgb, far, band, by, bx)
+    c = colours_at(final_rgb, by, bx)
     d_bg = _dist(c, b)
     # every judge below needs contrast = |e - b| >= min_contrast and |c - e| <= likeness * |c - b|,
     # so |c - b| >= min_contrast / (1 + likeness): pixels closer to the scene colour are scene
     sel = np.nonzero((support > 1e-3) & (d_bg * (1.0 + cfg.likeness) >= cfg.min_contrast))[0]
     by, bx, b, c, d_bg = by[sel], bx[sel], b[sel], c[sel], d_bg[sel]
-    idx = nearest[by, bx] - 1
-    py, px = ys[idx], xs[idx]  # the nearest outline point of each judged pixel
+    py, px = ys[idx[sel]], xs[idx[sel]]  # the nearest outline point of each judged pixel
     # shadows fall below the product (light from above): there a dark rim kept by the matte
     # looks like a shadow, and grey extensions straight down into the floor are not judged
     below = (by - py) >= 0.5 * dist_out[by, bx]
@@ -214,10 +177,10 @@ def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray
         # product colour near the nearest outline point, at the edge itself and over a wider patch
         # (an extension may continue the edge colour or repeat the product's texture)
         for sigma in (edge_sigma, 0.5 * band):
-            judge(_blur_at(product_rgb, core, sigma, py, px)[0], cfg.likeness, 0.5)
+            judge(blur_at(product_rgb, core, sigma, py, px)[0], cfg.likeness, 0.5)
         # ...or any of the main colours of the product's outer zone (a strap in the body's colour
         # growing out of a differently coloured button), held to a stricter likeness
-        for e in _edge_palette(product_rgb, core, band):
+        for e in _edge_palette(product_rgb, core, dist_in, band):
             judge(e, 0.5 * cfg.likeness, 0.35)
     cand = np.zeros(alpha.shape, bool)
     cand[by[like], bx[like]] = True
@@ -228,10 +191,9 @@ def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray
 PALETTE_SIZE = 4
 
 
-def _edge_palette(rgb: np.ndarray, core: np.ndarray, band: float) -> np.ndarray:
+def _edge_palette(rgb: np.ndarray, core: np.ndarray, dist_in: np.ndarray, band: float) -> np.ndarray:
     """Main colours (k-means) of the product within `band` of its outline; clusters under 10% dropped."""
-    dist_in = cv2.distanceTransform(core.view(np.uint8), cv2.DIST_L2, 3)
-    zy, zx = np.nonzero(core & (dist_in <= band))
+    zy, zx = points(core & (dist_in <= band))
     if len(zy) < 50:
         return np.zeros((0, 3), np.float32)
     step = max(1, len(zy) // 4000)
@@ -261,8 +223,8 @@ def expansion_resegment(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConf
                         resegmented_alpha: np.ndarray) -> Expansion:
     """What a fresh cut-out of the final image holds beyond the placed product, grown from its outline."""
     alpha = layout.product_alpha
-    size = _product_size(alpha)
-    rim = max(1.5, cfg.rim * size)
+    size = product_size(alpha)
+    rim = _band(size, cfg)[1]
     dist_out = _outside_distance(alpha)
     extra = (resegmented_alpha >= 128) & (dist_out > rim)
     extra = cv2.morphologyEx(extra.view(np.uint8), cv2.MORPH_OPEN, _K3).view(bool)
@@ -295,7 +257,8 @@ def backdrop_colour(source_rgb: np.ndarray, matte_alpha: np.ndarray, details: di
     return np.median(source_rgb[bg].astype(np.float32), axis=0)
 
 
-def halo(final_rgb: np.ndarray, layout: Layout, backdrop: np.ndarray | None, cfg: FidelityConfig) -> CheckResult:
+def halo(final_rgb: np.ndarray, layout: Layout, backdrop: np.ndarray | None, cfg: FidelityConfig,
+         outline: Outline | None = None) -> CheckResult:
     """Share of the product's outer rim that shows the old backdrop's colour against the new scene.
 
     Only rim pixels where a halo would be visible are judged: the old backdrop colour must differ
@@ -304,22 +267,21 @@ def halo(final_rgb: np.ndarray, layout: Layout, backdrop: np.ndarray | None, cfg
     limit = f"<= {cfg.halo_limit} of the judged rim"
     if backdrop is None:
         return CheckResult("halo", True, 0.0, limit, "no backdrop colour known: not judged", cfg.blocking)
-    size = _product_size(layout.product_alpha)
-    width = max(2.0, cfg.halo_width * size)
-    roi = _roi(layout.product_alpha, 16.0 * width + 4.0)  # the rim and its reference rings, with blur reach
-    alpha, final_rgb = layout.product_alpha[roi], final_rgb[roi]
-    inside = alpha >= 128  # the visible silhouette: a soft matte's faint tail is mostly scene
-    dist_in = cv2.distanceTransform(inside.view(np.uint8), cv2.DIST_L2, 5)
-    dist_out = _outside_distance(alpha)
+    outline = outline or measure_outline(layout, cfg)
+    width = _halo_width(outline.size, cfg)
+    roi, local = outline.region(_halo_margin(outline.size, cfg))
+    final_rgb = final_rgb[roi]
+    dist_in, dist_out = outline.dist_in[local], outline.dist_out[local]
+    inside = dist_in > 0  # the visible silhouette (alpha >= 128)
     rim = inside & (dist_in <= width)
     sigma = max(2.0, width)
-    ry, rx = np.nonzero(rim)
+    ry, rx = points(rim)
     if ry.size == 0:
         return CheckResult("halo", True, 0.0, limit, "no product rim", cfg.blocking)
     ring_in = inside & (dist_in > 2.0 * width) & (dist_in <= 4.0 * width)
-    inner, inner_w = _blur_at(final_rgb, ring_in, sigma * 2, ry, rx)
-    scene, scene_w = _blur_at(final_rgb, (dist_out > 2.0) & (dist_out <= 4.0 * width), sigma * 2, ry, rx)
-    c = final_rgb[ry, rx].astype(np.float32)
+    inner, inner_w = blur_at(final_rgb, ring_in, sigma * 2, ry, rx)
+    scene, scene_w = blur_at(final_rgb, (dist_out > 2.0) & (dist_out <= 4.0 * width), sigma * 2, ry, rx)
+    c = colours_at(final_rgb, ry, rx)
     bd = backdrop[None, :]
     visible = (np.linalg.norm(bd - scene, axis=1) >= cfg.min_contrast) \
         & (np.linalg.norm(bd - inner, axis=1) >= cfg.min_contrast) \

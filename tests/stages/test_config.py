@@ -24,6 +24,7 @@ def test_repo_config_parses_into_frozen_tables(repo):
     ("[renditions.presets.web]\nbackground = 'white'\n", r"renditions.presets.web.background = 'white': expected a colour"),
     ("[renditions.presets.Web]\nwidth = 512\n", r"\[renditions.presets.Web\]: preset names are lower-case"),
     ("[layout]\nwidth = 10\n", r"layout.width = 10: must be 64..8192"),
+    ("[nsfw]\nthreads = -1\n", r"nsfw.threads = -1: must be 0..256"),
     ("[bogus]\nx = 1\n", r"unknown key\(s\) \['bogus'\]"),
     ("[layout\n", "not valid TOML"),
 ])

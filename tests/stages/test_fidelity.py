@@ -149,30 +149,3 @@ def test_guards_pick_the_expansion_method_and_run_the_resegmenter(cfg, fe):
     assert set(by_name) == {"nsfw", "expansion", "halo"}
     assert details["expansion"]["method"] == "resegment" and not by_name["expansion"].passed
     assert by_name["nsfw"].passed and details["nsfw"]["score"] < cfg.nsfw.review_threshold
-
-
-@pytest.mark.parametrize(("sigma", "p99"), [(2.0, 1e-3), (5.0, 1e-3), (9.0, 1.5), (24.0, 1.5), (60.0, 5.0)])
-def test_blurred_means_read_at_points_match_the_full_resolution_blur(images, sigma, p99):
-    """The checks read local mean colours at chosen points from a reduced-resolution blur; they must
-    agree with the exact full-resolution normalised convolution (narrow blurs are exact)."""
-    from stages.fidelity import _blur_at
-
-    rgb = cv2.cvtColor(cv2.imread(str(images / "27_hat_leather-cap_on-white-sheet.jpg")), cv2.COLOR_BGR2RGB)
-    rgb = cv2.resize(rgb, (600, 450), interpolation=cv2.INTER_AREA)
-    h, w = rgb.shape[:2]
-    shape = np.zeros((h, w), np.uint8)
-    cv2.ellipse(shape, (w // 2, h // 2), (200, 140), 15, 0, 360, 1, -1)
-    dist = cv2.distanceTransform(1 - shape, cv2.DIST_L2, 5)
-    weight = (dist > 0) & (dist <= 3 * sigma + 5)  # a ring around the shape, like the scene band
-    num = cv2.GaussianBlur(rgb.astype(np.float32) * weight[..., None], (0, 0), sigma)
-    den = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigma)
-    ys, xs = np.nonzero(den > 0.2)
-    exact = num[ys, xs] / den[ys, xs, None]
-    colour, support = _blur_at(rgb, weight, sigma, ys, xs)
-    err = np.abs(colour - exact).max(axis=1)
-    assert np.percentile(err, 99) <= p99 and np.median(err) <= max(1e-3, p99 / 5)
-    assert np.percentile(np.abs(support - den[ys, xs]), 99) <= (1e-4 if p99 < 1 else 0.1)
-    if p99 < 1:  # exact blurs read a few points together from a box around them alone: still exact
-        near = (ys < h // 3) & (xs > w // 2)
-        part, _ = _blur_at(rgb, weight, sigma, ys[near], xs[near])
-        assert near.sum() > 100 and np.abs(part - exact[near]).max() <= p99

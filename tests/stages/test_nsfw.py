@@ -46,6 +46,15 @@ def test_model_output_depends_on_the_image(opennsfw, images):
     assert opennsfw.score(skin) > 5 * opennsfw.score(shoe)
 
 
+def test_one_thread_scores_as_the_default_session(opennsfw, images):
+    """[nsfw] threads pins onnxruntime (one core per worker); the model and its scores stay the same."""
+    single = make_nsfw_backend(NsfwConfig(threads=1))
+    for name in PRODUCT_PHOTOS[:2]:
+        rgb = np.asarray(Image.open(images / name).convert("RGB"))
+        assert single.score(rgb) == pytest.approx(opennsfw.score(rgb), abs=1e-5)
+    assert single._clf._session.get_session_options().intra_op_num_threads == 1
+
+
 def test_check_levels():
     cfg = NsfwConfig(threshold=0.6, review_threshold=0.3)
     assert nsfw_check(0.1, cfg, "m").passed

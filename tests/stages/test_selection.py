@@ -14,7 +14,7 @@ import pytest
 from stages.catalog import read_catalog
 from stages.config import load_config
 from stages.layout import place_product
-from stages.scene import Scene, StudioScene, scene_backends
+from stages.scene import StudioScene, scene_backends
 from stages.selection import image_quality, marginal, rank_key, select
 
 
