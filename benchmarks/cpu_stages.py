@@ -2,8 +2,8 @@
 
 Times each stage function directly (the same calls `stages.product.process_row` makes) on the
 demo photos of catalog/demo.csv at the configured canvas (config.toml: 1024x1024), with
-OpenCV/BLAS/OpenMP and the NSFW model's onnxruntime pinned to one thread. Then runs `process_row` itself on the same photos and
-prints its own `timings_ms` as a cross-check.
+OpenCV/BLAS/OpenMP and the NSFW model's onnxruntime pinned to one thread. Then runs
+`process_row` itself on the same photos and prints its own `timings_ms` as a cross-check.
 
 The demo photos are small (400x534, coffee 600x400 is not in demo.csv): layout upscales each
 product onto the canvas (up to [layout] max_scale = 2.0), so every stage after layout works
@@ -15,7 +15,7 @@ channel renditions, in ms: the fastest of the rounds for each photo, median over
 times are printed beside it). The channel renditions are whole images at their own sizes: the
 line above it gives each one's cost without its scene, and that cost per megapixel.
 
-    .venv/bin/python benchmarks/cpu_stages.py            # 3 rounds over the 10 demo photos
+    .venv/bin/python benchmarks/cpu_stages.py            # 5 rounds over the 10 demo photos (~1 min)
     .venv/bin/python benchmarks/cpu_stages.py --quick    # 1 round over 4 photos, smoke run
 """
 
@@ -39,7 +39,7 @@ WRITE_PARTS = ("write.staged_png", "write.layers", "write.thumbnails", "write.re
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one round over 4 photos, smoke run (< 60 s)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds over the photos (default 3, quick 1)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds over the photos (default 5, quick 1)")
     ap.add_argument("--photos", type=int, default=None, help="how many demo photos (default all 10, quick 4)")
     ap.add_argument("--size", type=int, default=None, help="square canvas side (default: config.toml [layout])")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV/BLAS/OpenMP/onnxruntime threads (default 1: one core)")
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     with C.bench_root("bench-cpu-", keep=args.keep, threads=args.threads) as root:
         return run(args, rounds, root)
 

@@ -80,7 +80,8 @@ def fit_backdrop(img: np.ndarray, b: int) -> tuple[np.ndarray, float, float, flo
         keep = res < k * max(float(np.median(res[keep] if keep.any() else res)), 1.5) + 2.0
         if keep.sum() < 12:
             return coef, 255.0, 255.0, 1.0
-        coef, *_ = np.linalg.lstsq(a[keep], cols[keep], rcond=None)
+        ak = a[keep]  # least squares through its 6x6 normal equations (min-norm where rank-deficient)
+        coef, *_ = np.linalg.lstsq(ak.T @ ak, ak.T @ cols[keep], rcond=None)
     model = a[keep] @ coef
     lum, chroma, _ = _split(list((cols[keep] - model).T), list(model.T))
     sigma_l = max(float(np.median(np.abs(lum))) / 0.6745, FLOOR_L)

@@ -391,8 +391,9 @@ def _publish(bench: Workbench, path: Path, data: bytes, t: _Timer,
     try:
         with t("write"), staged_file(path, data) as tmp:
             with t("check"):
-                checks.append(pixel_check(decode_rgb(tmp.read_bytes())))
-                ver = verify_file(tmp, bench.trust_anchors)
+                written = tmp.read_bytes()  # what a reader of the published file will get
+                checks.append(pixel_check(decode_rgb(written)))
+                ver = verify_file(tmp, bench.trust_anchors, written)
                 checks.append(CheckResult(
                     "c2pa", ver.ok, 1.0 if ver.ok else 0.0, "valid manifest",
                     "content credentials verify" if ver.ok else "; ".join(ver.failures), True,

@@ -301,14 +301,15 @@ def _read_context(trust_anchors_pem: str | None) -> c2pa.Context:
         raise SigningError(f"the trust anchors are not a usable PEM bundle: {exc}") from None
 
 
-def verify_file(path: Path, trust_anchors_pem: str | None = None) -> Verification:
+def verify_file(path: Path, trust_anchors_pem: str | None = None, data: bytes | None = None) -> Verification:
     """Read one file's credentials; a bad or unsigned file gives ok=False, never an exception.
 
+    `data`: the file's bytes when the caller has just read them (its type still comes from `path`).
     Bad trust anchors are a configuration error and raise SigningError.
     """
     where, context = str(path), _read_context(trust_anchors_pem)
     try:
-        data = Path(path).read_bytes()
+        data = Path(path).read_bytes() if data is None else data
     except OSError as exc:
         return Verification(where, False, None, [f"unreadable: {exc.strerror}"], False, None)
     try:
