@@ -36,7 +36,18 @@ import numpy as np
 from stages.check import CheckResult
 from stages.config import FidelityConfig
 from stages.layout import Layout
-from stages.outline import VISIBLE_ALPHA, Outline, blur_at, colours_at, measure, points, product_size
+from stages.outline import (
+    VISIBLE_ALPHA,
+    Box,
+    Outline,
+    blur_at,
+    colours_at,
+    grown_box,
+    measure,
+    outside_distance,
+    points,
+    product_size,
+)
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -88,11 +99,6 @@ def _shadow_of(c: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (k >= SHADOW_RATIO[0]) & (k <= SHADOW_RATIO[1]) & (resid <= 0.05 * k * np.sqrt(bb) + 4.0)
 
 
-def _outside_distance(alpha: np.ndarray) -> np.ndarray:
-    inside = (alpha > 0).view(np.uint8)
-    return cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
-
-
 def _band(size: float, cfg: FidelityConfig) -> tuple[float, float]:
     """(band, rim) widths in pixels: the band judged for extra product, the rim never judged."""
     return max(4.0, cfg.band * size), max(1.5, cfg.rim * size)
@@ -123,25 +129,25 @@ def expansion_heuristic(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConf
     size = outline.size
     band, rim = _band(size, cfg)
     roi, local = outline.region(_expansion_margin(size, cfg))
-    exp = _heuristic(final_rgb[roi], layout.product_alpha[roi], layout.product_rgb[roi],
+    x, y, w, h = outline.box
+    box = (x - roi[1].start, y - roi[0].start, w, h)  # in the region's pixels
+    exp = _heuristic(final_rgb[roi], layout.product_alpha[roi], layout.product_rgb[roi], box,
                      outline.dist_out[local], outline.dist_in[local], size, band, rim, cfg)
     mask = np.zeros(layout.product_alpha.shape, bool)
     mask[roi] = exp.mask
     return replace(exp, mask=mask)
 
 
-def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray, dist_out: np.ndarray,
+def _heuristic(final_rgb: np.ndarray, alpha: np.ndarray, product_rgb: np.ndarray, box: Box, dist_out: np.ndarray,
                dist_in: np.ndarray, size: float, band: float, rim: float, cfg: FidelityConfig) -> Expansion:
     # colour of the product at the nearest outline point: mean over nearby opaque pixels
     core = alpha >= VISIBLE_ALPHA
     edge_sigma = max(1.5, 0.01 * size)
     # every band pixel and its nearest product pixel lie within `band` of the product's box:
     # the labels are needed only there (the same as over the whole region)
-    x, y, w, h = cv2.boundingRect((alpha > 0).view(np.uint8))
-    m = int(np.ceil(1.05 * band)) + 2  # the chamfer distance errs by up to ~2%
-    near = slice(max(0, y - m), y + h + m), slice(max(0, x - m), x + w + m)
+    near = grown_box(box, 1.05 * band + 2.0, alpha.shape)  # the chamfer distance errs by up to ~2%
     by, bx = points((dist_out[near] > rim) & (dist_out[near] <= band))
-    if not w or by.size == 0 or not core.any():
+    if not box[2] or by.size == 0 or not core.any():
         return Expansion(0.0, 0.0, 0, "heuristic", np.zeros(alpha.shape, bool))
     # labels of the nearest product pixel for every outside pixel
     _, nearest = cv2.distanceTransformWithLabels(
@@ -225,7 +231,7 @@ def expansion_resegment(final_rgb: np.ndarray, layout: Layout, cfg: FidelityConf
     alpha = layout.product_alpha
     size = product_size(alpha)
     rim = _band(size, cfg)[1]
-    dist_out = _outside_distance(alpha)
+    dist_out = outside_distance(alpha)
     extra = (resegmented_alpha >= 128) & (dist_out > rim)
     extra = cv2.morphologyEx(extra.view(np.uint8), cv2.MORPH_OPEN, _K3).view(bool)
     return _score(extra, dist_out, rim, size, cfg, "resegment")

@@ -25,9 +25,9 @@ from stages.fidelity import (
     measure_outline,
 )
 from stages.layout import Layout
-from stages.outline import Outline
 from stages.matte import Matte, MatteBackend
 from stages.nsfw import NsfwBackend, make_nsfw_backend, nsfw_check
+from stages.outline import Outline
 from stages.prompt_safety import PromptCheck, PromptGuard
 
 # Matte backends that segment by what the object is (learned) rather than by a plain backdrop.

@@ -61,25 +61,32 @@ def outputs_present(out_root: Path, output: str, cfg: Config) -> bool:
     return all((folder / n).is_file() for n in names)
 
 
+def _record_path(out_root: Path, slug: str) -> Path:
+    return out_root / "products" / slug / f"{slug}.json"
+
+
+def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], output: str) -> dict[str, Any]:
+    """A skipped row's result, with paths relative to the output folder as the batch task gives them."""
+    return {"verdict": verdict, "reasons": reasons, "record": os.path.relpath(record_path, out_root),
+            "output": os.path.relpath(record_path.parent / output, out_root)}
+
+
 def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
-    record_path = out_root / "products" / slug / f"{slug}.json"
+    record_path = _record_path(out_root, slug)
     record = cached_record(record_path, key)  # the same test a batch task makes before staging
     if record is None or record.get("verdict") not in ("pass", "review"):
         return None
-    return {"verdict": record["verdict"], "reasons": record.get("reasons", []),
-            "record": os.path.relpath(record_path, out_root),
-            "output": os.path.relpath(record_path.parent / record["output"], out_root)}
+    return _hit(out_root, record_path, record["verdict"], record.get("reasons", []), record["output"])
 
 
 def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> dict[str, Any] | None:
     """An approval that still holds, as the batch task would apply it; a rejection, or an approval
     the row has outgrown, is left to the batch task (it withdraws the files or stages again)."""
-    record_path = out_root / "products" / slug / f"{slug}.json"
+    record_path = _record_path(out_root, slug)
     held = held_decision(out_root, row, source_sha, record_path)
     if held is None or held.output is None:
         return None
-    return {"verdict": held.verdict, "reasons": held.reasons, "record": os.path.relpath(record_path, out_root),
-            "output": os.path.relpath(record_path.parent / held.output, out_root)}
+    return _hit(out_root, record_path, held.verdict, held.reasons, held.output)
 
 
 def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,

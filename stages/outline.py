@@ -32,6 +32,11 @@ def product_size(alpha: np.ndarray) -> float:
     return float(np.sqrt(w * h)) if w else 1.0
 
 
+def outside_distance(alpha: np.ndarray) -> np.ndarray:
+    """Distance of every pixel to the nearest product pixel (alpha > 0); 0 on the product."""
+    return cv2.distanceTransform(1 - (alpha > 0).view(np.uint8), cv2.DIST_L2, 5)
+
+
 def grown_box(box: Box, margin: float, shape: tuple[int, ...]) -> Region:
     """The box grown by `margin` on every side, within an image of `shape`; all of it when empty."""
     x, y, w, h = box
@@ -87,7 +92,7 @@ def measure(alpha: np.ndarray, margin: float) -> Outline:
     box = bbox(alpha)
     roi = grown_box(box, margin, alpha.shape)
     a = alpha[roi]
-    dist_out = cv2.distanceTransform(1 - (a > 0).view(np.uint8), cv2.DIST_L2, 5)
+    dist_out = outside_distance(a)
     dist_in = cv2.distanceTransform((a >= VISIBLE_ALPHA).view(np.uint8), cv2.DIST_L2, 5)
     return Outline(product_size(alpha), box, alpha.shape[:2], roi, dist_out, dist_in)
 
