@@ -61,7 +61,7 @@ def pin_threads(threads: int) -> None:
 
 
 def init_keys() -> None:
-    from stages.keys import init_dev_keys
+    from provenance.keys import init_dev_keys
 
     init_dev_keys()
 
@@ -118,7 +118,7 @@ def _toml_tables(data: dict[str, Any], prefix: str, out: list[str]) -> None:
 
 def write_config(path: Path, overrides: dict[str, Any]) -> Path:
     """The repo's config.toml with `overrides` (nested tables) merged on top, written to `path`."""
-    from stages.config import merge_tables  # imported late: isolated_env must run before numpy is loaded
+    from ops.tables import merge_tables  # imported late: isolated_env must run before numpy is loaded
 
     data = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
     merge_tables(data, overrides)
@@ -126,7 +126,7 @@ def write_config(path: Path, overrides: dict[str, Any]) -> Path:
     _toml_tables(data, "", lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    from stages.config import load_config
+    from ops.config import load_config
 
     load_config(path)  # fail here, not inside a flow, if the file does not validate
     return path
@@ -185,7 +185,6 @@ def prefect_flow(workers: int | None = None):
 
     from flows import nightly
 
-    nightly.progress_hook = None
     flow = nightly.nightly_catalog_run
     if workers is not None:
         flow = flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
@@ -197,10 +196,11 @@ def bare_run(bench, cfg_path: Path, catalog: Path, out: Path, workers: int) -> d
     import secrets
     from concurrent.futures import ThreadPoolExecutor
 
-    from stages.catalog import read_catalog
-    from stages.config import load_config
-    from stages.product import process_row
-    from stages.report import write_run_report
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.context import RunContext
+    from ops.report import write_run_report
+    from ops.runner import process_row
 
     cfg = load_config(cfg_path)
     cat = read_catalog(catalog, cfg.run.max_variants)
@@ -208,7 +208,7 @@ def bare_run(bench, cfg_path: Path, catalog: Path, out: Path, workers: int) -> d
     out_root = out.resolve()
 
     def batch(chunk):
-        return [process_row(bench, r, out_root, run_id).to_dict() for r in chunk]
+        return [process_row(bench, r, RunContext(out_root, run_id)).to_dict() for r in chunk]
 
     if workers <= 1:
         results = batch(rows)
@@ -293,11 +293,11 @@ def code_version() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "stages", "flows",
-                                "config.toml"], capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "stages", "provenance", "ops",
+                                "flows", "config.toml"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "code: unknown (no git)"
-    return f"code: {head or 'unknown'}" + (" + uncommitted changes in stages/flows/config" if dirty else "")
+    return f"code: {head or 'unknown'}" + (" + uncommitted changes in the pipeline's code or config" if dirty else "")
 
 
 def machine_line() -> str:

@@ -1,7 +1,9 @@
 """Object-expansion detector: detection and false-alarm rates on cases built from real photos.
 
-Negatives are clean composites made by the real pipeline stages (studio matte, layout,
-geometric depth, studio scene in several colours, composite) from the photos in catalog/images.
+Negatives are clean composites made by the pipeline's own steps (`stages.pipeline.stage`:
+plain-backdrop matte, layout, geometric depth, the procedural scene in several colours, composite;
+no shadow layer, so the band around the product holds only the scene) from the photos in
+catalog/images.
 Positives are the same composites after the product's silhouette was extended into the band
 around it, the way generators draw "more product":
 
@@ -35,17 +37,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from ops.config import Config, load_config  # noqa: E402
+from ops.sources import load_image  # noqa: E402
+from ops.workbench import load_parts  # noqa: E402
+from stages.check.fidelity import expansion_heuristic, expansion_resegment  # noqa: E402
 from stages.composite import composite  # noqa: E402
-from stages.config import Config, load_config  # noqa: E402
-from stages.depth import make_depth_backend  # noqa: E402
-from stages.fidelity import expansion_heuristic, expansion_resegment  # noqa: E402
-from stages.layout import Layout, place_product  # noqa: E402
-from stages.load import load_image  # noqa: E402
-from stages.matte import compute_matte, make_matte_backend  # noqa: E402
-from stages.scene import SceneRequest, make_scene_backend  # noqa: E402
+from stages.layout import Layout  # noqa: E402
+from stages.matte import compute_matte, load_matte_backend  # noqa: E402
+from stages.pipeline import Brief, Photo, stage  # noqa: E402
 
 IMAGES = REPO / "catalog" / "images"
-# Plain-backdrop photos the studio matte cuts out reliably (tests/data/masks: IoU >= 0.97) plus
+# Plain-backdrop photos the plain-backdrop matte cuts out reliably (tests/data/masks: IoU >= 0.97) plus
 # the hanger shots; the textured-backdrop photos go to review before any scene is made.
 PHOTOS = [
     "19_shoes_black-suede_white.jpg", "20_shoes_beige-loafers_on-beige-floor.jpg",
@@ -77,20 +79,18 @@ def base_config(canvas: int = 512) -> Config:
 
 
 def clean_cases(cfg: Config, photos: list[str] = PHOTOS, prompts: list[str] = PROMPTS, seed: int = 7) -> list[Case]:
-    """Clean composites made by the real stages, one per (photo, prompt)."""
-    matte_b = make_matte_backend(cfg.matte)
-    depth_b = make_depth_backend(cfg.depth)
-    scene_b = make_scene_backend(replace(cfg.scene, backend="studio"))
+    """Clean composites made by the pipeline's steps, one per (photo, prompt)."""
+    cfg = replace(cfg, scene=replace(cfg.scene, backend="procedural", fallback=()),
+                  shadow=replace(cfg.shadow, enabled=False))
+    parts = load_parts(cfg)
     out = []
     for name in photos:
         img = load_image(str(IMAGES / name), cfg.load)
-        matte = compute_matte(matte_b, img.rgb, img.alpha)
-        layout = place_product(img.rgb, matte.alpha, cfg.layout)
-        depth = depth_b.run(layout, cfg.layout.horizon)
+        matte = compute_matte(parts.matte, img.rgb, img.alpha)
         for i, prompt in enumerate(prompts):
-            scene = scene_b.generate(SceneRequest(layout, depth, prompt, "", seed + i, cfg.layout.horizon))
-            out.append(Case(name, prompt, scene.rgb, composite(scene.rgb, layout), layout, img.rgb, matte.alpha,
-                            matte.details))
+            staging = stage(parts, Photo(img.rgb, img.alpha), Brief(prompt), [seed + i], matte=matte, checks="none")
+            v = staging.variants[0]
+            out.append(Case(name, prompt, v.scene.rgb, v.pixels, staging.layout, img.rgb, matte.alpha, matte.details))
     return out
 
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     photos, prompts = (PHOTOS[:3], PROMPTS[:2]) if args.quick else (PHOTOS, PROMPTS)
     t0 = time.perf_counter()
     cases = clean_cases(cfg, photos, prompts)
-    reseg = make_matte_backend(cfg.matte) if args.method == "resegment" else None
+    reseg = load_matte_backend(cfg.matte.backend, cfg.matte.options) if args.method == "resegment" else None
     res = evaluate(cfg, cases, args.method, reseg)
     print(f"expansion detector: {args.method}, canvas {args.canvas}px, limit {cfg.fidelity.expansion_limit} "
           f"reach (share of the product size); {len(photos)} photos x {len(prompts)} scene colours")

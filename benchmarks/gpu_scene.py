@@ -3,7 +3,7 @@
 Builds the real SDXL architecture at full size from the published configs written inline
 below (9-channel inpainting UNet, depth ControlNet, fp16-fix VAE, CLIP ViT-L and OpenCLIP
 bigG text encoders) with random weights: no download, and the weights do not change the cost.
-Then times the production backend (`stages.scene_diffusers.DiffusersSdxlScene.from_pipeline`)
+Then times the production backend (`stages.scene.sdxl.DiffusersSdxlScene.from_pipeline`)
 on one product request, 1024x1024, 30 steps (strength 1.0: every step runs), CFG on:
 
 - stock: float16 and diffusers' default attention processors, nothing else: what
@@ -186,16 +186,15 @@ def make_request(size: int, seed: int) -> Any:
     import cv2
     import numpy as np
 
-    from stages.config import DepthConfig, LayoutConfig
-    from stages.depth import make_depth_backend
-    from stages.layout import place_product
+    from stages.depth.geometric import GeometricDepth, GeometricOptions
+    from stages.layout import LayoutOptions, place_product
     from stages.scene import SceneRequest
 
     rgb = np.full((600, 450, 3), 60, np.uint8)
     alpha = np.zeros((600, 450), np.uint8)
     cv2.ellipse(alpha, (225, 300), (170, 260), 0, 0, 360, 255, -1)
-    layout = place_product(rgb, alpha, LayoutConfig(width=size, height=size))
-    depth = make_depth_backend(DepthConfig()).run(layout, 0.62)
+    layout = place_product(rgb, alpha, LayoutOptions(width=size, height=size))
+    depth = GeometricDepth(GeometricOptions()).run(layout, 0.62)
     return SceneRequest(layout, depth, "warm oak table, soft window light", "text, watermark", seed, 0.62)
 
 
@@ -206,16 +205,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def count_flops(pipe: Any, cfg: Any, request: Any, steps: int, batch: int) -> float:
+def count_flops(pipe: Any, options: Any, request: Any, steps: int, batch: int) -> float:
     """FLOPs of one image: counted at 1 and 2 steps, extrapolated linearly to `steps`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from stages.scene_diffusers import DiffusersSdxlScene
+    from stages.scene.sdxl import DiffusersSdxlScene
 
     counts = []
     for n in (1, 2):
-        opts = replace(cfg.diffusers_sdxl, steps=n, fuse_qkv=False, channels_last=False, compile=False)
-        backend = DiffusersSdxlScene.from_pipeline(replace(cfg, diffusers_sdxl=opts), pipe)
+        opts = replace(options, steps=n, fuse_qkv=False, channels_last=False, compile=False)
+        backend = DiffusersSdxlScene.from_pipeline(opts, pipe)
         with FlopCounterMode(display=False) as counter:
             backend.generate_many([replace(request, seed=request.seed + i) for i in range(batch)])
         counts.append(counter.get_total_flops() / batch)
@@ -284,25 +283,23 @@ def main() -> int:
     print(f"device: {name}; torch {torch.__version__}; canvas {size}x{size}, {args.steps} steps, CFG on, "
           f"batch {args.batch}, {'tiny' if args.tiny else 'full-size SDXL'} architecture, random weights")
 
-    from stages.config import DiffusersSdxlSceneConfig, SceneConfig
+    from stages.scene.sdxl import DiffusersSdxlScene, SdxlOptions
 
-    base = DiffusersSdxlSceneConfig(
+    base = SdxlOptions(
         steps=args.steps, strength=1.0, guidance_scale=7.0, scheduler="dpmpp_2m_karras", batch_size=args.batch,
-        max_side=0, device=device,
+        max_side=0, device=device, prompt_template="{prompt}",
     )
-    cfg = SceneConfig(backend="diffusers-sdxl", diffusers_sdxl=base)
     request = make_request(size, seed=1)
-    from stages.scene_diffusers import DiffusersSdxlScene
 
     with tempfile.TemporaryDirectory(prefix="bench-gpu-scene-") as tmp:
         t0 = time.perf_counter()
         pipe = build_pipeline(args.tiny, device, stock_dtype, Path(tmp))
         print(f"built in {time.perf_counter() - t0:.1f} s")
-        flops = count_flops(pipe, cfg, request, args.steps, args.batch)
+        flops = count_flops(pipe, base, request, args.steps, args.batch)
         print(f"FLOPs per image: {flops / 1e12:.3f} TFLOP "
               f"(MFU against {f'{peak:.0f} TFLOP/s' if peak else 'an unknown peak: pass --peak-tflops'})")
 
-        stock = DiffusersSdxlScene.from_pipeline(cfg, pipe)
+        stock = DiffusersSdxlScene.from_pipeline(base, pipe)
         results = {"stock": time_backend(stock, request, args.batch, warmup, runs, device)}
         del stock
 
@@ -319,7 +316,7 @@ def main() -> int:
         for model in (pipe.unet, pipe.controlnet, pipe.vae):
             model.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
         fast = replace(base, fuse_qkv=True, channels_last=True, compile=args.compile)
-        optimised = DiffusersSdxlScene.from_pipeline(replace(cfg, diffusers_sdxl=fast), pipe)
+        optimised = DiffusersSdxlScene.from_pipeline(fast, pipe)
         results["optimised"] = time_backend(optimised, request, args.batch, warmup, runs, device)
 
     labels = {

@@ -4,7 +4,7 @@ The first run stages N synthetic SKUs (distinct SKUs over the demo photos) into 
 folder. Then 1% of the rows (every 100th) get a different scene_prompt, which changes their
 cache key only, and the same catalog runs again into the same folder: those rows are
 regenerated (status "ok") and every other row must come back "cached" without touching a pixel.
-With the flow, unchanged rows are found by the pre-pass (stages.incremental: a stat of the
+With the flow, unchanged rows are found by the pre-pass (ops.prepass: a stat of the
 photo and a ledger lookup per row) and never reach a Prefect task.
 
 Engine: the Prefect flow (`nightly_catalog_run`, ephemeral mode, task runner sized to [run]
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     if args.batch_size:
         overrides["run"]["batch_size"] = args.batch_size
     cfg_path = C.write_config(root / "config.toml", overrides)
-    from stages.config import load_config
+    from ops.config import load_config
 
     cfg = load_config(cfg_path)
     templates = C.demo_templates()
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     print(f"engine {args.engine}; N = {n} SKUs over {len(templates)} demo photos; {len(changed)} rows "
           f"({100 * len(changed) / n:.1f}%) get a new scene_prompt for the rerun; canvas {args.size}x{args.size} "
           f"(temp copy of config.toml); workers {cfg.run.workers}, batch_size {cfg.run.batch_size}, "
-          f"math threads {args.threads or 'default'}; renditions {list(getattr(cfg.write, 'renditions', ()))}")
+          f"math threads {args.threads or 'default'}; format copies {list(cfg.write.format_copies)}")
 
     if args.engine == "flow":
         clock = C.CpuClock()
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
         def go(catalog: Path) -> dict:
             return flow(catalog=str(catalog), config=str(cfg_path), out=str(out))
     else:
-        from stages.product import Workbench
+        from ops.workbench import Workbench
 
         bench = Workbench.build(cfg)
 

@@ -22,7 +22,7 @@ The last line is the summary, e.g.
 
     .venv/bin/python benchmarks/matte_eval.py --images catalog/images --masks tests/data/masks
     .venv/bin/python benchmarks/matte_eval.py --images catalog/images --masks tests/data/masks \\
-        --backend studio --config config.toml --plain 19 20 22
+        --backend plain-backdrop --config config.toml --plain 19 20 22
 """
 
 from __future__ import annotations
@@ -138,15 +138,15 @@ def background_kinds(images: Path, plain: list[str] | None = None) -> dict[str, 
 
 
 def make_backend(name: str | None, config: Path | None):
-    from stages.config import load_config
-    from stages.matte import make_matte_backend
+    from ops.config import load_config
+    from stages.matte import load_matte_backend
 
     cfg = load_config(config).matte if config else load_config(REPO / "config.toml").matte
     if name:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, backend=name)
-    return cfg, make_matte_backend(cfg)
+    return cfg, load_matte_backend(cfg.backend, cfg.options)
 
 
 def evaluate(
@@ -157,8 +157,14 @@ def evaluate(
     boundary_tol: float = BOUNDARY_TOL_PX,
     only: list[str] | None = None,
     log=print,
+    min_confidence: float | None = None,
 ) -> list[Result]:
-    """Run `backend` on every photo in `images` that has a mask in `masks`."""
+    """Run `backend` on every photo in `images` that has a mask in `masks`; a cut-out it trusts less
+    than `min_confidence` (default: [matte] min_confidence) goes to review."""
+    if min_confidence is None:
+        from ops.config import MatteConfig
+
+        min_confidence = MatteConfig().min_confidence
     kinds = background_kinds(images, plain)
     results = []
     for path in sorted(images.iterdir()):
@@ -185,7 +191,7 @@ def evaluate(
                 bf=boundary_f(matte.alpha, mask, boundary_tol),
                 mae=mae(matte.alpha, mask),
                 confidence=float(matte.confidence),
-                review=bool(matte.details.get("review", False)),
+                review=matte.confidence < min_confidence,
                 ms=ms,
                 reasons=list(matte.details.get("reasons", [])),
             )
@@ -236,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, backend = make_backend(args.backend, args.config)
     print(f"backend={cfg.backend} images={args.images} masks={args.masks} boundary_tol={args.boundary_tol:g}px")
-    results = evaluate(args.images, args.masks, backend, args.plain, args.boundary_tol, args.only)
+    results = evaluate(args.images, args.masks, backend, args.plain, args.boundary_tol, args.only,
+                       min_confidence=cfg.min_confidence)
     if results:
         print(format_table(results, args.boundary_tol))
     else:

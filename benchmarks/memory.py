@@ -13,7 +13,7 @@ How the records that make every row a cache hit are made (`--prime`):
 - `clone` (default): the real pipeline (`process_row`) stages one SKU per demo photo; every
   other SKU gets a copy of its template's product folder (image files hard-linked, names
   switched to the SKU's own folder name) and its record JSON rewritten with the SKU, row and
-  the SKU's own cache key (`stages.product.cache_key`). A cached rerun checks exactly these:
+  the SKU's own cache key (`ops.cache.cache_key`). A cached rerun checks exactly these:
   the record's cache_key and that its output file exists.
 - `full`: the real pipeline stages every SKU (hours for 50,000 on 2 cores).
 
@@ -125,10 +125,13 @@ def measure(root: Path, tag: str, catalog: Path, config: Path, out: Path) -> dic
 def prime(mode: str, cfg_path: Path, catalog: Path, out: Path) -> dict[str, float]:
     import shutil
 
-    from stages.catalog import read_catalog
-    from stages.config import load_config
-    from stages.naming import sku_slug
-    from stages.product import Workbench, cache_key, process_row
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.paths import sku_slug
+    from ops.cache import cache_key
+    from ops.context import RunContext
+    from ops.runner import process_row
+    from ops.workbench import Workbench
 
     cfg = load_config(cfg_path)
     rows = read_catalog(catalog, cfg.run.max_variants).rows
@@ -137,7 +140,7 @@ def prime(mode: str, cfg_path: Path, catalog: Path, out: Path) -> dict[str, floa
     t0 = time.perf_counter()
     real = rows if mode == "full" else rows[:n_templates]
     for row in real:
-        res = process_row(bench, row, out, "prime")
+        res = process_row(bench, row, RunContext(out, "prime"))
         if res.status != "ok":
             raise SystemExit(f"priming: row {row.row} ({row.sku}) ended {res.status}: {res.error or res.reasons}")
     t_real = time.perf_counter() - t0
@@ -162,7 +165,7 @@ def prime(mode: str, cfg_path: Path, catalog: Path, out: Path) -> dict[str, floa
                                                                        json.dumps(row.sku)[1:-1])
             record = json.loads(text)
             record["row"] = row.row
-            record["cache_key"] = cache_key(row, record["source_sha256"], cfg)
+            record["cache_key"] = cache_key(row, record["source_sha256"], cfg.digest())
             record["run_id"] = "prime-clone"
             (dst_dir / f"{slug}.json").write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
     return {"real_s": t_real, "real_rows": len(real), "clone_s": time.perf_counter() - t0,
@@ -171,7 +174,7 @@ def prime(mode: str, cfg_path: Path, catalog: Path, out: Path) -> dict[str, floa
 
 def run(args: argparse.Namespace, small: int, large: int, root: Path) -> int:
     cfg_path = C.write_config(root / "config.toml", {"layout": {"width": args.size, "height": args.size}})
-    from stages.config import load_config
+    from ops.config import load_config
 
     cfg = load_config(cfg_path)
     rows = C.synthetic_rows(large)

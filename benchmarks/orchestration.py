@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     if args.batch_size:
         overrides["run"]["batch_size"] = args.batch_size
     cfg_path = C.write_config(root / "config.toml", overrides)
-    from stages.config import load_config
+    from ops.config import load_config
 
     cfg = load_config(cfg_path)
     catalog = C.write_catalog(root / "catalog.csv", C.synthetic_rows(n))
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     print(f"N = {n} SKUs over {len(C.demo_templates())} demo photos, canvas {args.size}x{args.size} (temp copy of "
           f"config.toml with [layout] {args.size}x{args.size}), batch_size {cfg.run.batch_size} -> {batches} "
           f"stage-batch tasks, workers {args.workers}, math threads {args.threads or 'default'}, "
-          f"renditions {list(getattr(cfg.write, 'renditions', ()))}")
+          f"format copies {list(cfg.write.format_copies)}")
 
     clock = C.CpuClock()
     import prefect  # noqa: F401  (import time is reported with the warm-up)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, n: int, root: Path) -> int:
     print(f"warm-up (import prefect, start ephemeral API server, first flow of 2 rows, build backends): "
           f"{w['wall_s']:.1f} s, statuses {C.run_statuses(warm)} -- excluded below")
 
-    from stages.product import Workbench
+    from ops.workbench import Workbench
 
     bench = Workbench.build(cfg)  # built once, untimed, like the flow's per-process cached Workbench
     runs: dict[str, list[dict]] = {"loop": [], "flow": []}

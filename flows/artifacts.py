@@ -1,11 +1,4 @@
-"""What a run shows in the Prefect UI: live progress, counts, failures, timings and a report link.
-
-Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
-`staging-progress`, `staging-run-counts`, `staging-run-failures`, `staging-run-timings`,
-`staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
-browser on the machine (or share) that holds the output folder; a browser elsewhere shows the
-links but cannot load them (serve the output folder over HTTP for that).
-"""
+"""What a run shows in the Prefect UI: live progress, counts, failures, timings and a report link."""
 
 from __future__ import annotations
 
@@ -21,7 +14,8 @@ from prefect.artifacts import (
     create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
 )
 
-from stages.report import printable
+from ops.paths import LAYERS, PRODUCTS
+from ops.report import printable
 
 THUMBNAILS = 6
 PROGRESS_EVERY_S = 1.0
@@ -58,7 +52,14 @@ def file_url(path: Path) -> str:
 
 def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], errors: list[dict[str, Any]],
             report: Path | None, out_root: Path, timings: dict[str, Any]) -> None:
-    """Create the run's table and markdown artifacts."""
+    """Create the run's table and markdown artifacts.
+
+    Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
+    `staging-progress`, `staging-run-counts`, `staging-run-failures`, `staging-run-timings`,
+    `staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
+    browser on the machine (or share) that holds the output folder; a browser elsewhere shows the
+    links but cannot load them (serve the output folder over HTTP for that).
+    """
     counts = [{"outcome": f"status:{k}", "count": v} for k, v in sorted(summary["by_status"].items())]
     counts += [{"outcome": f"verdict:{k}", "count": v} for k, v in sorted(summary["by_verdict"].items())]
     counts.append({"outcome": "invalid rows", "count": summary["invalid_rows"]})
@@ -104,15 +105,15 @@ def _thumbnail_rows(out_root: Path, attention: list[dict[str, Any]]) -> list[dic
     picked: list[dict[str, Any]] = []
     for r in attention:
         if r.get("record") and r.get("output"):
-            thumb = (out_root / r["record"]).parent / "layers" / "after.jpg"
+            thumb = (out_root / r["record"]).parent / LAYERS / "after.jpg"
             if thumb.is_file():
                 picked.append({"sku": r["sku"], "thumb": thumb})
     if len(picked) < THUMBNAILS:
-        products = out_root / "products"
+        products = out_root / PRODUCTS
         entries = itertools.islice(os.scandir(products), THUMBNAILS * 4) if products.is_dir() else []
         for entry in entries:  # not a listing of the whole folder: it may hold 50,000 products
             folder = Path(entry.path)
-            thumb = folder / "layers" / "after.jpg"
+            thumb = folder / LAYERS / "after.jpg"
             if thumb.is_file() and all(p["thumb"] != thumb for p in picked):
                 picked.append({"sku": folder.name, "thumb": thumb})
             if len(picked) >= THUMBNAILS:

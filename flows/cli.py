@@ -15,7 +15,9 @@ EXIT_PARTIAL = 3  # the run finished, but some rows failed or were rejected
 
 
 def _default_config() -> str | None:
-    return "config.toml" if Path("config.toml").is_file() else None
+    from ops.config import default_config_path
+
+    return default_config_path()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -28,18 +30,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from stages.catalog import read_catalog
-    from stages.config import load_config
-    from stages.errors import StagingError
-    from stages.runlock import ensure_free, output_root
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.errors import EXPECTED
+    from ops.runlock import ensure_free, output_root
 
     console = Console(stderr=True)
     try:
         cfg = load_config(args.config)
+        if not args.quiet:
+            console.print(f"config: {cfg.origin}", markup=False, highlight=False)
         cat = read_catalog(args.catalog, cfg.run.max_variants)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
         ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
-    except StagingError as exc:
+    except EXPECTED as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED
 
@@ -49,17 +53,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.quiet) as bar:
         job = bar.add_task("products", total=total)
-        nightly.progress_hook = lambda n: bar.advance(job, n)
         try:
-            result = flow_fn(catalog=args.catalog, config=args.config, out=args.out, force=args.force)
-        except StagingError as exc:
+            with nightly.progress_listener(lambda n: bar.advance(job, n)):
+                result = flow_fn(catalog=args.catalog, config=args.config, out=args.out, force=args.force)
+        except EXPECTED as exc:
             console.print(f"[red]run failed:[/red] {escape(str(exc))}", highlight=False)
             return EXIT_RUN_FAILED
         except Exception as exc:
             console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
             return EXIT_RUN_FAILED
-        finally:
-            nightly.progress_hook = None
     s = result["summary"]
     console.print(f"run {result['run_id']}: {s['rows']} rows; " + ", ".join(
         f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f", invalid {s['invalid_rows']}")
@@ -82,9 +84,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from stages.config import load_config
+    from ops.config import load_config
+    from provenance.errors import SigningError
+    from provenance.verify import load_trust_anchors, verify_file
     from stages.errors import StagingError
-    from stages.sign import load_trust_anchors, verify_file
 
     try:
         cfg = load_config(args.config)
@@ -92,7 +95,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             anchors, origin = Path(args.trust_anchors).read_text(encoding="utf-8"), args.trust_anchors
         else:
             anchors, origin = load_trust_anchors(cfg.verify)
-    except (StagingError, OSError) as exc:
+    except (StagingError, SigningError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     results = [verify_file(Path(p), anchors) for p in args.files]
@@ -110,7 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from stages.keys import DEV_WARNING, init_dev_keys
+    from provenance.keys import DEV_WARNING, init_dev_keys
 
     keys = init_dev_keys(Path(args.dir) if args.dir else None, force=args.force)
     print(f"development signing keys in {keys.directory}")
@@ -124,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="stage every product of a catalog CSV")
     run.add_argument("catalog", help="catalog CSV")
-    run.add_argument("--config", default=_default_config(), help="config.toml (default: ./config.toml)")
+    run.add_argument("--config", default=_default_config(),
+                     help="config.toml (default: ./config.toml when there is one, else the built-in defaults)")
     run.add_argument("--out", help="output folder (default: [run].output_dir)")
     run.add_argument("--force", action="store_true", help="regenerate products whose inputs did not change")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -142,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", help="where to put them (default: $STAGE_KEYS_DIR or ~/.config/product-staging/keys)")
     init.add_argument("--force", action="store_true", help="replace existing keys")
     init.set_defaults(func=cmd_keys_init)
-    from flows.ops_cli import add_parsers  # stage rerun / deploy / serve
+    from flows.deploy_cli import add_parsers  # stage rerun / deploy / serve
 
     add_parsers(sub, _default_config())
     from flows.review_cli import add_parsers as add_review  # stage review list / approve / reject / reset

@@ -1,11 +1,4 @@
-"""Work-around for a client/server mismatch in the pinned Prefect 3.8.8 + FastAPI 0.154.
-
-`PrefectClient.read_workers_for_work_pool` sends `"limit": null, "offset": null`, which the
-server (under this FastAPI) refuses with 422. `prefect deploy` and `Flow.deploy` call it after
-creating each deployment (only to print a hint), so `prefect deploy --all` stops after the
-first deployment. `stage deploy` runs Prefect's own `deploy` command with the client sending
-explicit values instead; nothing else changes.
-"""
+"""Work-around for a client/server mismatch in the pinned Prefect 3.8.8 + FastAPI 0.154."""
 
 from __future__ import annotations
 
@@ -33,7 +26,14 @@ def patch_worker_filter() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m flows.prefect_compat deploy ...`: Prefect's CLI with the fix applied."""
+    """`python -m flows.prefect_compat deploy ...`: Prefect's CLI with the fix applied.
+
+    `PrefectClient.read_workers_for_work_pool` sends `"limit": null, "offset": null`, which the
+    server (under this FastAPI) refuses with 422. `prefect deploy` and `Flow.deploy` call it after
+    creating each deployment (only to print a hint), so `prefect deploy --all` stops after the
+    first deployment. `stage deploy` runs Prefect's own `deploy` command with the client sending
+    explicit values instead; nothing else changes.
+    """
     patch_worker_filter()
     from prefect.cli import app
 

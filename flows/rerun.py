@@ -1,11 +1,4 @@
-"""Merchandiser reruns: regenerate a few SKUs of a catalog, optionally with another prompt, seed or variants.
-
-Started from the Prefect UI (the `rerun` deployment: its typed parameters render as a form)
-or with `stage rerun`. The SKUs' rows are read from the catalog, the overrides are applied to
-those rows only, and they are regenerated even when unchanged. It runs beside other reruns'
-and shards' SKUs (per-SKU locks), never beside a full nightly run of the same folder. Unknown
-SKUs are reported as failed rows of the run, with the reason.
-"""
+"""Merchandiser reruns: regenerate a few SKUs of a catalog, optionally with another prompt, seed or variants."""
 
 from __future__ import annotations
 
@@ -16,9 +9,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.nightly import _config, run_rows, validate_catalog
-from stages.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
-from stages.runlock import hold, output_root
+from flows.nightly import config_for, new_context, run_rows, validate_catalog
+from ops.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
+from ops.runlock import hold, output_root
 
 
 def apply_overrides(rows: list[CatalogRow], prompt: str | None, seed: int | None, variants: int | None,
@@ -47,6 +40,12 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
                variants: int | None = None) -> dict[str, Any]:
     """Regenerate the given SKUs of a catalog, with optional overrides, and report them.
 
+    Started from the Prefect UI (the `rerun` deployment: its typed parameters render as a form)
+    or with `stage rerun`. The SKUs' rows are read from the catalog, the overrides are applied to
+    those rows only, and they are regenerated even when unchanged. It runs beside other reruns'
+    and shards' SKUs (per-SKU locks), never beside a full nightly run of the same folder. Unknown
+    SKUs are reported as failed rows of the run, with the reason.
+
     Args:
         skus: SKUs to regenerate, exactly as in the catalog.
         reason: Why they are rerun (kept in the run report and the ledger), e.g. "buyer asked for a warmer backdrop".
@@ -62,7 +61,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
         raise ValueError("skus: name at least one SKU to rerun")
     if not reason.strip():
         raise ValueError("reason: say why the SKUs are rerun (it is kept with the run)")
-    cfg = _config(config)
+    cfg = config_for(config)
     apply_overrides([], prompt, seed, variants, cfg.run.max_variants)  # bad overrides fail before anything runs
     out_root = output_root(cfg, out)
     started = datetime.now(UTC)
@@ -85,6 +84,6 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
                                           cfg.run.max_variants)
         logger.info("rerun of %d SKU(s) (%d unknown or invalid): %s", len(rows_overridden), len(errors), reason)
         overrides = {k: v for k, v in (("prompt", prompt), ("seed", seed), ("variants", variants)) if v is not None}
-        return run_rows(logger, rows_overridden, errors, cat.path, config, cfg, out_root, True, started,
-                        {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}},
-                        note=f"rerun: {reason}")
+        ctx = new_context(out_root, config, started, force=True, note=f"rerun: {reason}")
+        return run_rows(ctx, cfg, rows_overridden, errors, cat.path,
+                        {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}})

@@ -12,16 +12,16 @@ VERDICTS = ("pass", "review", "reject")
 
 
 def _out_root(args: argparse.Namespace):
-    from stages.config import load_config
-    from stages.runlock import output_root
+    from ops.config import load_config
+    from ops.runlock import output_root
 
     return output_root(load_config(args.config), args.out)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from stages import review
+    from ops import review
+    from ops.report import printable
     from stages.errors import StagingError
-    from stages.report import printable
 
     try:
         out = _out_root(args)

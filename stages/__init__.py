@@ -1,3 +1,4 @@
-"""Pipeline stages: plain Python, no orchestration imports. `flows/` wraps them in Prefect tasks."""
+"""Pure image steps: arrays and small typed values in, arrays and values out.
 
-PIPELINE_VERSION = "0.1.0"
+No files, locks or Prefect here; `stages.pipeline` holds the order of the steps.
+"""

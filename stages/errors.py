@@ -1,4 +1,4 @@
-"""Error hierarchy: what went wrong decides whether a row is skipped, retried or the run stops."""
+"""What an image step raises on purpose; the callers decide whether a row is skipped or the run stops."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ class StagingError(Exception):
 
 
 class ConfigError(StagingError):
-    """The configuration is invalid: the run cannot start."""
+    """A setting is invalid: the run cannot start."""
 
 
-class CatalogError(StagingError):
-    """The catalog file as a whole is unusable (missing columns, unreadable, empty)."""
+class UnknownBackendError(ConfigError):
+    """A config names a backend that no registry knows."""
 
 
 class InputError(StagingError):
@@ -24,16 +24,4 @@ class ModelUnavailableError(StagingError):
 
 
 class StageError(StagingError):
-    """A stage failed on one product for a reason other than its input."""
-
-
-class CheckFailed(StagingError):
-    """A written output failed a fidelity check; it must not be published."""
-
-
-class SigningError(StagingError):
-    """Content credentials could not be made or read back."""
-
-
-class UnknownBackendError(ConfigError):
-    """A config names a backend that no registry knows."""
+    """A step failed on one product for a reason other than its input."""

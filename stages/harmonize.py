@@ -1,12 +1,4 @@
-"""Harmonize: move the generated background's colour cast toward the light the product was shot in.
-
-A product photographed under warm tungsten looks pasted-on in front of a cool generated room.
-The photo's own backdrop (a studio sweep is near-neutral, so its tint is the light's tint) or,
-without one, the product's highlights give the target cast as Lab a*/b*. The background's
-mean a*/b* is shifted toward it by `strength`; lightness is left alone. The shift is weighted
-by (1 - alpha), so it is zero under the opaque product, and the product is composited back
-afterwards in any case: product pixels never change.
-"""
+"""Harmonize: move the generated background's colour cast toward the light the product was shot in."""
 
 from __future__ import annotations
 
@@ -16,7 +8,21 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stages.errors import ConfigError
+
 MIN_BACKDROP_SHARE = 0.02  # fewer backdrop pixels than this: estimate the light from the product
+
+
+@dataclass(frozen=True)
+class HarmonizeOptions:
+    """[harmonize]: the background's colour cast moved toward the light of the product photo."""
+
+    enabled: bool = False
+    strength: float = 0.5  # 0..1: share of the colour-cast difference removed
+
+    def check(self, where: str) -> None:
+        if not 0 <= self.strength <= 1:
+            raise ConfigError(f"{where}.strength = {self.strength}: must be 0..1")
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,14 @@ def background_cast(background: np.ndarray, alpha: np.ndarray) -> tuple[float, f
 
 def harmonize(background: np.ndarray, alpha: np.ndarray, light: LightEstimate,
               strength: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """The background with its mean cast moved `strength` of the way to the light's tint."""
+    """The background with its mean cast moved `strength` of the way to the light's tint.
+
+    A product photographed under warm tungsten looks pasted-on in front of a cool generated room.
+    The photo's own backdrop (a studio sweep is near-neutral, so its tint is the light's tint) or,
+    without one, the product's highlights give the target cast as Lab a*/b* (`estimate_light`).
+    Lightness is left alone. The shift is weighted by (1 - alpha), so it is zero under the opaque
+    product, and the product is composited back afterwards in any case: product pixels never change.
+    """
     lab = _lab(background)
     free = alpha == 0
     if strength <= 0 or not free.any():

@@ -1,38 +1,63 @@
-"""Layout: place the cut-out product on the target canvas.
-
-The product layer made here is the exact set of product pixels that will be composited;
-every later check compares the published image against it.
-
-Placement modes (`[layout] placement`, a `[layout.presets.<name>]` table, or a row's `placement`):
-
-- `center`: the largest size that fits inside the margins, centred.
-- `floor`: standing on the floor line (`floor` of the height below its base), centred across.
-- `thirds`: rule of thirds: the product's box is centred on the intersection of the left (or
-  right, `thirds`) vertical third line with the lower horizontal third line, as large as fits
-  inside the margins around that point.
-- `fixed`: fitted inside `box` = [left, top, right, bottom] (canvas fractions) and centred in it.
-- `coverage`: scaled so the product's own pixels (the matte's area, not its box) cover
-  `coverage` of the canvas, centred; limited by the margins when it would not fit.
-
-Whatever the mode, the product is never enlarged beyond `max_scale` (it would turn blurry) and
-never cropped; the placement records which limit decided its scale (`limited_by`).
-"""
+"""Layout: place the cut-out product on the target canvas, and the mask of everything to generate."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from stages.config import LayoutConfig
-from stages.errors import StageError
+from stages.errors import ConfigError, StageError
 
 # Alpha below this is matting noise, not product: it does not count towards the bounding box.
 BBOX_ALPHA = 8
 MODES = ("center", "floor", "thirds", "fixed", "coverage")
+
+
+@dataclass(frozen=True)
+class PlacementPreset:
+    """A named placement ([layout.presets.<name>]): a mode plus the layout keys it overrides."""
+
+    placement: str = "center"  # one of MODES
+    margin: float | None = None  # None: the [layout] value
+    floor: float | None = None
+    max_scale: float | None = None
+    thirds: Literal["left", "right"] | None = None
+    box: tuple[float, ...] | None = None
+    coverage: float | None = None
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    """[layout]: the canvas, where the product sits on it, and the named placements."""
+
+    width: int = 1024
+    height: int = 1024
+    margin: float = 0.10  # fraction of the canvas kept free on each side
+    floor: float = 0.08  # fraction of the height below the product's base (floor placement)
+    placement: str = "floor"  # one of MODES or a [layout.presets] name; a row's `placement` wins
+    max_scale: float = 2.0  # never enlarge the product more than this
+    horizon: float = 0.62  # where the backdrop meets the floor, as a fraction of the height
+    thirds: Literal["left", "right"] = "left"  # thirds: which vertical third line
+    box: tuple[float, ...] = (0.2, 0.2, 0.8, 0.8)  # fixed: left, top, right, bottom (canvas fractions)
+    coverage: float = 0.35  # coverage: product area / canvas area
+    presets: dict[str, PlacementPreset] = field(default_factory=lambda: {
+        "packshot": PlacementPreset(placement="center", margin=0.05),  # marketplace main image: ~90% of the frame
+        "copy-space": PlacementPreset(placement="thirds", thirds="left"),  # room for a headline beside it
+    })
+
+    def check(self, where: str) -> None:
+        for key in ("width", "height"):
+            if not 64 <= getattr(self, key) <= 8192:
+                raise ConfigError(f"{where}.{key} = {getattr(self, key)}: must be 64..8192")
+        if not 0 < self.horizon < 1:
+            raise ConfigError(f"{where}.horizon = {self.horizon}: must be in (0, 1)")
+        problem = layout_error(self)
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclass(frozen=True)
@@ -71,12 +96,12 @@ def product_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def placement_names(cfg: LayoutConfig) -> list[str]:
+def placement_names(cfg: LayoutOptions) -> list[str]:
     """Every value a row's `placement` may take: the modes and the configured preset names."""
     return [*MODES, *sorted(cfg.presets)]
 
 
-def resolve_placement(cfg: LayoutConfig, name: str = "") -> tuple[str, LayoutConfig]:
+def resolve_placement(cfg: LayoutOptions, name: str = "") -> tuple[str, LayoutOptions]:
     """(preset name or "", the layout settings with `placement` set to a mode) for a mode or preset name."""
     name = name or cfg.placement
     if name in MODES:
@@ -90,7 +115,7 @@ def resolve_placement(cfg: LayoutConfig, name: str = "") -> tuple[str, LayoutCon
     return name, dataclasses.replace(cfg, **overrides)
 
 
-def layout_error(cfg: LayoutConfig) -> str | None:
+def layout_error(cfg: LayoutOptions) -> str | None:
     """The first bad placement setting in [layout] and its presets, named; None when all are usable."""
     if cfg.placement not in placement_names(cfg):
         return f"layout.placement = {cfg.placement!r}: must be one of {placement_names(cfg)}"
@@ -140,7 +165,7 @@ def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     return p.astype(np.uint8), out_a
 
 
-def _frame(cfg: LayoutConfig, W: int, H: int, bw: int, bh: int, area: float) -> tuple[float, str, float, float]:
+def _frame(cfg: LayoutOptions, W: int, H: int, bw: int, bh: int, area: float) -> tuple[float, str, float, float]:
     """(scale, what limited it, box centre x, box centre y or the base row for `floor`) of the mode."""
     mx, my = W * cfg.margin, H * cfg.margin
     mode = cfg.placement
@@ -166,10 +191,27 @@ def _frame(cfg: LayoutConfig, W: int, H: int, bw: int, bh: int, area: float) -> 
     return scale, limited, cx, cy
 
 
-def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutConfig, placement: str = "",
+def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placement: str = "",
                   canvas: tuple[int, int] | None = None) -> Layout:
     """Lay the product out on the canvas (`canvas` = (width, height), default [layout]) with the
-    named placement (a mode or a [layout.presets] name; default `[layout] placement`)."""
+    named placement (a mode or a [layout.presets] name; default `[layout] placement`).
+
+    The product layer made here is the exact set of product pixels that will be composited; every
+    later check compares the published image against it. Placement modes (`[layout] placement`, a
+    `[layout.presets.<name>]` table, or a row's `placement`):
+
+    - `center`: the largest size that fits inside the margins, centred.
+    - `floor`: standing on the floor line (`floor` of the height below its base), centred across.
+    - `thirds`: rule of thirds: the product's box is centred on the intersection of the left (or
+      right, `thirds`) vertical third line with the lower horizontal third line, as large as fits
+      inside the margins around that point.
+    - `fixed`: fitted inside `box` = [left, top, right, bottom] (canvas fractions) and centred in it.
+    - `coverage`: scaled so the product's own pixels (the matte's area, not its box) cover
+      `coverage` of the canvas, centred; limited by the margins when it would not fit.
+
+    Whatever the mode, the product is never enlarged beyond `max_scale` (it would turn blurry) and
+    never cropped; the placement records which limit decided its scale (`limited_by`).
+    """
     if rgb.shape[:2] != alpha.shape:
         raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
     preset, cfg = resolve_placement(cfg, placement)

@@ -1,41 +1,36 @@
-"""Load one product photo (local path or http(s) URL) into a normalised 8-bit sRGB array.
-
-Photos come from merchants, so every input is treated as hostile: the format is checked
-against an allowlist and the size against a pixel budget before any pixel is decoded, and
-every failure becomes an `InputError` that names the photo, so one bad row is skipped
-instead of stopping the run.
-"""
+"""Decode one product photo's bytes into a normalised 8-bit sRGB array (the bytes are read by `ops.sources`)."""
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
-import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from stages.config import LoadConfig
-from stages.errors import InputError
+from stages.errors import ConfigError, InputError
 
-_CHUNK = 1 << 16
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-# Servers often label images generically; the decoder decides what the bytes really are.
-_GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 _SRGB_NAMES = ("srgb iec61966-2.1", "srgb iec61966-2-1", "srgb built-in", "srgb")
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _SIGNATURES = ((b"%pdf", "PDF"), (b"%!ps", "EPS"), (b"<!doctype html", "HTML"), (b"<html", "HTML"))
-_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-         "TIFF": "image/tiff", "BMP": "image/bmp", "GIF": "image/gif"}
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """[load]: what a photo may be before it is decoded (and, for `ops.sources`, downloaded)."""
+
+    max_pixels: int = 40_000_000  # refuse larger images before decoding them (decompression bombs)
+    max_bytes: int = 50_000_000  # refuse larger files and downloads
+    min_side: int = 64  # smaller photos cannot make a usable product shot
+    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO")
+    url_timeout_s: float = 20.0
+
+    def check(self, where: str) -> None:
+        if self.max_pixels <= 0:
+            raise ConfigError(f"{where}.max_pixels = {self.max_pixels}: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -48,105 +43,8 @@ class LoadedImage:
     info: dict[str, Any]  # JSON-able facts about the original file
 
 
-def mime_type(fmt: str) -> str:
-    """MIME type of a Pillow format name; MPO is a JPEG file, so it is labelled as one."""
-    key = fmt.upper()
-    return _MIME.get(key) or Image.MIME.get(key) or "application/octet-stream"
-
-
-def _mb(n: int) -> str:
-    for scale, unit in ((1e6, "MB"), (1e3, "kB")):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
 def _mp(n: int) -> str:
     return f"{n / 1e6:.1f}".removesuffix(".0") + " MP"
-
-
-def _display(source: str) -> str:
-    """The source as shown in messages: URL queries are dropped, they often carry access tokens."""
-    if _SCHEME.match(source) and "://" in source:
-        p = urllib.parse.urlsplit(source)
-        return urllib.parse.urlunsplit((p.scheme, p.netloc, p.path, "", ""))
-    return source
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a redirect to ftp:; a photo URL may only lead to http(s)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise InputError(f"{_display(req.full_url)}: redirected to a non-http URL ({_display(newurl)})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
-
-
-def _fetch(url: str, cfg: LoadConfig) -> bytes:
-    name = _display(url)
-    deadline = time.monotonic() + cfg.url_timeout_s
-    req = urllib.request.Request(url, headers={"User-Agent": "product-staging/1", "Accept": "image/*"})
-    try:
-        with _OPENER.open(req, timeout=cfg.url_timeout_s) as resp:
-            ctype = (resp.headers.get_content_type() if resp.headers.get("Content-Type") else "").lower()
-            if ctype not in _GENERIC_TYPES and not ctype.startswith("image/"):
-                raise InputError(f"{name}: server sent {ctype}, not an image")
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > cfg.max_bytes:
-                raise InputError(f"{name}: download is {_mb(int(length))}, over the {_mb(cfg.max_bytes)} limit")
-            buf = bytearray()
-            while chunk := resp.read(_CHUNK):
-                buf += chunk
-                if len(buf) > cfg.max_bytes:
-                    raise InputError(f"{name}: download is over the {_mb(cfg.max_bytes)} limit")
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-            return bytes(buf)
-    except urllib.error.HTTPError as exc:
-        raise InputError(f"{name}: server answered HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise InputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
-        raise InputError(f"{name}: could not fetch ({exc.reason})") from None
-    except TimeoutError:
-        raise InputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad framing, malformed URL
-        raise InputError(f"{name}: could not fetch ({exc})") from None
-
-
-def read_source(source: str, cfg: LoadConfig) -> bytes:
-    """The raw bytes of a local photo or an http(s) URL, bounded by `cfg.max_bytes`."""
-    m = _SCHEME.match(source)
-    if m:
-        scheme = m.group(1).lower()
-        if scheme in ("http", "https"):
-            return _fetch(source, cfg)
-        raise InputError(f"{_display(source)}: unsupported URL scheme '{scheme}:' (use http, https or a local path)")
-    path = Path(source).expanduser()
-    try:
-        if not path.exists():
-            raise InputError(f"{source}: photo not found")
-        if path.is_dir():
-            raise InputError(f"{source}: is a directory, not a photo")
-        if not path.is_file():
-            raise InputError(f"{source}: not a regular file")
-        size = path.stat().st_size
-        if size > cfg.max_bytes:
-            raise InputError(f"{source}: file is {_mb(size)}, over the {_mb(cfg.max_bytes)} limit")
-        with path.open("rb") as fh:
-            data = fh.read(cfg.max_bytes + 1)  # the file may grow after stat()
-    except PermissionError:
-        raise InputError(f"{source}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{source}: could not read ({exc.strerror or exc})") from None
-    if not data:
-        raise InputError(f"{source}: file is empty (0 bytes)")
-    if len(data) > cfg.max_bytes:
-        raise InputError(f"{source}: file is over the {_mb(cfg.max_bytes)} limit")
-    return data
 
 
 def _sniff(data: bytes) -> str:
@@ -225,7 +123,7 @@ def _to_srgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, str]:
     return (Image.merge("RGBA", (*rgb.split(), alpha)) if alpha is not None else rgb), note
 
 
-def decode_image(data: bytes, cfg: LoadConfig, name: str = "") -> LoadedImage:
+def decode_image(data: bytes, cfg: LoadOptions, name: str = "") -> LoadedImage:
     """Decode untrusted bytes: allowlisted format, pixel budget checked before decoding."""
     where = name or "image"
     if not data:
@@ -282,8 +180,3 @@ def decode_image(data: bytes, cfg: LoadConfig, name: str = "") -> LoadedImage:
             "bit_depth": depth_hint or depth, "frames": frames}
     return LoadedImage(rgb=rgb, alpha=alpha, source_bytes=data, sha256=hashlib.sha256(data).hexdigest(),
                        format=fmt, info=info)
-
-
-def load_image(source: str, cfg: LoadConfig) -> LoadedImage:
-    """Read and decode one photo; every failure is an `InputError` naming the source."""
-    return decode_image(read_source(source, cfg), cfg, name=_display(source))

@@ -1,36 +1,23 @@
-"""Name-to-class registries for pluggable backends; an unknown name fails loudly."""
+"""The one lookup every backend table (`BACKENDS` in a step's package) goes through."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 from stages.errors import UnknownBackendError
 
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, type[T]] = {}
+def lookup(table: Mapping[str, T], kind: str, name: str) -> T:
+    """`table[name]`, or UnknownBackendError naming the known backends of `kind`."""
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownBackendError(f"unknown {kind} backend {name!r}; known: {sorted(table)}") from None
 
-    def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        def deco(cls: type[T]) -> type[T]:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} backend {name!r} registered twice")
-            self._entries[name] = cls
-            return cls
 
-        return deco
-
-    def get(self, name: str) -> type[T]:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownBackendError(
-                f"unknown {self.kind} backend {name!r}; known: {sorted(self._entries)}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+def options_key(name: str) -> str:
+    """The config table of a backend: `[matte.plain_backdrop]` for `plain-backdrop`."""
+    return name.replace("-", "_")

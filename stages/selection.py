@@ -1,32 +1,14 @@
-"""Best-of-N: score each variant of a SKU, pick the one to publish as the SKU's output.
-
-Ranking, best first:
-1. fewest failed blocking checks (a rejected or quarantined variant is never preferred);
-2. fewest failed non-blocking checks (each would send the SKU to review);
-3. highest quality score, then the lowest variant index (stable for equal scores).
-
-The quality score (0..1) is the product of per-aspect scores, each 1 when the aspect is clean:
-
-- `expansion`: 1 - reach / (2 x expansion_limit) (0 at twice the limit),
-- `halo`: 1 - share / (2 x halo_limit),
-- `nsfw`: 1 - score / threshold,
-- `exposure`: 1 - (share of scene pixels clipped to black or white) / 0.2,
-- `detail`: scene pixels' luminance spread, min(1, std / 4 levels): a flat, blank backdrop
-  (a failed generation) scores low.
-
-A selected variant whose quality is below `[fidelity] review_quality` goes to review even when
-every check passed ("marginal").
-"""
+"""Best-of-N: score each variant of a SKU, pick the one to publish as the SKU's output."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from stages.check import CheckResult
-from stages.config import Config
 from stages.layout import Layout
 
 CLIP_SHARE = 0.2  # clipped share of the scene that scores 0
@@ -56,37 +38,58 @@ def image_quality(final_rgb: np.ndarray, layout: Layout) -> dict[str, float]:
             "detail": round(float(min(1.0, std[0, 0] / 256.0 / DETAIL_STD)), 4)}
 
 
-def quality(checks: list[CheckResult], final_rgb: np.ndarray, layout: Layout, cfg: Config) -> dict[str, Any]:
-    """Per-aspect scores and their product, from the variant's checks and its pixels."""
+def quality(checks: list[CheckResult], final_rgb: np.ndarray, layout: Layout, expansion_limit: float,
+            halo_limit: float, nsfw_threshold: float) -> dict[str, Any]:
+    """Per-aspect scores and their product (0..1), from the variant's checks and its pixels; each is
+    1 when the aspect is clean:
+
+    - `expansion`: 1 - reach / (2 x expansion_limit) (0 at twice the limit),
+    - `halo`: 1 - share / (2 x halo_limit),
+    - `nsfw`: 1 - score / threshold,
+    - `exposure`: 1 - (share of scene pixels clipped to black or white) / 0.2,
+    - `detail`: scene pixels' luminance spread, min(1, std / 4 levels): a flat, blank backdrop
+      (a failed generation) scores low.
+    """
     parts = image_quality(final_rgb, layout)
     by_name = {c.name: c for c in checks}
     if (c := by_name.get("expansion")) is not None:
-        parts["expansion"] = round(_ramp_down(c.value, 2 * cfg.fidelity.expansion_limit), 4)
+        parts["expansion"] = round(_ramp_down(c.value, 2 * expansion_limit), 4)
     if (c := by_name.get("halo")) is not None:
-        parts["halo"] = round(_ramp_down(c.value, 2 * cfg.fidelity.halo_limit), 4)
+        parts["halo"] = round(_ramp_down(c.value, 2 * halo_limit), 4)
     if (c := by_name.get("nsfw")) is not None:
-        parts["nsfw"] = round(_ramp_down(c.value, cfg.nsfw.threshold), 4)
+        parts["nsfw"] = round(_ramp_down(c.value, nsfw_threshold), 4)
     score = float(np.prod(list(parts.values()))) if parts else 1.0
     return {"score": round(score, 4), "parts": parts}
 
 
-def rank_key(variant: dict[str, Any]) -> tuple[int, int, float, int]:
-    """Sort key of a variant record (checks as dicts, `quality`, `index`): smaller is better."""
-    failed = [c for c in variant["checks"] if not c["passed"]]
-    return (sum(1 for c in failed if c["blocking"]), sum(1 for c in failed if not c["blocking"]),
-            -float(variant.get("quality", {}).get("score", 0.0)), int(variant["index"]))
+class Ranked(Protocol):
+    """A variant as best-of-N sees it."""
+
+    index: int
+    checks: list[CheckResult]
+    score: float  # its quality score
+    published: bool
 
 
-def select(variants: list[dict[str, Any]]) -> int:
+def rank_key(variant: Ranked) -> tuple[int, int, float, int]:
+    """Sort key of a variant, smaller is better: fewest failed blocking checks (a rejected or
+    quarantined variant is never preferred), then fewest failed non-blocking checks (each would
+    send the SKU to review), then the highest quality score, then the lowest index."""
+    failed = [c for c in variant.checks if not c.passed]
+    return (sum(1 for c in failed if c.blocking), sum(1 for c in failed if not c.blocking),
+            -float(variant.score), int(variant.index))
+
+
+def select(variants: Sequence[Ranked]) -> int:
     """Index (into `variants`) of the variant to publish as the SKU's output; a published one first."""
-    published = [v for v in variants if v.get("output")]
-    pool = published or variants
+    published = [v for v in variants if v.published]
+    pool = published or list(variants)
     best = min(pool, key=rank_key)
-    return variants.index(best)
+    return list(variants).index(best)
 
 
-def marginal(verdict: str, reasons: list[str], score: float, cfg: Config) -> tuple[str, list[str]]:
-    """A passing variant with a low quality score still goes to review."""
-    if verdict == "pass" and score < cfg.fidelity.review_quality:
-        return "review", [*reasons, f"quality: marginal score {score:.2f} < {cfg.fidelity.review_quality}"]
+def marginal(verdict: str, reasons: list[str], score: float, review_quality: float) -> tuple[str, list[str]]:
+    """A passing variant whose quality score is below `[fidelity] review_quality` still goes to review."""
+    if verdict == "pass" and score < review_quality:
+        return "review", [*reasons, f"quality: marginal score {score:.2f} < {review_quality}"]
     return verdict, reasons

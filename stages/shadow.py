@@ -1,18 +1,4 @@
-"""Shadow: a contact and cast shadow under the product, laid onto the background only.
-
-Every scene backend gets the same shadow, computed from the placed product's matte and the
-floor geometry (the horizon, and the depth map to keep the shadow off the backdrop), so
-switching from the procedural studio to a diffusion backend does not change how the product
-sits on the floor. The layer is an opacity map in [0, 1]; it darkens the background before the
-product is composited back, and it is exactly zero under the opaque product, so no product
-pixel can be touched by it.
-
-The cast shadow is the silhouette projected onto the floor away from a light at `azimuth`
-(0 = the shadow falls straight back, 90 = to the right) and `elevation` (low light: long
-shadow), with the floor foreshortened by perspective toward the horizon. Its blur grows from
-the contact line to the tip, as a real penumbra does. All of it runs at reduced resolution:
-shadows are smooth, and a 1024 px canvas then costs a few milliseconds.
-"""
+"""Shadow: a contact and cast shadow under the product, laid onto the background only."""
 
 from __future__ import annotations
 
@@ -23,11 +9,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stages.config import ShadowConfig
-from stages.depth import DepthMap
+from stages.colour import parse_hex
+from stages.depth.base import DepthMap
 from stages.errors import ConfigError
 from stages.layout import Layout
-from stages.scene import parse_hex
 
 WORK_SIDE = 320  # the long side the shadow is computed at; upsampled once at the end
 
@@ -43,8 +28,24 @@ class ShadowLayer:
         return np.clip(np.rint(self.opacity * 255.0), 0, 255).astype(np.uint8)
 
 
-def check_shadow(cfg: ShadowConfig, where: str = "shadow") -> None:
-    """Names the bad value: what `load_config` calls, and again for configs built in code."""
+@dataclass(frozen=True)
+class ShadowOptions:
+    """[shadow]: the same contact and cast shadow under the product for every scene backend."""
+
+    enabled: bool = True
+    azimuth: float = 0.0  # degrees: 0 = shadow falls straight back, 90 = to the right, -90 = to the left
+    elevation: float = 50.0  # light height in degrees: lower = longer shadow; 90 = contact shadow only
+    softness: float = 0.035  # blur as a fraction of the canvas width (grows toward the shadow's tip)
+    intensity: float = 0.30  # cast shadow opacity, 0..1
+    contact: float = 0.55  # contact shadow opacity where the product meets the floor, 0..1
+    colour: str = "#000000"  # the colour the background is darkened toward
+
+    def check(self, where: str) -> None:
+        check_shadow(self, where)
+
+
+def check_shadow(cfg: ShadowOptions, where: str = "shadow") -> None:
+    """Names the bad value: what `load_config` calls, and again for options built in code."""
     if not 0 <= cfg.intensity <= 1:
         raise ConfigError(f"{where}.intensity = {cfg.intensity}: must be 0..1")
     if not 0 <= cfg.contact <= 1:
@@ -62,15 +63,29 @@ def _colour(value: str, where: str) -> np.ndarray:
     return parse_hex(value, where)
 
 
-def shadow_settings(cfg: ShadowConfig) -> dict[str, Any]:
+def shadow_settings(cfg: ShadowOptions) -> dict[str, Any]:
     return {
         "enabled": cfg.enabled, "azimuth": cfg.azimuth, "elevation": cfg.elevation, "softness": cfg.softness,
         "intensity": cfg.intensity, "contact": cfg.contact, "colour": cfg.colour,
     }
 
 
-def compute_shadow(layout: Layout, depth: DepthMap | None, horizon: float, cfg: ShadowConfig) -> ShadowLayer:
-    """The shadow opacity on the canvas for the placed product."""
+def compute_shadow(layout: Layout, depth: DepthMap | None, horizon: float, cfg: ShadowOptions) -> ShadowLayer:
+    """The shadow opacity on the canvas for the placed product.
+
+    Every scene backend gets the same shadow, computed from the placed product's matte and the
+    floor geometry (the horizon, and the depth map to keep the shadow off the backdrop), so
+    switching from the procedural backdrop to a diffusion backend does not change how the product
+    sits on the floor. The layer is an opacity map in [0, 1]; it darkens the background before the
+    product is composited back, and it is exactly zero under the opaque product, so no product
+    pixel can be touched by it.
+
+    The cast shadow is the silhouette projected onto the floor away from a light at `azimuth`
+    (0 = the shadow falls straight back, 90 = to the right) and `elevation` (low light: long
+    shadow), with the floor foreshortened by perspective toward the horizon. Its blur grows from
+    the contact line to the tip, as a real penumbra does. All of it runs at reduced resolution:
+    shadows are smooth, and a 1024 px canvas then costs a few milliseconds.
+    """
     check_shadow(cfg)
     alpha_full = layout.product_alpha
     H, W = alpha_full.shape
@@ -123,7 +138,7 @@ def compute_shadow(layout: Layout, depth: DepthMap | None, horizon: float, cfg: 
 
 
 def _projection(base: float, ph: float, cx: float, y_h: float, h: int,
-                cfg: ShadowConfig) -> tuple[np.ndarray, float]:
+                cfg: ShadowOptions) -> tuple[np.ndarray, float]:
     """Affine map from the silhouette to its shadow on the floor, and the shadow's image length.
 
     A point at height t (0 at the floor, 1 at the top) lands t * cot(elevation) product heights

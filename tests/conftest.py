@@ -27,7 +27,7 @@ IMAGES = REPO / "catalog" / "images"
 
 @pytest.fixture(scope="session")
 def dev_keys():
-    from stages.keys import init_dev_keys
+    from provenance.keys import init_dev_keys
 
     return init_dev_keys()
 

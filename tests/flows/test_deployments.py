@@ -42,7 +42,7 @@ def _catalog(tmp: Path, images: Path, n: int) -> Path:
 
 def _config(tmp: Path) -> Path:
     path = tmp / "config.toml"
-    path.write_text('[layout]\nwidth = 256\nheight = 256\n[run]\nbatch_size = 16\n[write]\nrenditions = []\n',
+    path.write_text('[layout]\nwidth = 256\nheight = 256\n[run]\nbatch_size = 16\n[write]\nformat_copies = []\n',
                     encoding="utf-8")
     return path
 
@@ -126,7 +126,7 @@ def test_rerun_form_is_typed_and_bad_parameters_are_refused(served):
 def test_nightly_schedule_comes_from_config(served, repo):
     srv, tmp = served
     dep = srv.http.get(f"/deployments/{srv.deployment_id('nightly-catalog-run', 'nightly')}").json()
-    from stages.config import load_config
+    from ops.config import load_config
 
     cfg = load_config(repo / "config.toml")
     [sched] = dep["schedules"]
@@ -232,7 +232,7 @@ def test_stage_serve_serves_both_flows_on_one_machine(served, images):
         assert time.monotonic() < deadline, srv.procs.log("serve")
         time.sleep(1)
     nightly = srv.http.get("/deployments/name/nightly-catalog-run/nightly").json()
-    from stages.config import load_config
+    from ops.config import load_config
 
     want = load_config(config).schedule
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [(want.cron, want.timezone)]

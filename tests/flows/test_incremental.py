@@ -25,7 +25,7 @@ def _setup(tmp: Path, images: Path, n: int = 6, prompt_of: dict[int, str] | None
     (tmp / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if not (tmp / "config.toml").exists():
         (tmp / "config.toml").write_text('[layout]\nwidth = 192\nheight = 192\n[run]\nbatch_size = 2\n'
-                                         '[write]\nrenditions = []\n', encoding="utf-8")
+                                         '[write]\nformat_copies = []\n', encoding="utf-8")
     return tmp / "catalog.csv", tmp / "config.toml"
 
 
@@ -73,7 +73,7 @@ def test_only_changed_rows_are_staged_and_the_ledger_records_each_once(tmp_path,
     redone = {r["sku"] for r in again["results"] if r["status"] != "cached"}
     assert redone == {"INC-1", "INC-3", "INC-5"}
     assert sorted(s for batch in submitted for s in batch) == ["INC-1", "INC-3", "INC-5"]
-    current = __import__("stages.ledger", fromlist=["Ledger"]).Ledger(out).current()
+    current = __import__("ops.ledger", fromlist=["Ledger"]).Ledger(out).current()
     assert current["INC-1"].run_id == again["run_id"] and current["INC-0"].run_id == first["run_id"]
 
     forced = _run(catalog, config, out, force=True)
@@ -83,7 +83,7 @@ def test_only_changed_rows_are_staged_and_the_ledger_records_each_once(tmp_path,
 def test_outputs_waiting_for_review_are_skipped_unless_decided_or_made_by_a_fallback(tmp_path, images, dev_keys,
                                                                                       monkeypatch):
     from flows import nightly
-    from stages import review
+    from ops import review
 
     catalog, config = _setup(tmp_path, images, n=3)
     with config.open("a", encoding="utf-8") as fh:
@@ -103,7 +103,7 @@ def test_outputs_waiting_for_review_are_skipped_unless_decided_or_made_by_a_fall
     review.decide(out, "INC-1", "rejected", reason="wrong colour", by="tester")  # its batch task withdraws it
     record_path = next(out.glob("products/INC-2-*/INC-2-*.json"))  # as if a fallback backend had made it
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    record["scene_fallback"] = {"wanted": "diffusers-sd15", "used": "studio", "reasons": ["out of memory"]}
+    record["scene_fallback"] = {"wanted": "diffusers-sd15", "used": "procedural", "reasons": ["out of memory"]}
     record_path.write_text(json.dumps(record), encoding="utf-8")
     again = _run(catalog, config, out)
     by = {r["sku"]: r for r in again["results"]}
@@ -118,7 +118,7 @@ def test_outputs_waiting_for_review_are_skipped_unless_decided_or_made_by_a_fall
 
 def test_shards_split_a_catalog_and_the_folder_locks_keep_runs_apart(tmp_path, images, dev_keys):
     from flows.nightly import shard_of
-    from stages.runlock import RunLockedError, hold
+    from ops.runlock import RunLockedError, hold
 
     catalog, config = _setup(tmp_path, images, n=8)
     out = tmp_path / "out"
@@ -139,13 +139,13 @@ def test_shards_split_a_catalog_and_the_folder_locks_keep_runs_apart(tmp_path, i
 
 
 def test_a_sku_held_by_another_process_is_not_written(tmp_path, images, dev_keys):
-    from stages.runlock import SKU_LOCKS_NAME, SkuLocks
+    from ops.runlock import SKU_LOCKS_NAME, SkuLocks
 
     catalog, config = _setup(tmp_path, images, n=2)
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from stages.runlock import SkuLocks\n"
+        "import sys, time; from pathlib import Path; from ops.runlock import SkuLocks\n"
         "with SkuLocks(Path(sys.argv[1])).hold('INC-1') as mine:\n"
         "    assert mine; print('held', flush=True); time.sleep(120)\n"), str(out)],
         cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
@@ -187,8 +187,8 @@ def test_rerun_applies_overrides_reports_unknown_skus_and_refuses_bad_values(tmp
 
 
 def test_result_log_keeps_rows_needing_attention_when_a_run_is_large(tmp_path, monkeypatch):
-    from stages import results_log
-    from stages.report import write_run_report
+    from ops import results_log
+    from ops.report import write_run_report
 
     monkeypatch.setattr(results_log, "RETURNED_ROWS", 5)
     log = results_log.ResultLog(tmp_path / "r.jsonl")

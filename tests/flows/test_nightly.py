@@ -33,7 +33,7 @@ def _catalog(tmp: Path, images: Path) -> Path:
     lines.append('"<script>alert(1)</script>",photos/nope.jpg,Evil,shoes,,,')
     (tmp / "catalog.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp / "config.toml").write_text(
-        "[layout]\nwidth = 512\nheight = 512\n[write]\nrenditions = [\"jpeg\", \"webp\"]\n", encoding="utf-8"
+        "[layout]\nwidth = 512\nheight = 512\n[write]\nformat_copies = [\"jpeg\", \"webp\"]\n", encoding="utf-8"
     )
     return tmp / "catalog.csv"
 
@@ -97,7 +97,7 @@ def test_record_has_the_documented_fields(run):
     folder = record_path.parent
     import hashlib
     assert hashlib.sha256((folder / record["source"]).read_bytes()).hexdigest() == record["source_sha256"]
-    assert record["backends"]["matte"] == "studio" and record["backends"]["scene"] == "studio"
+    assert record["backends"]["matte"] == "plain-backdrop" and record["backends"]["scene"] == "procedural"
     assert set(record["placement"]) >= {"scale", "x", "y"}
     assert record["seed"] == 2  # the row's seed
     assert [v["seed"] for v in record["variants"]] == [2, 3]
@@ -109,7 +109,7 @@ def test_record_has_the_documented_fields(run):
 
 
 def test_outputs_carry_valid_content_credentials(run):
-    from stages.sign import verify_file
+    from provenance.verify import verify_file
 
     tmp, result = run
     anchors = Path(__import__("os").environ["STAGE_KEYS_DIR"], "ca.pem").read_text()
@@ -118,18 +118,18 @@ def test_outputs_carry_valid_content_credentials(run):
         assert ver.ok and ver.trusted, ver.failures
 
 
-def test_renditions_are_signed_with_the_master_as_ingredient(run):
-    from stages.sign import verify_file
+def test_format_copies_are_signed_with_the_master_as_ingredient(run):
+    from provenance.verify import verify_file
 
     tmp, result = run
     anchors = Path(__import__("os").environ["STAGE_KEYS_DIR"], "ca.pem").read_text()
     record_path = tmp / "out" / _by_sku(result)["HAT-02"]["record"]
     record = json.loads(record_path.read_text())
     folder = record_path.parent
-    assert [r["format"] for r in record["renditions"]] == ["jpeg", "webp"]
+    assert [r["format"] for r in record["format_copies"]] == ["jpeg", "webp"]
     layer = np.asarray(Image.open(folder / record["product_layer"]))
     core = layer[..., 3] == 255
-    for rendition in record["renditions"]:
+    for rendition in record["format_copies"]:
         path = folder / rendition["output"]
         ver = verify_file(path, anchors)
         assert ver.ok and ver.trusted, ver.failures

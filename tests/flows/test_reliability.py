@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.atomic import is_temp_name
-from stages.naming import sku_slug
+from ops.atomic import is_temp_name
+from ops.paths import sku_slug
 
 SHOE = "19_shoes_black-suede_white.jpg"
 PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
@@ -213,7 +213,7 @@ def _published(record_path: Path) -> list[Path]:
     names = [record["output"]] if record.get("output") else []
     for v in record.get("variants") or []:
         names.append(v.get("output"))
-        names += [r.get("output") for r in v.get("renditions") or []]
+        names += [r.get("output") for r in v.get("format_copies") or []]
     names += [r.get("output") for r in record.get("renditions") or []]
     return sorted({record_path.parent / n for n in names if n})
 
@@ -228,11 +228,12 @@ def _stage_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Comple
 def nightly(monkeypatch):
     """flows.nightly with a fresh per-process backend cache and a short retry pause."""
     from flows import nightly as module
+    from ops.workbench import forget_workbenches
 
-    monkeypatch.setattr(module, "_BENCHES", {})
-    monkeypatch.setattr(module, "_BENCH_FAILURES", {})
+    forget_workbenches()
     monkeypatch.setattr(module, "RETRY_DELAY_S", 0.05)
-    return module
+    yield module
+    forget_workbenches()
 
 
 # --- fault injection, in-process --------------------------------------------------------------------
@@ -248,10 +249,12 @@ CROP = (397, 531)  # the STAGE-BUG photo's size: no other photo has it
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory, images, dev_keys, web):
     """One flow run with a fault injected for several SKUs; then a clean rerun of the same catalog."""
-    import stages.atomic
-    import stages.product
+    import ops.atomic
+    import stages.pipeline
     from flows import nightly
-    from stages.errors import SigningError
+    from ops.workbench import forget_workbenches
+    from provenance.errors import SigningError
+    from provenance.sign import ContentSigner
 
     base, hits = web
     tmp = tmp_path_factory.mktemp("faults")
@@ -263,8 +266,8 @@ def faulty(tmp_path_factory, images, dev_keys, web):
     catalog = _write_catalog(tmp / "catalog.csv", rows)
     config = _config(tmp / "config.toml", batch_size=3, workers=2)
     calls: Counter[str] = Counter()
-    real_sign, real_replace, real_place = (stages.product.ContentSigner.sign_png, stages.atomic.os.replace,
-                                           stages.product.place_product)
+    real_sign, real_replace, real_place = (ContentSigner.sign_png, ops.atomic.os.replace,
+                                           stages.pipeline.place_product)
 
     def sign_png(self, png, *, title, **kw):
         if "(SIGN-FAIL)" in title:
@@ -289,11 +292,11 @@ def faulty(tmp_path_factory, images, dev_keys, web):
         return real_place(rgb, alpha, cfg, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nightly, "_BENCHES", {})
+        forget_workbenches()
         mp.setattr(nightly, "RETRY_DELAY_S", 0.05)
-        mp.setattr(stages.product.ContentSigner, "sign_png", sign_png)
-        mp.setattr(stages.atomic.os, "replace", replace)
-        mp.setattr(stages.product, "place_product", place_product)
+        mp.setattr(ContentSigner, "sign_png", sign_png)
+        mp.setattr(ops.atomic.os, "replace", replace)
+        mp.setattr(stages.pipeline, "place_product", place_product)
         first = nightly.nightly_catalog_run(catalog=str(catalog), config=str(config), out=str(tmp / "out"))
     first_hits = Counter(hits)
     first_files = sorted(str(f.relative_to(tmp / "out")) for f in (tmp / "out").rglob("*") if f.is_file())
@@ -318,7 +321,8 @@ def test_each_fault_fails_only_its_row_with_a_reason(faulty):
     assert f"{sku_slug('DISK-FULL-RECORD')}.json" in err["DISK-FULL-RECORD"] and "ENOSPC" in err["DISK-FULL-RECORD"]
     assert err["STAGE-BUG"] == "internal error: RuntimeError: injected bug in layout"
     assert err["URL-HTML"].startswith("InputError: ") and "text/html, not an image" in err["URL-HTML"]
-    assert err["URL-SLOW"].startswith("InputError: ") and "timed out after 0.5 s" in err["URL-SLOW"]
+    # a timeout is transient by its type: tried twice (below), then reported as such
+    assert err["URL-SLOW"].startswith("TransientInputError: ") and "timed out after 0.5 s" in err["URL-SLOW"]
     assert first["summary"]["failed"] == 6 and first["report_errors"] == []
 
 
@@ -365,7 +369,7 @@ def test_a_clean_rerun_redoes_only_what_failed(faulty):
     assert status == {"GOOD-1": "cached", "GOOD-2": "cached", "EAGAIN-ONCE": "cached", "URL-FLAKY": "cached",
                       "SIGN-FAIL": "ok", "DISK-FULL-PNG": "ok", "DISK-FULL-RECORD": "ok", "STAGE-BUG": "ok",
                       "URL-HTML": "failed", "URL-SLOW": "failed"}
-    from stages.sign import verify_file
+    from provenance.verify import verify_file
 
     for r in again["results"]:
         if r["status"] in ("ok", "cached"):
@@ -376,18 +380,18 @@ def test_a_clean_rerun_redoes_only_what_failed(faulty):
 
 def test_a_model_that_cannot_load_fails_every_row_once_and_the_summary_is_written(
         tmp_path, images, dev_keys, nightly, monkeypatch, capsys):
-    import stages.product
+    import ops.workbench
     from flows import cli
     from stages.errors import ModelUnavailableError
 
     loads = []
 
-    def unavailable(cfg):
-        loads.append(cfg.backend)
+    def unavailable(name, options):
+        loads.append(name)
         raise ModelUnavailableError("matte model 'isnet-general-use' not found at /models/isnet.onnx; "
                                     "copy the .onnx file there")
 
-    monkeypatch.setattr(stages.product, "make_matte_backend", unavailable)
+    monkeypatch.setattr(ops.workbench, "load_matte_backend", unavailable)
     (tmp_path / "photos").mkdir()
     shutil.copy(images / SHOE, tmp_path / "photos" / SHOE)
     rows = [(f"M-{i}", f"photos/{SHOE}") for i in range(4)]
@@ -406,17 +410,17 @@ def test_a_model_that_cannot_load_fails_every_row_once_and_the_summary_is_writte
 
 def test_a_full_disk_while_writing_the_report_still_gives_the_summary(tmp_path, images, dev_keys, nightly,
                                                                        monkeypatch, capsys):
-    import stages.atomic
+    import ops.atomic
     from flows import cli
 
-    real_replace = stages.atomic.os.replace
+    real_replace = ops.atomic.os.replace
 
     def replace(src, dst):
         if Path(dst).parent.parent.name == "runs":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(stages.atomic.os, "replace", replace)
+    monkeypatch.setattr(ops.atomic.os, "replace", replace)
     (tmp_path / "photos").mkdir()
     shutil.copy(images / SHOE, tmp_path / "photos" / SHOE)
     catalog = _write_catalog(tmp_path / "catalog.csv", [("OK-1", f"photos/{SHOE}"), ("GONE", "photos/nope.jpg")])
@@ -434,14 +438,14 @@ def test_a_full_disk_while_writing_the_report_still_gives_the_summary(tmp_path, 
 
 
 def test_a_crashing_batch_fails_its_rows_and_the_run_goes_on(tmp_path, images, dev_keys, nightly, monkeypatch):
-    real_slug = nightly.sku_slug
+    real_sweep = nightly.remove_stale_temps
 
-    def slug(sku):
-        if sku == "CRASH":
+    def sweep(folder, older_than):
+        if folder.name.startswith("CRASH-"):
             raise MemoryError("injected crash outside the per-row guard")
-        return real_slug(sku)
+        return real_sweep(folder, older_than)
 
-    monkeypatch.setattr(nightly, "sku_slug", slug)
+    monkeypatch.setattr(nightly, "remove_stale_temps", sweep)
     (tmp_path / "photos").mkdir()
     shutil.copy(images / SHOE, tmp_path / "photos" / SHOE)
     catalog = _write_catalog(tmp_path / "catalog.csv", [("CRASH", f"photos/{SHOE}"), ("FINE", f"photos/{SHOE}")])
@@ -456,7 +460,7 @@ def test_a_crashing_batch_fails_its_rows_and_the_run_goes_on(tmp_path, images, d
 
 def test_a_second_run_on_a_locked_output_folder_fails_at_once(tmp_path, images, dev_keys, nightly, capsys):
     from flows import cli
-    from stages.runlock import RunLockedError, hold
+    from ops.runlock import RunLockedError, hold
 
     (tmp_path / "photos").mkdir()
     shutil.copy(images / SHOE, tmp_path / "photos" / SHOE)
@@ -573,7 +577,7 @@ def test_stage_run_on_a_hostile_catalog_exits_3_and_reports_every_bad_row(tmp_pa
 
 
 def test_a_killed_run_reruns_cleanly_and_a_concurrent_run_is_refused(tmp_path, images, dev_keys):
-    from stages.sign import verify_file
+    from provenance.verify import verify_file
 
     (tmp_path / "photos").mkdir()
     for name in PHOTOS:

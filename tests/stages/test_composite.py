@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.check import decode_rgb, framing, product_pixels, verdict
+from stages.check import verdict
+from stages.check.pixels import CheckOptions, decode_rgb, framing, product_pixels
 from stages.composite import composite
-from stages.config import CheckConfig, LayoutConfig
+from stages.encode import encode_png
 from stages.errors import StageError
-from stages.layout import place_product
-from stages.matte_studio import studio_matte
-from stages.config import StudioMatteConfig
-from stages.write import encode_png
+from stages.layout import LayoutOptions, place_product
+from stages.matte.plain_backdrop import PlainBackdropOptions, plain_backdrop_matte
 
 PHOTOS = ("19_shoes_black-suede_white.jpg", "23_shoes_white-sneakers_on-brown.jpg",
           "27_hat_leather-cap_on-white-sheet.jpg", "34_apparel_light-shirt-on-hanger_white-wall.jpg")
@@ -23,7 +22,7 @@ def layout(images):
     alpha = np.zeros((h, w), np.uint8)
     cv2.ellipse(alpha, (w // 2, h // 2), (w // 3, h // 3), 0, 0, 360, 255, -1, cv2.LINE_AA)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 3)
-    return place_product(rgb, alpha, LayoutConfig(width=512, height=512))
+    return place_product(rgb, alpha, LayoutOptions(width=512, height=512))
 
 
 def test_opaque_product_pixels_survive_any_scene_exactly(layout):
@@ -43,7 +42,7 @@ def test_opaque_product_pixels_survive_any_scene_exactly(layout):
 
 def test_pixel_check_passes_on_lossless_png_and_catches_a_changed_pixel(layout):
     out = composite(np.full_like(layout.product_rgb, 200), layout)
-    cfg = CheckConfig()
+    cfg = CheckOptions()
     ok = product_pixels(decode_rgb(encode_png(out, 6)), layout, cfg)
     assert ok.passed and ok.value == 0
     ys, xs = np.nonzero(layout.product_alpha == 255)
@@ -58,16 +57,16 @@ def test_pixel_check_catches_lossy_encoding(layout):
     out = composite(np.full_like(layout.product_rgb, 200), layout)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="JPEG", quality=90)
-    assert not product_pixels(decode_rgb(buf.getvalue()), layout, CheckConfig()).passed
+    assert not product_pixels(decode_rgb(buf.getvalue()), layout, CheckOptions()).passed
 
 
 def test_framing_flags_a_cropped_product(layout):
-    assert framing(layout, CheckConfig()).passed
+    assert framing(layout, CheckOptions()).passed
     from dataclasses import replace
     alpha = layout.product_alpha.copy()
     alpha[:, 0] = 255
     cropped = replace(layout, product_alpha=alpha)
-    res = framing(cropped, CheckConfig())
+    res = framing(cropped, CheckOptions())
     assert not res.passed and "edge" in res.message
     assert verdict([res]) == ("review", ["framing: product touches the canvas edge (cropped)"])
 
@@ -90,8 +89,8 @@ def _blend_every_pixel(scene: np.ndarray, layout) -> np.ndarray:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_edge_only_blend_is_bit_identical_to_blending_every_pixel(images, name):
     rgb = np.asarray(Image.open(images / name).convert("RGB"))
-    alpha, _, _ = studio_matte(rgb, StudioMatteConfig())  # a real soft matte edge
-    layout = place_product(rgb, alpha, LayoutConfig(width=640, height=640))
+    alpha, _, _ = plain_backdrop_matte(rgb, PlainBackdropOptions())  # a real soft matte edge
+    layout = place_product(rgb, alpha, LayoutOptions(width=640, height=640))
     soft = (layout.product_alpha > 0) & (layout.product_alpha < 255)
     assert soft.sum() > 500 and (layout.product_alpha == 255).sum() > 10_000
     rng = np.random.default_rng(7)

@@ -7,12 +7,12 @@ import pytest
 from PIL import Image
 
 from stages.composite import composite
-from stages.config import DepthConfig, LayoutConfig, SceneConfig, StudioMatteConfig, StudioSceneConfig
-from stages.depth import make_depth_backend
+from stages.depth.geometric import GeometricDepth, GeometricOptions
 from stages.harmonize import LightEstimate, background_cast, estimate_light, harmonize
-from stages.layout import place_product
-from stages.matte_studio import studio_matte
-from stages.scene import SceneRequest, make_scene_backend
+from stages.layout import LayoutOptions, place_product
+from stages.matte.plain_backdrop import PlainBackdropOptions, plain_backdrop_matte
+from stages.scene import SceneRequest
+from stages.scene.procedural import ProceduralOptions, ProceduralScene
 
 
 def warm(rgb: np.ndarray) -> np.ndarray:
@@ -23,10 +23,10 @@ def warm(rgb: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def shot(images):
     rgb = warm(np.asarray(Image.open(images / "19_shoes_black-suede_white.jpg").convert("RGB")))
-    alpha, _, _ = studio_matte(rgb, StudioMatteConfig())
-    layout = place_product(rgb, alpha, LayoutConfig(width=384, height=384))
-    depth = make_depth_backend(DepthConfig()).run(layout, 0.62)
-    scene = make_scene_backend(SceneConfig(studio=StudioSceneConfig(grain=0.0))).generate(
+    alpha, _, _ = plain_backdrop_matte(rgb, PlainBackdropOptions())
+    layout = place_product(rgb, alpha, LayoutOptions(width=384, height=384))
+    depth = GeometricDepth(GeometricOptions()).run(layout, 0.62)
+    scene = ProceduralScene(ProceduralOptions(grain=0.0)).generate(
         SceneRequest(layout, depth, "pale blue backdrop", "", 2, 0.62))
     return rgb, alpha, layout, scene.rgb
 
@@ -39,7 +39,7 @@ def test_light_estimate_sees_the_warm_backdrop(images, shot):
     rgb, alpha, _, _ = shot
     warm_light = estimate_light(rgb, alpha)
     plain = np.asarray(Image.open(images / "19_shoes_black-suede_white.jpg").convert("RGB"))
-    neutral_light = estimate_light(plain, studio_matte(plain, StudioMatteConfig())[0])
+    neutral_light = estimate_light(plain, plain_backdrop_matte(plain, PlainBackdropOptions())[0])
     assert warm_light.source == "backdrop"
     assert warm_light.ab[1] > neutral_light.ab[1] + 5  # b*: yellower light
     cut_out = estimate_light(rgb, alpha, backdrop_in_photo=False)

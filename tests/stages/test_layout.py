@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.config import LayoutConfig, MatteConfig, PlacementPreset
 from stages.errors import StageError
-from stages.layout import layout_error, place_product, product_box
-from stages.matte import compute_matte, make_matte_backend
+from stages.layout import LayoutOptions, PlacementPreset, layout_error, place_product, product_box
+from stages.matte import compute_matte
+from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 
 
 def _photo_and_ellipse(images, name="27_hat_leather-cap_on-white-sheet.jpg"):
@@ -21,9 +21,9 @@ def _photo_and_ellipse(images, name="27_hat_leather-cap_on-white-sheet.jpg"):
 
 @pytest.fixture(scope="module")
 def shoe(images):
-    """A real photo and its studio matte (the black suede shoes: a confident cut-out)."""
+    """A real photo and its plain-backdrop matte (the black suede shoes: a confident cut-out)."""
     rgb = np.asarray(Image.open(images / "19_shoes_black-suede_white.jpg").convert("RGB"))
-    matte = compute_matte(make_matte_backend(MatteConfig()), rgb, None)
+    matte = compute_matte(PlainBackdropMatte(PlainBackdropOptions()), rgb, None)
     return rgb, matte.alpha
 
 
@@ -41,7 +41,7 @@ def _inside(lay, W, H):
 
 def test_product_fits_inside_margins_bottom_anchored(images):
     rgb, alpha = _photo_and_ellipse(images)
-    cfg = LayoutConfig(width=512, height=512, margin=0.1, floor=0.08, max_scale=4.0)
+    cfg = LayoutOptions(width=512, height=512, margin=0.1, floor=0.08, max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     p = lay.placement
     assert p.mode == "floor"
@@ -57,7 +57,7 @@ def test_product_fits_inside_margins_bottom_anchored(images):
 def test_unscaled_placement_copies_source_pixels_exactly(images):
     rgb, alpha = _photo_and_ellipse(images)
     x0, y0 = np.nonzero(alpha)[1].min(), np.nonzero(alpha)[0].min()
-    cfg = LayoutConfig(width=1024, height=1024, max_scale=1.0)
+    cfg = LayoutOptions(width=1024, height=1024, max_scale=1.0)
     lay = place_product(rgb, alpha, cfg)
     p = lay.placement
     assert p.scale == 1.0 and p.limited_by == "max_scale"
@@ -74,7 +74,7 @@ def test_scaled_edges_do_not_pick_up_background_colour():
     rgb = np.zeros((200, 200, 3), np.uint8)
     rgb[:] = (0, 255, 0)
     rgb[alpha > 0] = (255, 0, 0)  # green right where the matte ends
-    lay = place_product(rgb, alpha, LayoutConfig(width=512, height=512, max_scale=3.0))
+    lay = place_product(rgb, alpha, LayoutOptions(width=512, height=512, max_scale=3.0))
     edge = (lay.product_alpha > 0) & (lay.product_alpha < 255)
     assert edge.any()
     assert lay.product_rgb[edge][:, 1].max() == 0  # no green at all
@@ -82,7 +82,7 @@ def test_scaled_edges_do_not_pick_up_background_colour():
 
 def test_center_with_padding_on_the_real_matte(shoe):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=1200, height=800, margin=0.1, placement="center", max_scale=4.0)
+    cfg = LayoutOptions(width=1200, height=800, margin=0.1, placement="center", max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     x0, y0, x1, y1 = _box(lay)
     assert abs((x0 + x1) / 2 - 600) <= 1 and abs((y0 + y1) / 2 - 400) <= 1
@@ -93,7 +93,7 @@ def test_center_with_padding_on_the_real_matte(shoe):
 
 def test_floor_line_on_the_real_matte(shoe):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=1024, height=1024, placement="floor", floor=0.15, max_scale=4.0)
+    cfg = LayoutOptions(width=1024, height=1024, placement="floor", floor=0.15, max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     x0, y0, x1, y1 = _box(lay)
     assert y1 == round(1024 * 0.85)  # the base stands on the floor line
@@ -104,7 +104,7 @@ def test_floor_line_on_the_real_matte(shoe):
 @pytest.mark.parametrize("side,cx", [("left", 1920 / 3), ("right", 2 * 1920 / 3)])
 def test_rule_of_thirds_centres_on_the_intersection(shoe, side, cx):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=1920, height=1080, placement="thirds", thirds=side, margin=0.08, max_scale=4.0)
+    cfg = LayoutOptions(width=1920, height=1080, placement="thirds", thirds=side, margin=0.08, max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     x0, y0, x1, y1 = _box(lay)
     assert abs((x0 + x1) / 2 - cx) <= 1 and abs((y0 + y1) / 2 - 720) <= 1  # lower third line
@@ -114,7 +114,7 @@ def test_rule_of_thirds_centres_on_the_intersection(shoe, side, cx):
 
 def test_fixed_box_fits_and_centres_the_product(shoe):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=1000, height=1000, placement="fixed", box=(0.55, 0.3, 0.95, 0.9), max_scale=4.0)
+    cfg = LayoutOptions(width=1000, height=1000, placement="fixed", box=(0.55, 0.3, 0.95, 0.9), max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     x0, y0, x1, y1 = _box(lay)
     assert x0 >= 550 - 1 and x1 <= 950 + 1 and y0 >= 300 - 1 and y1 <= 900 + 1
@@ -124,7 +124,7 @@ def test_fixed_box_fits_and_centres_the_product(shoe):
 
 def test_coverage_reaches_its_target_or_says_what_stopped_it(shoe):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=800, height=800, placement="coverage", coverage=0.2, max_scale=4.0)
+    cfg = LayoutOptions(width=800, height=800, placement="coverage", coverage=0.2, max_scale=4.0)
     lay = place_product(rgb, alpha, cfg)
     covered = lay.product_alpha.astype(np.float64).sum() / 255 / (800 * 800)
     assert abs(covered - 0.2) < 0.01 and lay.placement.limited_by == "coverage"
@@ -141,7 +141,7 @@ def test_coverage_reaches_its_target_or_says_what_stopped_it(shoe):
 @pytest.mark.parametrize("canvas", [(1080, 1350), (1920, 1080), (256, 256)])
 def test_no_mode_crops_or_over_enlarges(shoe, mode, canvas):
     rgb, alpha = shoe
-    cfg = LayoutConfig(placement=mode, max_scale=3.0, coverage=1.0, box=(0.0, 0.0, 1.0, 1.0), margin=0.02)
+    cfg = LayoutOptions(placement=mode, max_scale=3.0, coverage=1.0, box=(0.0, 0.0, 1.0, 1.0), margin=0.02)
     lay = place_product(rgb, alpha, cfg, canvas=canvas)
     assert lay.size == canvas
     assert lay.placement.scale <= 3.0
@@ -155,7 +155,7 @@ def test_no_mode_crops_or_over_enlarges(shoe, mode, canvas):
 
 def test_named_presets_and_row_placement(shoe):
     rgb, alpha = shoe
-    cfg = LayoutConfig(width=600, height=600, max_scale=4.0, presets={
+    cfg = LayoutOptions(width=600, height=600, max_scale=4.0, presets={
         "packshot": PlacementPreset(placement="center", margin=0.02),
     })
     lay = place_product(rgb, alpha, cfg, "packshot")
@@ -168,15 +168,15 @@ def test_named_presets_and_row_placement(shoe):
 
 
 def test_layout_errors_name_the_bad_value():
-    assert layout_error(LayoutConfig()) is None
-    assert "thirds needs a margin below 1/3" in layout_error(LayoutConfig(placement="thirds", margin=0.4))
-    bad = LayoutConfig(presets={"center": PlacementPreset()})
+    assert layout_error(LayoutOptions()) is None
+    assert "thirds needs a margin below 1/3" in layout_error(LayoutOptions(placement="thirds", margin=0.4))
+    bad = LayoutOptions(presets={"center": PlacementPreset()})
     assert "cannot be named like a placement mode" in layout_error(bad)
-    bad = LayoutConfig(presets={"hero": PlacementPreset(coverage=1.5)})
+    bad = LayoutOptions(presets={"hero": PlacementPreset(coverage=1.5)})
     assert "layout.presets.hero.coverage = 1.5" in layout_error(bad)
 
 
 def test_empty_matte_is_a_stage_error(images):
     rgb, alpha = _photo_and_ellipse(images)
     with pytest.raises(StageError, match="no product pixels"):
-        place_product(rgb, np.zeros_like(alpha), LayoutConfig())
+        place_product(rgb, np.zeros_like(alpha), LayoutOptions())

@@ -6,21 +6,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytest
 
-from stages.catalog import read_catalog
-from stages.config import load_config
+from ops.catalog import read_catalog
+from ops.config import load_config
+from ops.context import RunContext
+from stages.check import CheckResult
 from stages.layout import place_product
-from stages.scene import StudioScene, scene_backends
+from stages.scene.chain import SceneChain
+from stages.scene.procedural import ProceduralOptions, ProceduralScene
 from stages.selection import image_quality, marginal, rank_key, select
 
 
+@dataclass
+class _V:
+    index: int
+    checks: list[CheckResult]
+    score: float
+    published: bool
+
+
 def _v(index, checks, score, output=True):
-    return {"index": index, "output": f"v{index}.png" if output else None, "quality": {"score": score},
-            "checks": [{"name": n, "passed": p, "blocking": b} for n, p, b in checks]}
+    return _V(index, [CheckResult(n, p, 0.0, "", "", b) for n, p, b in checks], score, output)
 
 
 def test_ranking_blocking_then_review_then_quality():
@@ -32,28 +43,28 @@ def test_ranking_blocking_then_review_then_quality():
         _v(3, [ok], 0.80),
     ]
     assert select(variants) == 3
-    assert [v["index"] for v in sorted(variants, key=rank_key)] == [3, 2, 1, 0]
+    assert [v.index for v in sorted(variants, key=rank_key)] == [3, 2, 1, 0]
     # equal scores: the lower index wins (stable)
     assert select([_v(0, [ok], 0.5), _v(1, [ok], 0.5)]) == 0
     # nothing published: still a defined primary (the least bad)
     assert select([_v(0, [("nsfw", False, True)], 0.1, False), _v(1, [ok], 0.1, False)]) == 1
 
 
-def test_marginal_quality_goes_to_review(repo):
-    cfg = load_config(repo / "config.toml")
-    assert marginal("pass", [], 0.9, cfg) == ("pass", [])
-    v, reasons = marginal("pass", [], 0.2, cfg)
+def test_marginal_quality_goes_to_review():
+    assert marginal("pass", [], 0.9, 0.5) == ("pass", [])
+    v, reasons = marginal("pass", [], 0.2, 0.5)
     assert v == "review" and "marginal" in reasons[0]
-    assert marginal("reject", ["x"], 0.2, cfg) == ("reject", ["x"])
+    assert marginal("reject", ["x"], 0.2, 0.5) == ("reject", ["x"])
 
 
 def test_image_quality_flags_blank_and_clipped_scenes(images, repo):
-    from stages.load import load_image
-    from stages.matte import make_matte_backend
+    from ops.sources import load_image
+    from stages.matte import load_matte_backend
 
     cfg = load_config(repo / "config.toml", {"layout": {"width": 256, "height": 256}})
     img = load_image(str(images / "19_shoes_black-suede_white.jpg"), cfg.load)
-    layout = place_product(img.rgb, make_matte_backend(cfg.matte).run(img.rgb).alpha, cfg.layout)
+    matte = load_matte_backend(cfg.matte.backend, cfg.matte.options)
+    layout = place_product(img.rgb, matte.run(img.rgb).alpha, cfg.layout)
     rng = np.random.default_rng(0)
     textured = np.clip(rng.normal(150, 20, (256, 256, 3)), 0, 255).astype(np.uint8)
     blank = np.full((256, 256, 3), 200, np.uint8)
@@ -80,11 +91,11 @@ def test_image_quality_flags_blank_and_clipped_scenes(images, repo):
     assert image_quality(flat, layout)["detail"] < 1.0 and image_quality(patched, layout)["exposure"] < 1.0
 
 
-class ExtendingStudio(StudioScene):
-    """The studio backdrop, plus (for odd seeds) a strap of the product's colour drawn out of the
+class ExtendingScene(ProceduralScene):
+    """The procedural backdrop, plus (for odd seeds) a strap of the product's colour drawn out of the
     product's top edge: a generator that 'draws more product' in some variants."""
 
-    name = "test-extending-studio"
+    name = "test-extending"
 
     def generate(self, request):
         scene = super().generate(request)
@@ -102,22 +113,18 @@ class ExtendingStudio(StudioScene):
         return dataclasses.replace(scene, rgb=rgb, settings={**scene.settings, "test_extension": True})
 
 
-@pytest.fixture
-def extending_backend(monkeypatch):
-    """Registered for this test only: other tests list the registry's names."""
-    monkeypatch.setitem(scene_backends._entries, ExtendingStudio.name, ExtendingStudio)
-
-
-def test_best_of_n_picks_the_clean_variant_and_keeps_the_others(tmp_path, images, repo, dev_keys, extending_backend):
-    from stages.product import Workbench, process_row
+def test_best_of_n_picks_the_clean_variant_and_keeps_the_others(tmp_path, images, repo, dev_keys):
+    from ops.runner import process_row
+    from ops.workbench import Workbench
 
     shutil.copy(images / "27_hat_leather-cap_on-white-sheet.jpg", tmp_path / "cap.jpg")
     (tmp_path / "c.csv").write_text("sku,image,title,category,scene_prompt,seed,variants\n"
                                     "CAP-1,cap.jpg,Cap,hats,sage green wall,11,3\n", encoding="utf-8")
     [row] = read_catalog(tmp_path / "c.csv").rows
-    cfg = load_config(repo / "config.toml", {"layout": {"width": 320, "height": 320},
-                                              "scene": {"backend": "test-extending-studio"}})
-    res = process_row(Workbench.build(cfg), row, tmp_path / "out", "run-1")
+    cfg = load_config(repo / "config.toml", {"layout": {"width": 320, "height": 320}})
+    bench = Workbench.build(cfg)
+    bench.parts.scene = SceneChain(["procedural"], lambda name: ExtendingScene(ProceduralOptions()))
+    res = process_row(bench, row, RunContext(tmp_path / "out", "run-1"))
     assert res.status == "ok", res
     rec = json.loads((tmp_path / "out" / res.record).read_text())
     assert len(rec["variants"]) == 3

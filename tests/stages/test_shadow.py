@@ -11,25 +11,25 @@ import pytest
 from PIL import Image
 
 from stages.composite import composite
-from stages.config import DepthConfig, LayoutConfig, SceneConfig, ShadowConfig, StudioMatteConfig, StudioSceneConfig
-from stages.depth import make_depth_backend
+from stages.depth.geometric import GeometricDepth, GeometricOptions
 from stages.errors import ConfigError
-from stages.layout import place_product
-from stages.matte_studio import studio_matte
-from stages.scene import SceneRequest, make_scene_backend
-from stages.shadow import ShadowLayer, apply_shadow, check_shadow, compute_shadow
+from stages.layout import LayoutOptions, place_product
+from stages.matte.plain_backdrop import PlainBackdropOptions, plain_backdrop_matte
+from stages.scene import SceneRequest
+from stages.scene.procedural import ProceduralOptions, ProceduralScene
+from stages.shadow import ShadowLayer, ShadowOptions, apply_shadow, check_shadow, compute_shadow
 
 HORIZON = 0.62
 
 
 @pytest.fixture(scope="module")
 def staged(images):
-    """A real photo cut out by the studio matte, placed on a 512 px canvas, with its plain studio scene."""
+    """A real photo cut out by the plain-backdrop matte, placed on a 512 px canvas, with its procedural scene."""
     rgb = np.asarray(Image.open(images / "19_shoes_black-suede_white.jpg").convert("RGB"))
-    alpha, _, _ = studio_matte(rgb, StudioMatteConfig())
-    layout = place_product(rgb, alpha, LayoutConfig(width=512, height=512))
-    depth = make_depth_backend(DepthConfig()).run(layout, HORIZON)
-    scene = make_scene_backend(SceneConfig(studio=StudioSceneConfig(grain=0.0))).generate(
+    alpha, _, _ = plain_backdrop_matte(rgb, PlainBackdropOptions())
+    layout = place_product(rgb, alpha, LayoutOptions(width=512, height=512))
+    depth = GeometricDepth(GeometricOptions()).run(layout, HORIZON)
+    scene = ProceduralScene(ProceduralOptions(grain=0.0)).generate(
         SceneRequest(layout, depth, "studio", "", 1, HORIZON))
     return layout, depth, scene.rgb
 
@@ -40,7 +40,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 def test_shadow_darkens_the_floor_at_the_contact_line_and_behind(staged):
     layout, depth, bg = staged
-    layer = compute_shadow(layout, depth, HORIZON, ShadowConfig())
+    layer = compute_shadow(layout, depth, HORIZON, ShadowOptions())
     out = apply_shadow(bg, layer)
     p = layout.placement
     base = p.y + p.height
@@ -58,7 +58,7 @@ def test_shadow_darkens_the_floor_at_the_contact_line_and_behind(staged):
 
 def test_shadow_never_touches_product_pixels(staged):
     layout, depth, bg = staged
-    layer = compute_shadow(layout, depth, HORIZON, replace(ShadowConfig(), intensity=1.0, contact=1.0, softness=0.1))
+    layer = compute_shadow(layout, depth, HORIZON, replace(ShadowOptions(), intensity=1.0, contact=1.0, softness=0.1))
     core = layout.product_alpha == 255
     assert core.sum() > 5000
     assert np.all(layer.opacity[core] == 0) and np.all(layer.to_png()[core] == 0)
@@ -74,7 +74,7 @@ def test_shadow_never_touches_product_pixels(staged):
 
 def test_zero_intensity_or_disabled_changes_nothing(staged):
     layout, depth, bg = staged
-    for cfg in (ShadowConfig(intensity=0.0, contact=0.0), ShadowConfig(enabled=False)):
+    for cfg in (ShadowOptions(intensity=0.0, contact=0.0), ShadowOptions(enabled=False)):
         layer = compute_shadow(layout, depth, HORIZON, cfg)
         assert not layer.opacity.any()
         assert np.array_equal(apply_shadow(bg, layer), bg)
@@ -82,7 +82,7 @@ def test_zero_intensity_or_disabled_changes_nothing(staged):
 
 def side_darkness(layout, depth, bg, azimuth: float) -> tuple[float, float]:
     """Mean darkening left and right of the product, on the floor band it stands on."""
-    out = apply_shadow(bg, compute_shadow(layout, depth, HORIZON, ShadowConfig(azimuth=azimuth, elevation=35)))
+    out = apply_shadow(bg, compute_shadow(layout, depth, HORIZON, ShadowOptions(azimuth=azimuth, elevation=35)))
     p = layout.placement
     base = p.y + p.height
     rows = slice(max(0, int(HORIZON * 512)), base)
@@ -103,7 +103,7 @@ def test_direction_changes_which_side_is_darker(staged):
 
 def test_shadow_colour_tints_and_settings_are_recorded(staged):
     layout, depth, bg = staged
-    layer = compute_shadow(layout, depth, HORIZON, ShadowConfig(colour="#3050a0", contact=1.0))
+    layer = compute_shadow(layout, depth, HORIZON, ShadowOptions(colour="#3050a0", contact=1.0))
     out = apply_shadow(bg, layer)
     hit = layer.opacity > 0.5
     shift = out[hit].astype(float).mean(axis=0) - bg[hit].astype(float).mean(axis=0)
@@ -113,26 +113,26 @@ def test_shadow_colour_tints_and_settings_are_recorded(staged):
 
 def test_bad_settings_name_the_key():
     with pytest.raises(ConfigError, match=r"shadow.intensity = 1.5: must be 0..1"):
-        check_shadow(ShadowConfig(intensity=1.5))
+        check_shadow(ShadowOptions(intensity=1.5))
     with pytest.raises(ConfigError, match=r"shadow.elevation = 0.0"):
-        check_shadow(ShadowConfig(elevation=0.0))
+        check_shadow(ShadowOptions(elevation=0.0))
     with pytest.raises(ConfigError, match=r"shadow.colour = 'dark'"):
-        check_shadow(ShadowConfig(colour="dark"))
+        check_shadow(ShadowOptions(colour="dark"))
 
 
 def test_shadow_is_cheap_at_1024(staged):
     layout, _, _ = staged
-    big = place_product(layout.product_rgb, layout.product_alpha, LayoutConfig(width=1024, height=1024))
-    depth = make_depth_backend(DepthConfig()).run(big, HORIZON)
+    big = place_product(layout.product_rgb, layout.product_alpha, LayoutOptions(width=1024, height=1024))
+    depth = GeometricDepth(GeometricOptions()).run(big, HORIZON)
     bg = np.full((1024, 1024, 3), 200, np.uint8)
-    compute_shadow(big, depth, HORIZON, ShadowConfig())
+    compute_shadow(big, depth, HORIZON, ShadowOptions())
     t0 = time.perf_counter()
-    apply_shadow(bg, compute_shadow(big, depth, HORIZON, ShadowConfig()))
+    apply_shadow(bg, compute_shadow(big, depth, HORIZON, ShadowOptions()))
     assert time.perf_counter() - t0 < 0.5  # a sanity bound on a shared machine; ~25 ms measured
 
 
 def test_config_tables_are_validated_at_load(repo, tmp_path):
-    from stages.config import load_config
+    from ops.config import load_config
 
     cfg = load_config(repo / "config.toml", {"shadow": {"azimuth": 45, "intensity": 0.5}})
     assert (cfg.shadow.azimuth, cfg.shadow.intensity, cfg.harmonize.enabled) == (45.0, 0.5, False)

@@ -1,0 +1,319 @@
+"""Catalog CSV validation: the whole file is checked before any product is processed."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import re
+import threading
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ops.errors import CatalogError
+
+REQUIRED = ("sku", "image", "title", "category")
+OPTIONAL = ("scene_prompt", "negative_prompt", "seed", "variants", "reference_image", "placement")
+MAX_SKU_LEN = 128
+MAX_TEXT_LEN = 2000
+MAX_SEED = 2**32 - 1
+MAX_FILE_BYTES = 200_000_000
+SHOWN_SKU_LEN = 80  # a SKU quoted in an error is cut to this many characters
+# Characters that have no business in a SKU: controls, format characters (zero-width, bidi
+# overrides), undecodable bytes, private-use and unassigned code points, line separators.
+_BAD_SKU_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+@dataclass(frozen=True)
+class CatalogRow:
+    row: int  # 1-based line number in the CSV (the header is line 1)
+    sku: str
+    image: str  # absolute local path or http(s) URL
+    title: str
+    category: str
+    scene_prompt: str = ""
+    negative_prompt: str = ""
+    seed: int | None = None
+    variants: int = 1
+    reference_image: str = ""  # absolute local path of a style reference, or empty
+    placement: str = ""  # a placement mode or [layout.presets] name (checked against the config per row)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    sku: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: str
+    rows: list[CatalogRow]
+    errors: list[RowError]
+    warnings: list[str]
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _codepoints(chars: list[str]) -> str:
+    return ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in chars))
+
+
+def _undecodable(text: str) -> bytes:
+    """The raw bytes that were not UTF-8 (kept as lone surrogates by the decoder)."""
+    return bytes(ord(ch) - 0xDC00 for ch in text if 0xDC80 <= ord(ch) <= 0xDCFF)
+
+
+def shown_sku(sku: str) -> str:
+    """A SKU as it may appear in messages and reports: valid text, bounded length."""
+    text = sku.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if len(text) > SHOWN_SKU_LEN:
+        text = f"{text[:SHOWN_SKU_LEN]}… ({len(text)} characters)"
+    return text
+
+
+def _check_sku(sku: str) -> None:
+    if not sku:
+        raise ValueError("SKU is empty")
+    if len(sku) > MAX_SKU_LEN:
+        raise ValueError(f"SKU is {len(sku)} characters, over {MAX_SKU_LEN}")
+    controls = [ch for ch in sku if unicodedata.category(ch) == "Cc"]
+    if controls:
+        raise ValueError(f"SKU contains control characters ({_codepoints(controls)})")
+    hidden = [ch for ch in sku if unicodedata.category(ch) in _BAD_SKU_CATEGORIES]
+    if hidden:
+        raise ValueError(f"SKU contains invisible or non-printing characters ({_codepoints(hidden)})")
+
+
+def _resolve_reference(value: str, base: Path) -> str:
+    """A style reference: a local file, relative to the catalog or absolute (decoded later)."""
+    if "://" in value:
+        raise ValueError(f"reference_image must be a local file path, not a URL: {value!r}")
+    try:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ValueError(f"reference_image not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"reference_image is empty (0 bytes): {path}")
+        return str(path.resolve())
+    except (RuntimeError, OSError) as exc:
+        raise ValueError(f"reference_image {value!r} cannot be used: {exc}") from None
+
+
+def _resolve_image(value: str, base: Path) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme in ("http", "https"):
+        if not parsed.netloc:
+            raise ValueError(f"image URL has no host: {value!r}")
+        return value
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive
+        raise ValueError(f"image must be a file path or an http(s) URL, not {parsed.scheme}:")
+    try:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            raise ValueError(f"photo not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"photo is empty (0 bytes): {path}")
+        return str(path.resolve())
+    except RuntimeError:  # "~user" with no such user
+        raise ValueError(f"photo path cannot be resolved: {value}") from None
+    except OSError as exc:  # name too long, permission denied on a parent folder, ...
+        raise ValueError(f"photo cannot be accessed: {value} ({exc.strerror or exc})") from None
+
+
+def _parse_int(value: str, name: str, lo: int, hi: int) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a whole number") from None
+    if not lo <= number <= hi:
+        raise ValueError(f"{name} {number} is outside {lo}..{hi}")
+    return number
+
+
+def _check_placement(value: str) -> str:
+    """A placement name (the config decides which exist, per row, in stages.layout)."""
+    name = value.strip().lower()
+    if name and not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise ValueError(f"placement {value!r} is not a placement name (letters, digits, '-' and '_')")
+    return name
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 survive as lone surrogates and are reported per row."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CatalogError(f"catalog not found: {path}") from None
+    except IsADirectoryError:
+        raise CatalogError(f"catalog {path} is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise CatalogError(f"catalog {path} is {len(raw)} bytes, over the {MAX_FILE_BYTES} byte limit")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CatalogError(f"catalog {path} is UTF-16 text; save it as UTF-8")
+    text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    if not text.strip():
+        raise CatalogError(f"catalog {path} is empty")
+    return text
+
+
+def _not_utf8(path: Path) -> CatalogError:
+    try:
+        path.read_bytes().removeprefix(codecs.BOM_UTF8).decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as exc:
+        where = f" (byte {exc.start})"
+    except OSError:
+        where = ""
+    return CatalogError(f"catalog {path} is not UTF-8 text{where}; save it as UTF-8")
+
+
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """(first line number, fields) of every non-blank record.
+
+    The csv module refuses fields over 128 KiB; a huge cell must be one bad row, not a bad
+    file, so the module-wide limit is raised while this file is parsed, then restored.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_MINIMAL)
+    records: list[tuple[int, list[str]]] = []
+    line = 1
+    with _FIELD_LIMIT_LOCK:
+        old = csv.field_size_limit()
+        csv.field_size_limit(max(old, len(text) + 1))
+        try:
+            for fields in reader:
+                start, line = line, reader.line_num + 1
+                if any(f.strip() for f in fields):
+                    records.append((start, fields))
+        except csv.Error as exc:
+            raise CatalogError(f"catalog {path} is not valid CSV (line {reader.line_num}): {exc}") from None
+        finally:
+            csv.field_size_limit(old)
+    return records
+
+
+def _header(fields: list[str], path: Path) -> list[str]:
+    names = [f.strip().lower() for f in fields]
+    if _undecodable("".join(names)):
+        raise _not_utf8(path)
+    known = [n for n in names if n in REQUIRED + OPTIONAL]
+    twice = sorted({n for n in known if known.count(n) > 1})
+    if twice:
+        raise CatalogError(f"catalog {path} has column(s) {twice} more than once")
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise CatalogError(f"catalog {path} lacks required column(s) {missing}; found {names}")
+    return names
+
+
+def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
+    """Parse and validate every row; images are checked for existence here, decoded later.
+
+    A bad row is reported (row number, SKU, reason) and skipped; only a file that cannot be read
+    at all, or that lacks a required column, stops the run. Catalogs come from merchants and
+    spreadsheets, so every cell is treated as hostile: bytes that are not UTF-8, ragged rows,
+    huge cells, control or invisible characters and SKUs that differ only by Unicode look-alike
+    forms are reported per row instead of stopping the run or reaching a file name.
+    """
+    path = Path(path)
+    records = _records(_read_text(path), path)
+    if not records:
+        raise CatalogError(f"catalog {path} is empty")
+    columns = _header(records[0][1], path)
+    warnings = []
+    extra = [c for c in columns if c and c not in REQUIRED + OPTIONAL]
+    if extra:
+        warnings.append(f"ignored unknown column(s) {extra}")
+    if "" in columns:
+        warnings.append(f"ignored {columns.count('')} column(s) without a name")
+    parse = _RowParser(columns, path.resolve().parent, max_variants)
+    rows: list[CatalogRow] = []
+    errors: list[RowError] = []
+    for line, cells in itertools.islice(records, 1, None):
+        try:
+            rows.append(parse.row(line, cells))
+        except ValueError as exc:
+            errors.append(RowError(row=line, sku=shown_sku(parse.sku), reason=str(exc)))
+    if not rows and not errors:
+        raise CatalogError(f"catalog {path} has a header but no rows")
+    if not rows and parse.undecodable_rows == len(errors):  # no row is UTF-8: the file is in another encoding
+        raise _not_utf8(path)
+    return Catalog(path=str(path.resolve()), rows=rows, errors=errors, warnings=warnings)
+
+
+class _RowParser:
+    """Turns a catalog's records into rows one by one, remembering the SKUs seen so far."""
+
+    def __init__(self, columns: list[str], base: Path, max_variants: int) -> None:
+        self.columns, self.base, self.max_variants = columns, base, max_variants
+        self.first_row_of: dict[str, int] = {}
+        self.first_form_of: dict[str, tuple[str, int]] = {}  # NFKC form -> (SKU, row)
+        self.undecodable_rows = 0
+        self.sku = ""  # of the row being parsed, for its error
+
+    def row(self, line: int, cells: list[str]) -> CatalogRow:
+        """The row on `line`; ValueError saying what is wrong with it."""
+        columns = self.columns
+        rec = {name: cells[i] for i, name in enumerate(columns) if name and i < len(cells)}
+        extra_cells = cells[len(columns):]  # empty ones are tolerated: spreadsheets add them
+        self.sku = sku = rec.get("sku", "").strip()
+        named = [(name, _undecodable(value)) for name, value in rec.items()]
+        bad_bytes = [(n, b) for n, b in named + [("an extra field", _undecodable("".join(extra_cells)))] if b]
+        if bad_bytes:
+            self.undecodable_rows += 1
+            name, raw = bad_bytes[0]
+            raise ValueError(f"{name} is not UTF-8 text (byte 0x{raw[0]:02x}); save the catalog as UTF-8")
+        if len(cells) < len(columns) or any(c.strip() for c in extra_cells):
+            raise ValueError(f"row has {len(cells)} fields but the header has {len(columns)} "
+                             "(a missing field, or an unquoted comma in a value?)")
+        self._unique(sku, line)
+        fields = {k: rec.get(k, "").strip() for k in ("image", "title", "category", *OPTIONAL)}
+        for name, value in fields.items():
+            if len(value) > MAX_TEXT_LEN:
+                raise ValueError(f"{name} is {len(value)} characters, over {MAX_TEXT_LEN}")
+            if _has_control_chars(value):
+                raise ValueError(f"{name} contains control characters")
+        for name in ("image", "title", "category"):
+            if not fields[name]:
+                raise ValueError(f"{name} is empty")
+        return CatalogRow(
+            row=line, sku=sku, image=_resolve_image(fields["image"], self.base), title=fields["title"],
+            category=fields["category"], scene_prompt=fields["scene_prompt"],
+            negative_prompt=fields["negative_prompt"],
+            seed=_parse_int(fields["seed"], "seed", 0, MAX_SEED) if fields["seed"] else None,
+            variants=_parse_int(fields["variants"], "variants", 1, self.max_variants) if fields["variants"] else 1,
+            reference_image=_resolve_reference(fields["reference_image"], self.base) if fields["reference_image"] else "",
+            placement=_check_placement(fields["placement"]),
+        )
+
+    def _unique(self, sku: str, line: int) -> None:
+        """A valid SKU not seen before, also not as a Unicode look-alike of one."""
+        _check_sku(sku)
+        if sku in self.first_row_of:
+            raise ValueError(f"duplicate SKU (first seen on row {self.first_row_of[sku]})")
+        self.first_row_of[sku] = line
+        form = unicodedata.normalize("NFKC", sku)
+        if form in self.first_form_of:
+            other, other_row = self.first_form_of[form]
+            raise ValueError(f"duplicate SKU: same as {other!r} (row {other_row}) after Unicode "
+                             "normalisation (NFKC); look-alike SKUs are ambiguous")
+        self.first_form_of[form] = (sku, line)

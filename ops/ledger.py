@@ -1,0 +1,149 @@
+"""The output folder's ledger: who processed which SKU, when, with which cache key, and the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LEDGER_NAME = "ledger.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    flow_run_id TEXT,
+    worker TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    sku TEXT NOT NULL,
+    row INTEGER,
+    cache_key TEXT,
+    status TEXT NOT NULL,
+    verdict TEXT,
+    reasons TEXT,
+    record TEXT,
+    output TEXT,
+    error TEXT,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS events_sku ON events (sku, id);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Current:
+    """A SKU's latest published output, as the ledger knows it."""
+
+    sku: str
+    cache_key: str | None
+    status: str
+    verdict: str | None
+    reasons: list[str]
+    record: str | None
+    output: str | None
+    run_id: str
+
+
+def worker_label() -> str | None:
+    """The worker's name when the deployment or the worker's environment sets STAGE_WORKER."""
+    return os.environ.get("STAGE_WORKER") or None
+
+
+class Ledger:
+    """One output folder's ledger; cheap to create (a connection per call, safe across threads).
+
+    An append-only SQLite table (`<out>/ledger.sqlite`, WAL mode) so that several runs on one
+    folder (shards on different workers, a rerun beside them) can write it at once. Each SKU
+    that a run actually processed (not one skipped as unchanged) gets one event; the SKU's
+    current output is its latest event that published one. A second table remembers the SHA-256
+    of source photos by (path, size, mtime) so that an unchanged catalog can be checked against
+    the ledger without reading every photo again.
+    """
+
+    def __init__(self, out_root: Path) -> None:
+        self.path = Path(out_root) / LEDGER_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=60.0, isolation_level=None)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            yield db
+
+    def append(self, run_id: str, results: Iterable[dict[str, Any]], keys: dict[str, str] | None = None,
+               flow_run_id: str | None = None, note: str | None = None) -> int:
+        """Record processed rows (`cached` ones are skipped: nothing was done to them); returns the count."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        host, pid, worker = socket.gethostname(), os.getpid(), worker_label()
+        rows = [
+            (now, run_id, flow_run_id, worker, host, pid, r["sku"], r.get("row"),
+             r.get("cache_key") or (keys or {}).get(r["sku"]), r["status"], r.get("verdict"),
+             json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note)
+            for r in results if r["status"] != "cached"
+        ]
+        if not rows:
+            return 0
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO events (at, run_id, flow_run_id, worker, host, pid, sku, row, cache_key, status, verdict,"
+                " reasons, record, output, error, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        return len(rows)
+
+    def current(self, skus: Iterable[str] | None = None) -> dict[str, Current]:
+        """Each SKU's latest event that published an output (status ok)."""
+        query = ("SELECT sku, cache_key, status, verdict, reasons, record, output, run_id FROM events"
+                 " WHERE id IN (SELECT MAX(id) FROM events WHERE status = 'ok' GROUP BY sku)")
+        wanted = set(skus) if skus is not None else None
+        out: dict[str, Current] = {}
+        with self._connect() as db:
+            for sku, key, status, verdict, reasons, record, output, run_id in db.execute(query):
+                if wanted is None or sku in wanted:
+                    out[sku] = Current(sku, key, status, verdict, json.loads(reasons or "[]"), record, output, run_id)
+        return out
+
+    def events(self, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every event (of the given runs), oldest first: the audit trail."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            if run_ids is None:
+                cur = db.execute("SELECT * FROM events ORDER BY id")
+            else:
+                ids = list(run_ids)
+                cur = db.execute(f"SELECT * FROM events WHERE run_id IN ({','.join('?' * len(ids))}) ORDER BY id",
+                                 ids)
+            return [dict(r) for r in cur]
+
+    def source_digests(self) -> dict[str, tuple[int, int, str]]:
+        with self._connect() as db:
+            return {p: (s, m, h) for p, s, m, h in db.execute("SELECT path, size, mtime_ns, sha256 FROM sources")}
+
+    def remember_sources(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
+        entries = list(entries)
+        if not entries:
+            return
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR REPLACE INTO sources (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+                           entries)
+            db.execute("COMMIT")

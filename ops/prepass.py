@@ -1,0 +1,137 @@
+"""Cheap pre-pass of a run: which rows are unchanged since their output was made, without decoding images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ops.cache import cache_key, cached_record, outputs_present
+from ops.catalog import CatalogRow
+from ops.config import Config
+from ops.ledger import Current, Ledger
+from ops.paths import record_path, sku_slug
+from ops.review import ReviewError, held_decision, load_state
+from ops.runner import RowResult
+from ops.sources import reference_for
+
+
+@dataclass
+class Prepass:
+    todo: list[CatalogRow] = field(default_factory=list)
+    cached: list[dict[str, Any]] = field(default_factory=list)  # unchanged rows not yet handed to the sink
+    keys: dict[str, str] = field(default_factory=dict)  # SKU -> cache key of the to-do rows, when computed
+    skipped: int = 0
+
+
+def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list[tuple[str, int, int, str]]) -> str:
+    st = os.stat(path)
+    hit = known.get(path)
+    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        return hit[2]
+    with open(path, "rb") as fh:
+        sha = hashlib.file_digest(fh, "sha256").hexdigest()
+    learned.append((path, st.st_size, st.st_mtime_ns, sha))
+    return sha
+
+
+def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], output: str) -> dict[str, Any]:
+    """A skipped row's result, with paths relative to the output folder as the batch task gives them."""
+    return {"verdict": verdict, "reasons": reasons, "record": os.path.relpath(record_path, out_root),
+            "output": os.path.relpath(record_path.parent / output, out_root)}
+
+
+def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
+    path = record_path(out_root, slug)
+    record = cached_record(path, key)  # the same test a batch task makes before staging
+    if record is None or record.get("verdict") not in ("pass", "review"):
+        return None
+    return _hit(out_root, path, record["verdict"], record.get("reasons", []), record["output"])
+
+
+def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> dict[str, Any] | None:
+    """An approval that still holds, as the batch task would apply it; a rejection, or an approval
+    the row has outgrown, is left to the batch task (it withdraws the files or stages again)."""
+    path = record_path(out_root, slug)
+    held = held_decision(out_root, row, source_sha, path)
+    if held is None or held.output is None:
+        return None
+    return _hit(out_root, path, held.verdict, held.reasons, held.output)
+
+
+def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
+            sink: Callable[[list[dict[str, Any]]], None] | None = None) -> Prepass:
+    """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
+
+    Each row's cache key (`ops.cache.cache_key`: the row's fields, the source photo's SHA-256,
+    the config digest of the output-affecting tables, which names the model ids and revisions, and
+    the pipeline version) is compared with the key of the SKU's current output in the ledger (or,
+    for outputs made before the ledger existed, the key in the product's record). The photo's
+    SHA-256 is remembered in the ledger by (path, size, mtime), so an unchanged photo is only
+    stat'ed. Unchanged rows never reach a Prefect task; everything else (changed, failed before,
+    a reviewer's decision to apply, a URL photo, anything unusual) goes to the batch tasks, which
+    decide exactly.
+
+    An output that passed every check is skipped on the ledger's word and a stat of its files; one
+    waiting for review only after its record passes `cached_record` (one made by a fallback
+    backend is staged again), and only while no reviewer has decided on it. Unchanged rows are
+    handed to `sink` in chunks as they are found (a 50,000-row catalog would otherwise hold them
+    all); without a sink they are in `.cached`.
+    """
+    result = Prepass()
+    look = _Lookup(cfg, out_root, ledger.source_digests(), {} if force else ledger.current(), force)
+    for row in rows:
+        try:
+            hit, key = (None, None) if "://" in row.image else look.row(row)
+        except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
+            hit, key = None, None
+        if hit is None:
+            result.todo.append(row)
+            if key is not None:
+                result.keys[row.sku] = key
+            continue
+        result.cached.append(RowResult(row.row, row.sku, "cached", **hit).to_dict() | {"attempts": 0})
+        result.skipped += 1
+        if sink is not None and len(result.cached) >= 1000:
+            sink(result.cached)
+            result.cached = []
+    if sink is not None and result.cached:
+        sink(result.cached)
+        result.cached = []
+    ledger.remember_sources(look.learned)
+    return result
+
+
+class _Lookup:
+    """What the pre-pass knows before it looks at a row: photo digests, current outputs, decisions."""
+
+    def __init__(self, cfg: Config, out_root: Path, known: dict[str, tuple[int, int, str]],
+                 current: dict[str, Current], force: bool) -> None:
+        self.cfg, self.out_root, self.known, self.current, self.force = cfg, out_root, known, current, force
+        self.learned: list[tuple[str, int, int, str]] = []
+        try:  # slug -> a reviewer's decision, which holds while the photo and the row are unchanged
+            self.decisions: dict[str, Any] | None = {} if force else load_state(out_root)
+        except ReviewError:  # unreadable: each row's batch task reports it
+            self.decisions = None
+
+    def row(self, row: CatalogRow) -> tuple[dict[str, Any] | None, str]:
+        """(the cached result when the row is unchanged, else None; the row's cache key)."""
+        cfg = self.cfg
+        reference = reference_for(cfg, row.reference_image)
+        source_sha = _source_sha(row.image, self.known, self.learned)
+        key = cache_key(row, source_sha, cfg.digest(), reference.sha256 if reference else "")
+        if self.force or self.decisions is None:  # an unreadable review state: every row's batch task reports it
+            return None, key
+        prev, name = self.current.get(row.sku), sku_slug(row.sku)
+        if (decision := self.decisions.get(name)) is not None:
+            approved = decision.get("decision") == "approved"
+            return (_approved(self.out_root, row, name, source_sha) if approved else None), key
+        if prev is None or (prev.cache_key == key and prev.verdict == "review"):
+            return _from_record(self.out_root, name, key), key
+        if prev.cache_key == key and prev.verdict == "pass" and prev.output and \
+                outputs_present(self.out_root, prev.output, cfg):
+            return {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record, "output": prev.output}, key
+        return None, key

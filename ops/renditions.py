@@ -1,0 +1,130 @@
+"""Channel renditions ([renditions]): the product staged again for each channel preset (web shop,
+social, banner, marketplace) at the preset's own size, signed and published like the master."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ops.atomic import write_bytes
+from ops.catalog import CatalogRow
+from ops.context import StepTimer
+from ops.paths import ProductPaths, channel_layer, channel_name
+from ops.publish import publish
+from ops.record import ChannelRendition
+from provenance.iptc import composite_source_type
+from stages.check import verdict
+from stages.check.compliance import check_compliance
+from stages.check.pixels import format_pixels
+from stages.encode import encode_format, encode_rgba, thumbnail_jpeg
+from stages.formats import mime_type
+from stages.layout import Layout
+from stages.load import LoadedImage
+from stages.matte import Matte
+from stages.pipeline import PIPELINE_VERSION, Brief, Frame, Photo, Variant, stage
+
+if TYPE_CHECKING:
+    from ops.config import RenditionPreset
+    from ops.workbench import Workbench
+
+
+@dataclass(frozen=True, eq=False)
+class SourcePhoto:
+    """The original photo and what its credentials ingredient needs."""
+
+    image: LoadedImage
+    data: bytes  # the file's bytes: the parent ingredient
+    mime: str
+    title: str  # its file name
+    thumbnail: bytes  # JPEG, made once per product
+
+
+@dataclass(frozen=True, eq=False)
+class _Staged:
+    """One preset staged: what each of its formats is made from."""
+
+    name: str
+    preset: RenditionPreset
+    variant: Variant
+    layout: Layout
+    thumbnail: bytes
+    timings_ms: dict[str, float]  # stage (layout to thumbnail) and its scene generator's share
+
+    @property
+    def blocked(self) -> bool:  # a blocking content check failed: nothing of this preset is published
+        return any(c.blocking and not c.passed for c in self.variant.checks)
+
+
+def render_channels(bench: Workbench, source: SourcePhoto, matte: Matte, brief: Brief, seed: int, row: CatalogRow,
+                    paths: ProductPaths) -> list[ChannelRendition]:
+    """Every active preset, in order, each in each of its formats."""
+    out: list[ChannelRendition] = []
+    for name in bench.cfg.renditions.active:
+        staged = stage_preset(bench, name, source, matte, brief, seed, row.placement, paths)
+        out += [_publish_format(bench, staged, fmt, source, seed, row, paths) for fmt in staged.preset.formats]
+    return out
+
+
+def stage_preset(bench: Workbench, name: str, source: SourcePhoto, matte: Matte, brief: Brief, seed: int,
+                 placement: str, paths: ProductPaths) -> _Staged:
+    """One preset staged on its own canvas, with its product layer written.
+
+    A rendition is never the master squashed or cropped: the product is laid out again from the
+    original photo and the master's matte on the preset's canvas (its pixels resampled once, at that
+    preset's scale), the scene is generated again for that canvas with the primary variant's seed
+    (or, for a `background` preset, the canvas is one flat colour), and the product is composited
+    back. The master's content checks run on scenes a trained model generated (a flat or procedural
+    backdrop holds nothing new to judge): a blocking failure (an NSFW scene) publishes no file of
+    the preset, other failures send the product to review.
+    """
+    preset = bench.cfg.renditions.presets[name]
+    t0, steps = time.perf_counter(), StepTimer()
+    frame = Frame(preset.placement or placement, (preset.width, preset.height), preset.background)
+    photo = Photo(source.image.rgb, source.image.alpha)
+    staging = stage(bench.parts, photo, brief, [seed], frame, matte=matte, checks="trained", timer=steps)
+    layout, variant = staging.layout, staging.variants[0]
+    write_bytes(paths.folder / channel_layer(name),
+                encode_rgba(layout.product_rgb, layout.product_alpha, bench.cfg.write.png_compress_level))
+    thumb = thumbnail_jpeg(variant.pixels, bench.cfg.write.thumbnail_px)
+    scene_ms = 0.0 if preset.background else steps.ms.get("scene", 0.0)  # a flat colour is no generator
+    timings = {"stage": round((time.perf_counter() - t0) * 1000, 2), "scene": round(scene_ms, 2)}
+    return _Staged(name, preset, variant, layout, thumb, timings)
+
+
+def _publish_format(bench: Workbench, staged: _Staged, fmt: str, source: SourcePhoto, seed: int, row: CatalogRow,
+                    paths: ProductPaths) -> ChannelRendition:
+    """One format of a staged preset: encoded, signed with the source photo as parent, published,
+    then judged against the preset's compliance rules."""
+    v, layout, preset, cfg = staged.variant, staged.layout, staged.preset, bench.cfg
+    entry = ChannelRendition(
+        staged.name, fmt, None, [preset.width, preset.height], channel_layer(staged.name),
+        layout.placement.to_dict(), {"backend": v.scene.backend, **v.scene.settings}, list(v.checks), [], "", [],
+        dict(staged.timings_ms))
+    if staged.blocked:  # never signed nor written
+        entry.verdict, entry.reasons = verdict(v.checks)
+        return entry
+    t1 = time.perf_counter()
+    settings = {
+        "config_digest": cfg.digest(), "pipeline_version": PIPELINE_VERSION, "sku": row.sku, "preset": staged.name,
+        "canvas": [preset.width, preset.height], "placement": entry.placement, "scene": v.scene.settings,
+        "seed": seed, "format": fmt,
+    }
+    signed = bench.signer.sign_png(
+        encode_format(v.pixels, fmt, cfg.write.jpeg_quality, cfg.write.png_compress_level),
+        title=f"{row.title} ({row.sku}) {staged.name}", source_bytes=source.data, source_mime=source.mime,
+        source_title=source.title, digital_source_type=composite_source_type(v.scene.trained), settings=settings,
+        software_agent=f"product-staging {PIPELINE_VERSION} ({v.scene.backend})", thumbnail=staged.thumbnail,
+        source_thumbnail=source.thumbnail, mime=mime_type(fmt),
+    )
+    out_name = channel_name(paths.slug, staged.name, fmt)
+    done = publish(paths.folder / out_name, signed, lambda px: format_pixels(px, layout, cfg.check, fmt),
+                   bench.trust_anchors)
+    entry.checks += done.checks
+    if done.ok:
+        entry.output = out_name
+        entry.compliance = check_compliance(done.pixels, layout, preset.compliance)
+    entry.bytes = len(signed)
+    entry.verdict, entry.reasons = verdict(entry.checks + entry.compliance)
+    entry.timings_ms["encode_sign_publish"] = round((time.perf_counter() - t1) * 1000, 2)
+    return entry

@@ -1,0 +1,193 @@
+"""Run summary (JSON + CSV) and an HTML report with before/after thumbnails."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ops.atomic import write_chunks
+from stages.errors import StagingError
+
+# Cells starting with these are run as formulas by spreadsheet programs.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Shown as escapes in the CSV and HTML reports: controls, invisible format characters (bidi
+# overrides could make a SKU read differently), lone surrogates, line and paragraph separators.
+_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+class ReportError(StagingError):
+    """Some report files could not be written; `written` holds the ones that were."""
+
+    def __init__(self, message: str, written: dict[str, Path], failures: list[str]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.failures = failures
+
+
+def printable(value: Any) -> str:
+    """Text with every control or invisible character written as an escape (\\x00, \\u202e)."""
+    text = "" if value is None else str(value)
+    if all(unicodedata.category(ch) not in _HIDDEN for ch in text):
+        return text
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch) in _HIDDEN else ch
+        for ch in text
+    )
+
+
+def csv_safe(value: Any) -> str:
+    text = printable(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> dict[str, Any]:
+    status = Counter(r["status"] for r in results)
+    verdicts = Counter(r["verdict"] for r in results if r.get("verdict"))
+    return {
+        "rows": len(results) + len(catalog_errors),
+        "processed": len(results),
+        "invalid_rows": len(catalog_errors),
+        "by_status": dict(status),
+        "by_verdict": dict(verdicts),
+        "failed": status.get("failed", 0) + status.get("rejected", 0) + len(catalog_errors),
+    }
+
+
+Results = Sequence[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]]
+
+
+def _rows(results: Results) -> Iterable[dict[str, Any]]:
+    """Rows in row order: a list is sorted here; a callable (a result log) yields them in order itself."""
+    return results() if callable(results) else sorted(results, key=lambda r: r["row"])
+
+
+def write_run_report(run_dir: Path, out_root: Path, meta: dict[str, Any], results: Results,
+                     catalog_errors: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write summary.json, summary.csv and report.html into the run folder; returns their paths.
+
+    `results` is a list, or a callable giving the rows in row order each time it is called: the
+    files are then written row by row, so a 50,000-SKU run never holds its report in memory.
+    Each file is written on its own, summary.json first: when one cannot be written (disk
+    full), the others still are, and ReportError names what failed and carries what was written.
+    """
+    if summary is None:
+        results = sorted(results, key=lambda r: r["row"])  # type: ignore[arg-type]
+        summary = summarize(results, catalog_errors)
+    paths = {"json": run_dir / "summary.json", "csv": run_dir / "summary.csv", "html": run_dir / "report.html"}
+    makers = {
+        "json": lambda: write_chunks(paths["json"], _json(meta, summary, _rows(results), catalog_errors)),
+        "csv": lambda: write_chunks(paths["csv"], _csv(_rows(results), catalog_errors)),
+        "html": lambda: write_chunks(paths["html"], _html(run_dir, out_root, meta, summary, results,
+                                                          catalog_errors)),
+    }
+    written: dict[str, Path] = {}
+    failures: list[str] = []
+    for kind, make in makers.items():
+        try:
+            make()
+        except Exception as exc:  # one report file failing must not cost the others
+            failures.append(f"{paths[kind].name}: {type(exc).__name__}: {exc}")
+        else:
+            written[kind] = paths[kind]
+    if failures:
+        raise ReportError("run report incomplete: " + "; ".join(failures), written, failures)
+    return paths
+
+
+def _json(meta: dict[str, Any], summary: dict[str, Any], results: Iterable[dict[str, Any]],
+          catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
+    def dump(value: Any, indent: int) -> str:
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return text.replace("\n", "\n" + " " * indent)
+
+    head = {**meta, "summary": summary, "catalog_errors": catalog_errors}
+    yield "{\n"
+    for key in sorted(head):
+        yield f"  {json.dumps(key)}: {dump(head[key], 2)},\n"
+    yield '  "results": ['
+    sep = "\n    "
+    for r in results:
+        yield sep + dump(r, 4)
+        sep = ",\n    "
+    yield "\n  ]\n}\n"
+
+
+def _csv(results: Iterable[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+
+    def flush() -> str:
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
+    writer.writerow(["row", "sku", "status", "verdict", "output", "reason"])
+    for e in catalog_errors:
+        writer.writerow([e["row"], csv_safe(e["sku"]), "invalid", "", "", csv_safe(e["reason"])])
+    yield flush()
+    for r in results:
+        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        writer.writerow([r["row"], csv_safe(r["sku"]), r["status"], r.get("verdict") or "",
+                         csv_safe(r.get("output") or ""), csv_safe(reason)])
+        yield flush()
+
+
+def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | None) -> str:
+    if not record_rel or not thumb:
+        return ""
+    target = (out_root / record_rel).parent / thumb
+    if not target.is_file():
+        return ""
+    src = html.escape(os.path.relpath(target, run_dir))
+    return f'<img loading="lazy" src="{src}" alt="">'
+
+
+# The HTML report lists rows grouped by verdict, worst first (failed rows have none), one pass
+# over the rows per group so a streamed result log is never held in memory.
+VERDICT_GROUPS = ("reject", None, "review", "pass")
+
+
+def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
+          results: Results, catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
+    def esc(value: Any) -> str:
+        return html.escape(printable(value))
+
+    counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in sorted(summary["by_status"].items()))
+    yield f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Staging run {esc(meta['run_id'])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}} img{{max-width:160px}}
+tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff6db}}
+</style></head><body>
+<h1>Staging run {esc(meta['run_id'])}</h1>
+<p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
+Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
+&middot; invalid: {summary['invalid_rows']}<br>Verdicts: {", ".join(
+    f"{k}: {summary['by_verdict'].get(k, 0)}" for k in ("pass", "review", "reject"))}</p>
+<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
+<tbody>
+"""
+    for e in catalog_errors:
+        yield (f"<tr class='failed'><td>{e['row']}</td><td>{esc(e['sku'])}</td><td>invalid</td>"
+                    f"<td></td><td></td><td>{esc(e['reason'])}</td></tr>\n")
+    for r in (r for group in VERDICT_GROUPS for r in _rows(results)
+              if r.get("verdict") == group or (group is None and r.get("verdict") not in VERDICT_GROUPS)):
+        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
+        after = _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else ""
+        cls = esc(r.get("verdict") or r["status"])
+        yield (f"<tr class='{cls}'><td>{r['row']}</td><td>{esc(r['sku'])}</td>"
+                    f"<td>{esc(r['status'])} {esc(r.get('verdict') or '')}</td><td>{before}</td><td>{after}</td>"
+                    f"<td>{esc(reason)}</td></tr>\n")
+    yield "</tbody></table></body></html>\n"

@@ -1,0 +1,220 @@
+"""Review queue and quarantine: what a person decides about a SKU, and where held-back images go."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ops.atomic import write_bytes, write_json
+from ops.catalog import CatalogRow
+from ops.paths import IMAGE_SUFFIXES, PRODUCTS, ProductPaths, sku_slug
+from ops.runlock import RunLockedError, hold
+from stages.errors import StagingError
+
+STATE = Path("review") / "state.json"
+LOCK_WAIT_S = 10.0
+
+
+class ReviewError(StagingError):
+    """A review command cannot be carried out (unknown SKU, nothing to approve, state unreadable)."""
+
+
+def row_digest(row: CatalogRow) -> str:
+    """Hash of the row's fields that shape the output (not its line number or photo path)."""
+    fields = {k: v for k, v in row.to_dict().items() if k not in ("row", "image")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(out_root: Path) -> Iterator[None]:
+    """Exclusive lock for a read-modify-write of the state; waits briefly for another reviewer."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            with hold(out_root / "review"):
+                yield
+                return
+        except RunLockedError:
+            if time.monotonic() > deadline:
+                raise ReviewError(f"review state in {out_root} is locked by another review command") from None
+            time.sleep(0.1)
+
+
+_CACHE: dict[str, tuple[int, int, dict[str, Any]]] = {}
+
+
+def load_state(out_root: Path) -> dict[str, Any]:
+    """The decisions, keyed by SKU slug; cached per file version (runs read it once per product)."""
+    path = out_root / STATE
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return {}
+    key = str(path)
+    hit = _CACHE.get(key)
+    if hit and hit[:2] == (st.st_mtime_ns, st.st_size):
+        return hit[2]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReviewError(f"review state {path} is unreadable: {exc}") from None
+    decisions = data.get("decisions", {}) if isinstance(data, dict) else {}
+    _CACHE[key] = (st.st_mtime_ns, st.st_size, decisions)
+    return decisions
+
+
+def _save(out_root: Path, decisions: dict[str, Any]) -> None:
+    write_json(out_root / STATE, {"version": 1, "decisions": decisions})
+
+
+def _record(out_root: Path, sku: str) -> tuple[Path, dict[str, Any]]:
+    path = ProductPaths.of(out_root, sku).record
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReviewError(f"SKU {sku!r} has no record in {out_root / PRODUCTS} (not staged yet?)") from None
+    except (OSError, ValueError) as exc:
+        raise ReviewError(f"record of SKU {sku!r} ({path}) is unreadable: {exc}") from None
+
+
+def decide(out_root: Path, sku: str, decision: str, reason: str = "", by: str | None = None) -> dict[str, Any]:
+    """Record `approved` or `rejected` for a staged SKU; returns the stored entry."""
+    if decision not in ("approved", "rejected"):
+        raise ReviewError(f"unknown decision {decision!r}")
+    if decision == "rejected" and not reason.strip():
+        raise ReviewError("a rejection needs a reason (--reason)")
+    path, record = _record(out_root, sku)
+    if decision == "approved":
+        if not record.get("output") or not (path.parent / record["output"]).is_file():
+            raise ReviewError(f"SKU {sku!r} has no published output to approve (verdict {record.get('verdict')!r}: "
+                              + "; ".join(record.get("reasons") or []) + ")")
+    entry = {
+        "sku": sku, "decision": decision, "reason": reason.strip(),
+        "by": by or _user(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source_sha256": record.get("source_sha256"), "row_digest": record.get("row_digest"),
+        "output": record.get("output"), "verdict_then": record.get("verdict"), "reasons_then": record.get("reasons", []),
+    }
+    with _locked(out_root):
+        decisions = dict(load_state(out_root))
+        decisions[sku_slug(sku)] = entry
+        _save(out_root, decisions)
+    return entry
+
+
+def reset(out_root: Path, sku: str) -> bool:
+    """Forget the decision about `sku`; True when there was one."""
+    with _locked(out_root):
+        decisions = dict(load_state(out_root))
+        found = decisions.pop(sku_slug(sku), None) is not None
+        if found:
+            _save(out_root, decisions)
+    return found
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return f"uid {os.getuid()}"
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reviewer's decision that still applies to this row: the run keeps it instead of staging."""
+
+    status: str  # cached (approved output kept) | rejected
+    verdict: str
+    reasons: list[str]
+    output: str | None  # record-relative output file kept, or None
+
+
+def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_path: Path) -> Held | None:
+    """The decision for this row when it still matches its photo and fields, applied; else None.
+
+    Decisions live in `OUT/review/state.json` (apart from the run records and the run ledger),
+    written atomically under an exclusive lock on `OUT/review/.lock`. A decision is tied to what
+    it was made about: the source photo's sha256 and the row's fields. While both are unchanged,
+    nightly runs keep the decision, even with `--force`:
+
+    - `approved`: the published output is kept as it is (not regenerated, whatever the config);
+    - `rejected`: the SKU's published files are withdrawn to `OUT/quarantine/<slug>/` and the row
+      reports `rejected` with the reviewer's reason.
+
+    A new photo or an edited row (prompt, seed, title, ...) makes the decision stale: the SKU is
+    staged again and goes through the checks afresh. `stage review reset SKU` forgets a decision.
+    """
+    entry = load_state(out_root).get(sku_slug(row.sku))
+    if not entry or entry.get("sku") != row.sku:
+        return None
+    if entry.get("source_sha256") != source_sha256 or entry.get("row_digest") != row_digest(row):
+        return None  # the photo or the row changed since: stage again
+    when = f"{entry.get('by', '?')} at {entry.get('at', '?')}"
+    if entry["decision"] == "approved":
+        output = entry.get("output")
+        if not output or not (record_path.parent / output).is_file():
+            return None  # the approved file is gone: stage again
+        return Held("cached", "pass", [f"review: approved by {when}"], output)
+    withdraw(out_root, record_path)
+    return Held("rejected", "reject", [f"review: rejected by {when}: {entry.get('reason', '')}"], None)
+
+
+def withdraw(out_root: Path, record_path: Path) -> list[str]:
+    """Move a SKU's published images out of the publish folder into its quarantine folder."""
+    folder = record_path.parent
+    target = ProductPaths(out_root, folder.name).quarantine
+    moved = []
+    for f in sorted(folder.glob(f"{folder.name}*")):
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target / f.name)
+            moved.append(f.name)
+    return moved
+
+
+def quarantine(out_root: Path, slug: str, name: str, data: bytes, record: dict[str, Any],
+               replaces: Path | None = None) -> str:
+    """Write a held-back image and its record under OUT/quarantine/<slug>/; returns the image path
+    relative to the output root. `replaces`: the published file an earlier run made for the same
+    variant, removed (with its renditions) so that the publish folder never keeps it."""
+    folder = ProductPaths(out_root, slug).quarantine
+    write_bytes(folder / name, data)
+    write_json(folder / f"{Path(name).stem}.json", record)
+    if replaces is not None:
+        for old in replaces.parent.glob(f"{replaces.stem}.*"):
+            if old.suffix.lower() in IMAGE_SUFFIXES:
+                old.unlink(missing_ok=True)
+    return os.path.relpath(folder / name, out_root)
+
+
+def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[str, Any]]:
+    """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them."""
+    decisions = load_state(out_root)
+    items = []
+    for path in sorted((out_root / PRODUCTS).glob("*/*.json")):
+        if path.stem != path.parent.name:
+            continue
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if verdicts and rec.get("verdict") not in verdicts:
+            continue
+        entry = decisions.get(path.parent.name)
+        if entry is not None and (entry.get("source_sha256") != rec.get("source_sha256")
+                                  or entry.get("row_digest") != rec.get("row_digest")):
+            entry = {**entry, "stale": True}
+        items.append({
+            "sku": rec.get("sku"), "row": rec.get("row"), "verdict": rec.get("verdict"),
+            "reasons": rec.get("reasons", []), "output": rec.get("output"),
+            "record": os.path.relpath(path, out_root), "decision": entry,
+        })
+    return items

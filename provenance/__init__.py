@@ -1,0 +1,2 @@
+"""Provenance: C2PA content credentials (signing, verification, trust anchors), the IPTC vocabulary
+and the development keys."""

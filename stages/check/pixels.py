@@ -1,0 +1,119 @@
+"""Checks on pixels: the published file against the product layer, the product's framing, the matte's confidence."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from stages.check import CheckResult
+from stages.errors import ConfigError
+from stages.layout import Layout
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """[check]"""
+
+    pixel_tolerance: int = 0  # max |diff| over the opaque product core; 0 for lossless files
+    core_alpha: int = 255  # alpha at or above which a pixel belongs to the opaque core
+    min_coverage: float = 0.02  # product area as a fraction of the canvas
+    max_coverage: float = 0.90
+    lossy_mean_tolerance: float = 4.0  # JPEG files: mean |diff| over the product core (max is recorded too)
+
+    def check(self, where: str) -> None:
+        if not 0 <= self.pixel_tolerance <= 255:
+            raise ConfigError(f"{where}.pixel_tolerance = {self.pixel_tolerance}: must be 0..255")
+        if not 1 <= self.core_alpha <= 255:
+            raise ConfigError(f"{where}.core_alpha = {self.core_alpha}: must be 1..255")
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """A published file's pixels as RGB, decoded by libpng/libjpeg/libwebp (not the encoder's code):
+    what a browser shows; alpha, orientation tags and colour profiles ignored. Pillow reads what
+    OpenCV cannot."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _core_diff(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pixel count of the opaque core, |decoded - product| per channel (uint8) and the core mask
+    (255 = core), the last two over the core's bounding box only: outside it nothing is compared."""
+    core = cv2.compare(layout.product_alpha, cfg.core_alpha, cv2.CMP_GE)
+    x, y, w, h = cv2.boundingRect(core)
+    if w == 0 or h == 0:
+        return 0, np.zeros((0, 0, 3), np.uint8), core[:0, :0]
+    box = (slice(y, y + h), slice(x, x + w))
+    core = core[box]
+    return cv2.countNonZero(core), cv2.absdiff(decoded[box], layout.product_rgb[box]), core
+
+
+def _same_canvas(decoded: np.ndarray, layout: Layout) -> bool:
+    return decoded.shape == layout.product_rgb.shape and decoded.dtype == np.uint8 == layout.product_rgb.dtype
+
+
+def product_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> CheckResult:
+    """Max |diff| between the published pixels and the product layer over its opaque core."""
+    if not _same_canvas(decoded, layout):
+        msg = (f"output is {decoded.shape[1]}x{decoded.shape[0]}, canvas is {layout.size[0]}x{layout.size[1]}"
+               if decoded.shape != layout.product_rgb.shape else f"output is {decoded.dtype}, not 8-bit")
+        return CheckResult("product_pixels", False, 255.0, f"<= {cfg.pixel_tolerance}", msg, True)
+    n, diff, core = _core_diff(decoded, layout, cfg)
+    if n == 0:
+        return CheckResult("product_pixels", False, 255.0, f"<= {cfg.pixel_tolerance}", "product has no opaque core", True)
+    diff = cv2.bitwise_and(diff, diff, mask=core)  # 0 outside the core
+    worst, changed = int(diff.max()), 0
+    if worst > cfg.pixel_tolerance:  # pixels with some channel over the tolerance
+        b, g, r = cv2.split(diff)
+        changed = cv2.countNonZero(cv2.compare(cv2.max(cv2.max(b, g), r), cfg.pixel_tolerance, cv2.CMP_GT))
+    ok = worst <= cfg.pixel_tolerance
+    msg = f"{n} opaque product pixels identical" if worst == 0 else f"{changed} of {n} product pixels differ (max {worst})"
+    return CheckResult("product_pixels", ok, float(worst), f"<= {cfg.pixel_tolerance}", msg, True)
+
+
+def format_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions, fmt: str) -> CheckResult:
+    """The product pixels of a published file in `fmt`: PNG and lossless WebP must match exactly,
+    JPEG stays within a stated mean bound."""
+    if fmt in ("png", "webp"):
+        return product_pixels(decoded, layout, cfg)
+    return lossy_pixels(decoded, layout, cfg)
+
+
+def lossy_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> CheckResult:
+    """Mean |diff| over the product's opaque core of a lossy (JPEG) file, within `lossy_mean_tolerance`."""
+    limit = f"mean <= {cfg.lossy_mean_tolerance}"
+    n = 0
+    if _same_canvas(decoded, layout):
+        n, diff, core = _core_diff(decoded, layout, cfg)
+    if n == 0:
+        return CheckResult("product_pixels", False, 255.0, limit, "rendition does not match the canvas", True)
+    diff = cv2.bitwise_and(diff, diff, mask=core)
+    # an exact integer sum: the same float as numpy's mean over the core's values
+    mean, worst = int(diff.sum(dtype=np.int64)) / (3 * n), int(diff.max())
+    ok = mean <= cfg.lossy_mean_tolerance
+    return CheckResult("product_pixels", ok, round(mean, 3), limit, f"lossy: mean |diff| {mean:.2f}, max {worst}", True)
+
+
+def framing(layout: Layout, cfg: CheckOptions) -> CheckResult:
+    """The product lies wholly inside the canvas and covers a sensible share of it."""
+    alpha = layout.product_alpha
+    touches = bool(alpha[0].any() or alpha[-1].any() or alpha[:, 0].any() or alpha[:, -1].any())
+    coverage = float((alpha.astype(np.float32) / 255.0).mean())
+    limit = f"{cfg.min_coverage:.2f}..{cfg.max_coverage:.2f}, not touching the edge"
+    if touches:
+        return CheckResult("framing", False, coverage, limit, "product touches the canvas edge (cropped)", False)
+    if not cfg.min_coverage <= coverage <= cfg.max_coverage:
+        return CheckResult("framing", False, coverage, limit, f"product covers {coverage:.1%} of the canvas", False)
+    return CheckResult("framing", True, coverage, limit, f"product covers {coverage:.1%} of the canvas", False)
+
+
+def matte_confidence(confidence: float, minimum: float) -> CheckResult:
+    ok = confidence >= minimum
+    msg = "cut-out looks reliable" if ok else "low cut-out confidence: background not plain or product cropped"
+    return CheckResult("matte_confidence", ok, round(confidence, 4), f">= {minimum}", msg, False)

@@ -1,0 +1,34 @@
+"""What a matte backend gives: a soft alpha of the product and how far to trust it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from stages.errors import StageError
+
+
+@dataclass(frozen=True)
+class Matte:
+    alpha: np.ndarray  # HxW uint8, 255 = product, soft edges
+    confidence: float  # 0..1: how far the backend trusts its own matte
+    backend: str  # what made it, e.g. "plain-backdrop", "rembg:isnet-general-use", "source-alpha"
+    details: dict[str, Any]  # JSON-able diagnostics; "reasons" says why confidence is low
+
+
+class MatteBackend(Protocol):
+    name: str  # its name in the table (stages.matte.BACKENDS)
+    Options: type  # its options dataclass: the [matte.<name>] table
+
+    @classmethod
+    def load(cls, options: Any) -> MatteBackend: ...  # loads models, once per worker process
+
+    def run(self, rgb: np.ndarray) -> Matte: ...  # rgb: HxWx3 uint8
+
+
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise StageError(f"matte expects an HxWx3 uint8 image, got {rgb.dtype} {rgb.shape}")
+    return rgb

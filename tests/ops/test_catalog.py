@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from ops.catalog import read_catalog
+from ops.errors import CatalogError
+
+
+def _write(tmp_path: Path, text: str, name: str = "cat.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+
+
+def test_valid_rows_resolve_relative_paths_and_parse_optionals(tmp_path, photo):
+    cat = read_catalog(_write(tmp_path, (
+        "sku,image,title,category,scene_prompt,seed,variants\n"
+        "A1,photos/shoe.jpg,Shoe,shoes,blue wall,42,3\n"
+        f"A2,{photo},Shoe,shoes,,,\n"
+        "A3,https://example.com/x.jpg,Shoe,shoes,,,\n"
+    )))
+    assert cat.errors == []
+    a1, a2, a3 = cat.rows
+    assert a1.image == str(photo.resolve()) and a1.seed == 42 and a1.variants == 3
+    assert a1.scene_prompt == "blue wall" and a1.row == 2
+    assert a2.image == str(photo.resolve()) and a2.seed is None and a2.variants == 1
+    assert a3.image == "https://example.com/x.jpg"
+
+
+def test_bad_rows_are_reported_with_row_sku_and_reason_and_others_kept(tmp_path, photo):
+    (tmp_path / "photos" / "empty.jpg").write_bytes(b"")
+    cat = read_catalog(_write(tmp_path, (
+        "sku,image,title,category,seed,variants\n"
+        "OK1,photos/shoe.jpg,Shoe,shoes,,\n"
+        ",photos/shoe.jpg,No sku,shoes,,\n"
+        "OK1,photos/shoe.jpg,Dup,shoes,,\n"
+        "MISS,photos/nope.jpg,Missing,shoes,,\n"
+        "SEED,photos/shoe.jpg,Bad seed,shoes,12abc,\n"
+        "NEG,photos/shoe.jpg,Neg seed,shoes,-1,\n"
+        "VAR,photos/shoe.jpg,Too many,shoes,,99\n"
+        "EMPTY,photos/empty.jpg,Empty,shoes,,\n"
+        "FTP,ftp://host/x.jpg,Ftp,shoes,,\n"
+        "OK2,photos/shoe.jpg,Shoe,shoes,7,2\n"
+    )), max_variants=8)
+    assert [r.sku for r in cat.rows] == ["OK1", "OK2"]
+    by_row = {e.row: e for e in cat.errors}
+    assert by_row[3].reason == "SKU is empty"
+    assert by_row[4].sku == "OK1" and "duplicate SKU (first seen on row 2)" in by_row[4].reason
+    assert "photo not found" in by_row[5].reason and "nope.jpg" in by_row[5].reason
+    assert "seed '12abc' is not a whole number" in by_row[6].reason
+    assert "seed -1 is outside" in by_row[7].reason
+    assert "variants 99 is outside 1..8" in by_row[8].reason
+    assert "empty (0 bytes)" in by_row[9].reason
+    assert "http(s) URL" in by_row[10].reason
+
+
+def test_missing_required_column_stops_the_run(tmp_path):
+    with pytest.raises(CatalogError, match=r"lacks required column\(s\) \['category'\]"):
+        read_catalog(_write(tmp_path, "sku,image,title\nA,x.jpg,T\n"))
+
+
+def test_bom_and_extra_columns_are_accepted(tmp_path, photo):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffSKU,Image,Title,Category,Colour\nA,photos/shoe.jpg,T,C,red\n".encode("utf-8"))
+    cat = read_catalog(p)
+    assert [r.sku for r in cat.rows] == ["A"]
+    assert any("colour" in w for w in cat.warnings)
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "is empty"),
+    (b"sku,image,title,category\n", "no rows"),
+    (b"sku,image,title,category\nA,\xff\xfe.jpg,T,C\n", "not UTF-8"),
+])
+def test_unusable_files_are_refused_with_a_clear_error(tmp_path, content, match):
+    p = tmp_path / "c.csv"
+    p.write_bytes(content)
+    with pytest.raises(CatalogError, match=match):
+        read_catalog(p)
+
+
+def test_missing_catalog_file(tmp_path):
+    with pytest.raises(CatalogError, match="catalog not found"):
+        read_catalog(tmp_path / "nope.csv")
+
+
+def test_control_characters_in_sku_are_rejected(tmp_path, photo):
+    cat = read_catalog(_write(tmp_path, 'sku,image,title,category\n"a\x07b",photos/shoe.jpg,T,C\n'))
+    assert cat.rows == [] and "control characters" in cat.errors[0].reason

@@ -1,0 +1,105 @@
+"""Shadow, harmonisation and reference images through a whole product run (studio backend)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ops.catalog import read_catalog
+from ops.config import load_config
+from ops.context import RunContext
+from ops.runner import process_row
+from ops.workbench import Workbench
+from provenance.sign import SETTINGS_LABEL
+from provenance.verify import verify_file
+
+PHOTO = "19_shoes_black-suede_white.jpg"
+MOOD = "21_shoes_bark-sandals-with-laces_on-blue.jpg"
+
+
+@pytest.fixture
+def catalog(tmp_path, images):
+    shutil.copy(images / PHOTO, tmp_path / PHOTO)
+    shutil.copy(images / MOOD, tmp_path / "mood.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"this is not an image")
+    (tmp_path / "catalog.csv").write_text(
+        "sku,image,title,category,reference_image\n"
+        f"OK-1,{PHOTO},Shoes,shoes,mood.jpg\n"
+        f"BROKEN-2,{PHOTO},Shoes,shoes,broken.jpg\n"
+        f"MISSING-3,{PHOTO},Shoes,shoes,nowhere.jpg\n"
+        f"PLAIN-4,{PHOTO},Shoes,shoes,\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def test_catalog_validates_reference_paths(catalog):
+    cat = read_catalog(catalog / "catalog.csv")
+    by_sku = {r.sku: r for r in cat.rows}
+    assert by_sku["OK-1"].reference_image == str((catalog / "mood.jpg").resolve())
+    assert by_sku["PLAIN-4"].reference_image == ""
+    [error] = cat.errors
+    assert (error.row, error.sku) == (4, "MISSING-3") and "reference_image not found" in error.reason
+
+
+def test_product_run_writes_the_shadow_layer_and_records_the_style(catalog, repo, dev_keys):
+    cfg = load_config(repo / "config.toml", {"harmonize": {"enabled": True}, "layout": {"width": 384, "height": 384}})
+    bench = Workbench.build(cfg)
+    rows = {r.sku: r for r in read_catalog(catalog / "catalog.csv").rows}
+    out = catalog / "out"
+    ok = process_row(bench, rows["OK-1"], RunContext(out, "run-1"))
+    assert ok.status == "ok", ok.error
+    record = json.loads((out / ok.record).read_text())
+    folder = (out / ok.record).parent
+    shadow = np.asarray(Image.open(folder / record["shadow"]))
+    layer = np.asarray(Image.open(folder / "layers" / "product.png"))
+    alpha = layer[..., 3]
+    assert shadow.shape == alpha.shape and shadow.max() > 100
+    assert not shadow[alpha == 255].any()
+    assert record["shadow_settings"]["intensity"] == cfg.shadow.intensity
+    assert record["harmonize"]["light"] == "backdrop"
+    mood_sha = hashlib.sha256((catalog / "mood.jpg").read_bytes()).hexdigest()
+    assert record["reference_image"] == {"name": "mood.jpg", "sha256": mood_sha}
+    manifest = verify_file(out / ok.output).manifest  # the signed settings name the reference and the shadow
+    signed = {a["label"]: a["data"] for a in manifest["assertions"]}[SETTINGS_LABEL]
+    assert signed["reference_image"]["sha256"] == mood_sha
+    assert signed["shadow"]["azimuth"] == cfg.shadow.azimuth
+    staged = np.asarray(Image.open(out / ok.output).convert("RGB"))
+    assert np.array_equal(staged[alpha == 255], layer[..., :3][alpha == 255])  # product pixels untouched
+
+    broken = process_row(bench, rows["BROKEN-2"], RunContext(out, "run-1"))
+    assert broken.status == "failed" and broken.sku == "BROKEN-2" and broken.row == 3
+    assert "reference image" in broken.error and "broken.jpg" in broken.error
+    plain = process_row(bench, rows["PLAIN-4"], RunContext(out, "run-1"))
+    assert plain.status == "ok", plain.error
+    assert json.loads((out / plain.record).read_text())["reference_image"] is None
+
+
+def test_config_reference_is_the_default_and_a_row_reference_wins(catalog, repo, images):
+    from ops.sources import reference_for
+
+    cfg = load_config(repo / "config.toml", {"scene": {"reference_image": f"catalog/images/{MOOD}"}})
+    default = reference_for(cfg, "")
+    assert default.sha256 == hashlib.sha256((images / MOOD).read_bytes()).hexdigest()
+    own = reference_for(cfg, str(catalog / PHOTO))
+    assert own.name == PHOTO and own.sha256 != default.sha256
+    assert reference_for(load_config(repo / "config.toml"), "") is None
+
+
+def test_a_new_reference_under_the_same_file_name_regenerates_the_product(catalog, repo, images, dev_keys):
+    cfg = load_config(repo / "config.toml", {"layout": {"width": 256, "height": 256}, "renditions": {"active": []}})
+    bench = Workbench.build(cfg)
+    row = {r.sku: r for r in read_catalog(catalog / "catalog.csv").rows}["OK-1"]
+    out = catalog / "out"
+    assert process_row(bench, row, RunContext(out, "run-1")).status == "ok"
+    assert process_row(bench, row, RunContext(out, "run-2")).status == "cached"
+    shutil.copy(images / "28_hat_leather-newsboy-cap_on-white-sheet.jpg", catalog / "mood.jpg")  # the campaign's new moodboard
+    again = process_row(bench, row, RunContext(out, "run-3"))
+    assert again.status == "ok", "a replaced reference image must not be served from the cache"
+    new_sha = hashlib.sha256((catalog / "mood.jpg").read_bytes()).hexdigest()
+    assert json.loads((out / again.record).read_text())["reference_image"]["sha256"] == new_sha

@@ -1,0 +1,304 @@
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from ops.config import MatteConfig
+from stages.errors import ModelUnavailableError, UnknownBackendError
+from stages.matte import BACKENDS, Matte, compute_matte, load_matte_backend
+from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
+from stages.matte.rembg import RembgMatte, RembgOptions
+
+SS = 4  # supersampling factor: shapes are drawn large and averaged down, as a lens would
+
+
+def _plain(**options) -> PlainBackdropMatte:
+    return PlainBackdropMatte.load(PlainBackdropOptions(**options))
+
+
+def _bag_coverage(size: int, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased coverage in [0,1] of a rounded bag body with a ring handle, and the handle's hole."""
+    big = size * SS
+    m = np.zeros((big, big), np.uint8)
+    hole = np.zeros((big, big), np.uint8)
+    x, y, s = int(cx * big), int(cy * big), big / 256
+    body = (int(x - 70 * s), int(y - 20 * s), int(140 * s), int(95 * s))
+    r = int(22 * s)
+    bx, by, bw, bh = body
+    cv2.rectangle(m, (bx + r, by), (bx + bw - r, by + bh), 1, -1)
+    cv2.rectangle(m, (bx, by + r), (bx + bw, by + bh - r), 1, -1)
+    for px, py in ((bx + r, by + r), (bx + bw - r, by + r), (bx + r, by + bh - r), (bx + bw - r, by + bh - r)):
+        cv2.circle(m, (px, py), r, 1, -1)
+    # handle: a thick ring above the body; its inside must stay transparent
+    cv2.ellipse(m, (x, by), (int(45 * s), int(50 * s)), 0, 180, 360, 1, int(12 * s))
+    cv2.ellipse(hole, (x, by - int(2 * s)), (int(36 * s), int(41 * s)), 0, 180, 360, 1, -1)
+    hole &= 1 - m
+    down = lambda a: cv2.resize(a.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)  # noqa: E731
+    return down(m), down(hole) > 0.99
+
+
+def _packshot(size=256, cx=0.5, cy=0.55, shadow=0.0, background=None, seed=0):
+    """A dark product on a white backdrop with a left-to-right gradient, optional soft shadow, noise.
+
+    Returns (rgb uint8, true coverage in [0,1], hole mask, shadow mask).
+    """
+    rng = np.random.default_rng(seed)
+    cov, hole = _bag_coverage(size, cx, cy)
+    if background is None:
+        ramp = np.linspace(212.0, 250.0, size, dtype=np.float32)[None, :, None]
+        background = np.broadcast_to(ramp * np.float32([1.0, 0.99, 0.97]), (size, size, 3)).copy()
+    bg = background.astype(np.float32)
+    dark = np.zeros((size, size), np.float32)
+    if shadow:
+        ell = np.zeros((size, size), np.float32)
+        center = (int(cx * size), int((cy + 0.2) * size))
+        cv2.ellipse(ell, center, (int(0.36 * size), int(0.06 * size)), 0, 0, 360, 1.0, -1)
+        dark = cv2.GaussianBlur(ell, (0, 0), 0.025 * size) * shadow
+        bg *= 1.0 - dark[..., None]
+    fg = np.float32([58, 40, 34]) + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
+    img = fg * cov[..., None] + bg * (1.0 - cov[..., None])
+    img += rng.normal(0, 2.0, img.shape)
+    shadow_zone = (dark > 0.2 * max(shadow, 1e-6)) & (cov == 0) if shadow else np.zeros_like(hole)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), cov, hole, shadow_zone
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_synthetic_packshot_on_gradient_backdrop():
+    rgb, cov, hole, _ = _packshot()
+    matte = _plain().run(rgb)
+    assert isinstance(matte, Matte) and matte.backend == "plain-backdrop"
+    assert matte.alpha.shape == rgb.shape[:2] and matte.alpha.dtype == np.uint8
+    assert _iou(matte.alpha > 127, cov > 0.5) >= 0.97
+    assert matte.confidence >= 0.7, matte.details["reasons"]
+    # background seen through the handle stays background
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert inner.sum() > 300 and (matte.alpha[inner] == 0).mean() > 0.99
+    # edges are soft where the drawn edge is: partially covered pixels get partial alpha
+    mixed = (cov > 0.2) & (cov < 0.8)
+    partial = (matte.alpha[mixed] > 0) & (matte.alpha[mixed] < 255)
+    assert partial.mean() > 0.5
+    assert np.abs(matte.alpha[mixed] / 255.0 - cov[mixed]).mean() < 0.2
+    # the gradient is backdrop, not product
+    assert (matte.alpha[:, :8] == 0).all() and (matte.alpha[:, -8:] == 0).all()
+
+
+def test_details_are_json_able():
+    import json
+
+    rgb, *_ = _packshot()
+    matte = _plain().run(rgb)
+    decoded = json.loads(json.dumps(matte.details))
+    assert decoded["reasons"] == [] and 0 < decoded["coverage"] < 1
+
+
+@pytest.mark.parametrize("policy", ["remove", "keep"])
+def test_cast_shadow_policy(policy):
+    rgb, cov, _, zone = _packshot(shadow=0.45)
+    assert zone.sum() > 500
+    matte = _plain(shadows=policy).run(rgb)
+    in_shadow = matte.alpha[zone]
+    if policy == "remove":
+        assert (in_shadow == 0).mean() > 0.9
+        assert _iou(matte.alpha > 127, cov > 0.5) >= 0.95
+    else:
+        assert (in_shadow > 0).mean() > 0.5 and in_shadow.mean() > 60
+        # the product itself is still fully there
+        assert (matte.alpha[cov > 0.99] == 255).mean() > 0.99
+
+
+def test_grey_product_is_not_mistaken_for_a_shadow():
+    """A light grey, neutral product darkens the backdrop like a shadow would; its sharp outline
+    is what keeps it."""
+    size = 256
+    rng = np.random.default_rng(5)
+    cov, hole = _bag_coverage(size, 0.5, 0.55)
+    fg = np.float32([215, 215, 212]) + rng.normal(0, 3, (size, size, 1)).astype(np.float32)
+    img = fg * cov[..., None] + np.float32(245) * (1 - cov[..., None]) + rng.normal(0, 2, (size, size, 3))
+    rgb = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    matte = _plain(shadows="remove").run(rgb)
+    assert _iou(matte.alpha > 127, cov > 0.5) >= 0.97
+    assert (matte.alpha[hole] == 0).mean() > 0.95
+
+
+def _halo_packshot(size=256, strength=0.35, width=1.5, seed=2):
+    """A dark product whose contact shadow darkens the backdrop right along its outline, fading
+    over a few pixels (as under a shoe or a cap on a sheet). Returns (rgb, coverage, halo ring)."""
+    rng = np.random.default_rng(seed)
+    cov, hole = _bag_coverage(size, 0.5, 0.55)
+    outside = cv2.distanceTransform((cov < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    dark = strength * np.exp(-np.maximum(outside - 0.5, 0) / width) * (cov < 0.5)
+    bg = np.float32([236, 234, 230]) * (1 - dark[..., None])
+    fg = np.float32([58, 40, 34]) + rng.normal(0, 6, (size, size, 1)).astype(np.float32)
+    img = fg * cov[..., None] + bg * (1 - cov[..., None]) + rng.normal(0, 2.0, (size, size, 3))
+    ring = (outside >= 1.5) & (outside <= 4) & ~hole
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), cov, ring
+
+
+def test_contact_shadow_halo_is_backdrop():
+    """The darkened rim of backdrop around a product is a shadow, not product: the outline must
+    stay on the product's own edge instead of growing into the halo."""
+    rgb, cov, ring = _halo_packshot()
+    matte = _plain().run(rgb)
+    fg = matte.alpha > 127
+    assert ring.sum() > 500
+    assert fg[ring].mean() < 0.05
+    assert _iou(fg, cov > 0.5) >= 0.97
+    assert (matte.alpha[cov > 0.99] == 255).mean() > 0.99
+
+
+def _wood(size=256, seed=1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    warp = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 12) * 40
+    grain = np.sin((x + warp) / 3.5) * 0.5 + np.sin((x + warp * 0.5) / 11.0) * 0.5
+    tone = 0.5 + 0.5 * grain + rng.normal(0, 0.05, (size, size))
+    light, dark = np.float32([196, 140, 92]), np.float32([120, 72, 40])
+    return dark + (light - dark) * tone[..., None]
+
+
+def test_textured_backdrop_has_low_confidence():
+    rgb, *_ = _packshot(background=_wood())
+    matte = _plain().run(rgb)
+    assert matte.confidence < MatteConfig().min_confidence  # the SKU goes to review
+    assert any("backdrop" in r for r in matte.details["reasons"])
+
+
+@pytest.mark.parametrize(
+    "name", ["15_kitchen_coffee-cup_on-wood.png", "23_shoes_white-sneakers_on-brown.jpg"]
+)
+def test_real_textured_photos_go_to_review(images, name):
+    rgb = np.asarray(Image.open(images / name).convert("RGB"))
+    matte = _plain().run(rgb)
+    assert matte.confidence < MatteConfig().min_confidence, matte.details
+    assert matte.details["reasons"]
+
+
+# (file, points known to lie on the product as (row, col))
+PLAIN = [
+    ("19_shoes_black-suede_white.jpg", [(300, 125), (300, 255)]),
+    ("20_shoes_beige-loafers_on-beige-floor.jpg", [(300, 120), (300, 300)]),
+    ("27_hat_leather-cap_on-white-sheet.jpg", [(260, 180)]),
+    ("28_hat_leather-newsboy-cap_on-white-sheet.jpg", [(250, 200)]),
+    ("32_apparel_black-shorts_on-white-quilt.jpg", [(230, 200)]),
+]
+
+
+@pytest.mark.parametrize("name,points", PLAIN)
+def test_real_plain_backdrop_photos(images, name, points):
+    rgb = np.asarray(Image.open(images / name).convert("RGB"))
+    matte = _plain().run(rgb)
+    assert matte.confidence >= 0.5, matte.details["reasons"]
+    coverage = (matte.alpha > 127).mean()
+    assert 0.05 <= coverage <= 0.80
+    a = matte.alpha
+    assert a[0, 0] == a[0, -1] == a[-1, 0] == a[-1, -1] == 0
+    for y, x in points:
+        assert (a[y - 3 : y + 4, x - 3 : x + 4] == 255).all(), (y, x)
+    # one solid product, not confetti: the largest blob holds nearly all of it
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((a > 127).astype(np.uint8))
+    areas = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
+    assert areas[:2].sum() >= 0.97 * areas.sum()
+
+
+def test_product_cut_by_the_frame_lowers_confidence():
+    backend = _plain()
+    centred = backend.run(_packshot()[0])
+    rgb, cov, _, _ = _packshot(cx=0.2, cy=0.93)  # body runs off the left and bottom edges
+    assert (cov[-1] > 0.5).mean() > 0.3
+    cut = backend.run(rgb)
+    assert cut.confidence < centred.confidence - 0.3
+    assert any("frame" in r for r in cut.details["reasons"])
+
+
+def test_blank_photo_is_not_confident():
+    rng = np.random.default_rng(3)
+    rgb = np.clip(240 + rng.normal(0, 2, (128, 128, 3)), 0, 255).astype(np.uint8)
+    matte = _plain().run(rgb)
+    assert (matte.alpha == 0).all()
+    assert matte.confidence < 0.5
+
+
+def test_source_alpha_is_used_as_is():
+    rgb, cov, *_ = _packshot(size=96)
+    alpha = np.round(cov * 255).astype(np.uint8)
+
+    class Exploding:
+        name = "boom"
+
+        def run(self, rgb):
+            raise AssertionError("backend must not run when the source has alpha")
+
+    matte = compute_matte(Exploding(), rgb, alpha)
+    assert matte.backend == "source-alpha" and matte.confidence == 1.0
+    assert np.array_equal(matte.alpha, alpha)
+    assert compute_matte(_plain(), rgb, None).backend == "plain-backdrop"
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(UnknownBackendError, match="nope"):
+        load_matte_backend("nope", PlainBackdropOptions())
+    assert {"plain-backdrop", "rembg"} <= set(BACKENDS)
+
+
+def test_rembg_without_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    with pytest.raises(ModelUnavailableError) as err:
+        load_matte_backend("rembg", RembgOptions(model="isnet-general-use"))
+    msg = str(err.value)
+    assert "isnet-general-use" in msg and "U2NET_HOME" in msg
+    assert str(tmp_path / "isnet-general-use.onnx") in msg
+    assert "new_session" in msg
+
+
+def _rembg(**kw) -> RembgMatte:
+    return RembgMatte.load(RembgOptions(**kw))
+
+
+def test_rembg_unreadable_weights_are_reported_with_advice(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    (tmp_path / "isnet-general-use.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ModelUnavailableError) as err:
+        _rembg()
+    msg = str(err.value)
+    assert "could not be loaded" in msg and "U2NET_HOME" in msg and "isnet-general-use" in msg
+
+
+@pytest.mark.parametrize("alpha_matting", [False, True])
+def test_rembg_backend_turns_the_model_mask_into_a_matte(tmp_path, monkeypatch, alpha_matting):
+    """The glue around rembg: session options, mask extraction, confidence. The network itself
+    needs weights this test cannot have, so rembg's two entry points are stood in for."""
+    rembg = pytest.importorskip("rembg")
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    (tmp_path / "isnet-general-use.onnx").write_bytes(b"weights")
+    calls = {}
+    rgb, cov, *_ = _packshot(size=64)
+    mask = np.round(cov * 255).astype(np.uint8)
+
+    def new_session(model, providers):
+        calls["session"] = (model, providers)
+        return "session"
+
+    def remove(data, **kw):
+        calls["remove"] = kw
+        assert kw["session"] == "session" and kw["post_process_mask"] is False
+        if kw.get("only_mask"):
+            return mask
+        return np.dstack([data, mask])  # rembg's RGBA cut-out
+
+    monkeypatch.setattr(rembg, "new_session", new_session)
+    monkeypatch.setattr(rembg, "remove", remove)
+    backend = _rembg(alpha_matting=alpha_matting)
+    assert calls["session"][0] == "isnet-general-use"
+    assert calls["session"][1][-1] == "CPUExecutionProvider"
+    matte = compute_matte(backend, rgb, None)
+    assert matte.backend == "rembg:isnet-general-use"
+    assert np.array_equal(matte.alpha, mask) and matte.alpha.dtype == np.uint8
+    assert calls["remove"]["alpha_matting"] is alpha_matting
+    assert calls["remove"].get("only_mask", False) is not alpha_matting
+    assert matte.confidence > 0.5 and matte.details["model"] == "isnet-general-use"
+    # a washed-out mask (nothing clearly in or out) is not trusted
+    mask[:] = 128
+    assert backend.run(rgb).confidence < 0.2
