@@ -183,19 +183,27 @@ def build_pipeline(tiny: bool, device: str, dtype: Any, tmp: Path) -> Any:
 
 
 def make_request(size: int, seed: int) -> Any:
+    """The scene request of one product, laid out and given its depth by the pipeline's own steps."""
     import cv2
     import numpy as np
 
     from stages.depth.geometric import GeometricDepth, GeometricOptions
-    from stages.layout import LayoutOptions, place_product
+    from stages.layout import LayoutOptions
+    from stages.pipeline import Brief, Parts, Photo, StepOptions, stage
     from stages.scene import SceneRequest
+    from stages.scene.chain import SceneChain
+    from stages.scene.procedural import ProceduralOptions, ProceduralScene
 
     rgb = np.full((600, 450, 3), 60, np.uint8)
     alpha = np.zeros((600, 450), np.uint8)
     cv2.ellipse(alpha, (225, 300), (170, 260), 0, 0, 360, 255, -1)
-    layout = place_product(rgb, alpha, LayoutOptions(width=size, height=size))
-    depth = GeometricDepth(GeometricOptions()).run(layout, 0.62)
-    return SceneRequest(layout, depth, "warm oak table, soft window light", "text, watermark", seed, 0.62)
+    procedural = SceneChain(["procedural"], lambda name: ProceduralScene(ProceduralOptions()))
+    parts = Parts(None, GeometricDepth(GeometricOptions()), procedural, None,  # the photo brings its own alpha
+                  StepOptions(layout=LayoutOptions(width=size, height=size)))
+    brief = Brief("warm oak table, soft window light", "text, watermark")
+    staging = stage(parts, Photo(rgb, alpha), brief, [seed], checks="none")
+    return SceneRequest(staging.layout, staging.depth, brief.prompt, brief.negative_prompt, seed,
+                        parts.options.layout.horizon)
 
 
 def sync(device: str) -> None:

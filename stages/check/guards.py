@@ -15,14 +15,14 @@ from stages.check.fidelity import (
 from stages.check.nsfw import NsfwBackend, nsfw_check
 from stages.check.outline import Outline
 from stages.layout import Layout
-from stages.matte import EMBEDDED, Matte, MatteBackend
+from stages.matte import Matte, MatteBackend
 
 
-def expansion_method(setting: str, matte_backend: str) -> str:
-    """`[fidelity] expansion` made concrete: `auto` re-segments with a learned matte backend and
-    judges colours (heuristic) with an embedded one."""
+def expansion_method(setting: str, learned_matte: bool) -> str:
+    """`[fidelity] expansion` made concrete: `auto` re-segments the composite with a learned matte
+    backend and judges colours (heuristic) with an embedded one."""
     if setting == "auto":
-        return "heuristic" if matte_backend in EMBEDDED else "resegment"
+        return "resegment" if learned_matte else "heuristic"
     return setting
 
 
@@ -36,7 +36,7 @@ class ContentChecks:
 
     @property
     def expansion(self) -> str:
-        return expansion_method(self.fidelity.expansion, self.matte.name)
+        return expansion_method(self.fidelity.expansion, self.matte.learned)
 
     def outline(self, layout: Layout) -> Outline:
         """The product's distance maps for `run`: measure once per layout, share across variants."""

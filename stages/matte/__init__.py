@@ -20,9 +20,6 @@ BACKENDS: dict[str, type[MatteBackend]] = {
     RembgMatte.name: RembgMatte,
 }
 
-# Backends that cut out by a plain backdrop rather than by what the object is (a learned model).
-EMBEDDED = {PlainBackdropMatte.name}
-
 
 def load_matte_backend(name: str, options: Any) -> MatteBackend:
     """Load the named backend with its options; an unknown name raises UnknownBackendError."""
@@ -47,4 +44,4 @@ def compute_matte(backend: MatteBackend, rgb: np.ndarray, alpha: np.ndarray | No
     return backend.run(rgb)
 
 
-__all__ = ["BACKENDS", "EMBEDDED", "Matte", "MatteBackend", "compute_matte", "load_matte_backend"]
+__all__ = ["BACKENDS", "Matte", "MatteBackend", "compute_matte", "load_matte_backend"]

@@ -21,6 +21,7 @@ class Matte:
 class MatteBackend(Protocol):
     name: str  # its name in the table (stages.matte.BACKENDS)
     Options: type  # its options dataclass: the [matte.<name>] table
+    learned: bool  # a model that knows what objects are (it can re-segment a composite), not a backdrop rule
 
     @classmethod
     def load(cls, options: Any) -> MatteBackend: ...  # loads models, once per worker process

@@ -39,6 +39,7 @@ class PlainBackdropMatte:
 
     name = "plain-backdrop"
     Options = PlainBackdropOptions
+    learned = False
 
     def __init__(self, options: PlainBackdropOptions) -> None:
         self.options = options

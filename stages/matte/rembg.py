@@ -62,6 +62,7 @@ class RembgMatte:
 
     name = "rembg"
     Options = RembgOptions
+    learned = True
 
     def __init__(self, options: RembgOptions, session: Any, remove: Any, providers: list[str]) -> None:
         self.options = options

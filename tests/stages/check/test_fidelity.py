@@ -136,8 +136,8 @@ def test_halo_is_not_judged_where_it_could_not_be_seen(fe, cfg):
 
 
 def test_content_checks_pick_the_expansion_method_and_run_the_resegmenter(cfg, fe):
-    assert expansion_method("auto", "plain-backdrop") == "heuristic"
-    assert expansion_method("auto", "rembg") == "resegment" and expansion_method("off", "rembg") == "off"
+    assert expansion_method("auto", PlainBackdropMatte.learned) == "heuristic"
+    assert expansion_method("auto", True) == "resegment" and expansion_method("off", True) == "off"
     studio = PlainBackdropMatte(PlainBackdropOptions())
     fidelity = dataclasses.replace(cfg.fidelity, expansion="resegment")
     checks = ContentChecks(OpenNsfw.load(OpennsfwOptions()), cfg.nsfw.threshold, cfg.nsfw.review_threshold,
