@@ -121,6 +121,7 @@ def write_config(path: Path, overrides: dict[str, Any]) -> Path:
     from ops.tables import merge_tables  # imported late: isolated_env must run before numpy is loaded
 
     data = tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8"))
+    merge_tables(data, {"load": {"local_roots": [str(REPO / "catalog")]}})  # the demo photos the catalogs name
     merge_tables(data, overrides)
     lines: list[str] = ["# benchmark config: repo config.toml plus overrides", ""]
     _toml_tables(data, "", lines)
@@ -203,7 +204,7 @@ def bare_run(bench, cfg_path: Path, catalog: Path, out: Path, workers: int) -> d
     from ops.runner import process_row
 
     cfg = load_config(cfg_path)
-    cat = read_catalog(catalog, cfg.run.max_variants)
+    cat = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots())
     rows, run_id = cat.rows, "loop-" + secrets.token_hex(3)
     out_root = out.resolve()
 

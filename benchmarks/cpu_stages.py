@@ -76,7 +76,8 @@ def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
         overrides["layout"] = {"width": args.size, "height": args.size}
     cfg = load_config(C.write_config(root / "config.toml", overrides))
     n_photos = args.photos or (4 if args.quick else len(C.demo_templates()))
-    rows = read_catalog(C.write_catalog(root / "photos.csv", C.synthetic_rows(n_photos)), cfg.run.max_variants).rows
+    rows = read_catalog(C.write_catalog(root / "photos.csv", C.synthetic_rows(n_photos)), cfg.run.max_variants,
+                       cfg.local_roots()).rows
     bench = Workbench.build(cfg)
     print(C.machine_line())
     print(f"canvas {cfg.layout.width}x{cfg.layout.height}, threads {args.threads}, {len(rows)} demo photos x "

@@ -134,7 +134,7 @@ def prime(mode: str, cfg_path: Path, catalog: Path, out: Path) -> dict[str, floa
     from ops.workbench import Workbench
 
     cfg = load_config(cfg_path)
-    rows = read_catalog(catalog, cfg.run.max_variants).rows
+    rows = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots()).rows
     bench = Workbench.build(cfg)
     n_templates = len(C.demo_templates())
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if not args.quiet:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
-        cat = read_catalog(args.catalog, cfg.run.max_variants)  # fail fast, and size the progress bar
+        cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots())  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
         ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
     except EXPECTED as exc:

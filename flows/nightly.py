@@ -81,13 +81,13 @@ def shard_of(sku: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha256(sku.encode("utf-8", "surrogateescape")).digest()[:8], "big") % shards
 
 
-def validate_catalog(catalog: str, max_variants: int) -> Catalog:
+def validate_catalog(catalog: str, cfg: Config) -> Catalog:
     """Read and check the whole catalog, logging each bad row.
 
     Called in the flow itself, not as a task: a task's return value (every row of a 50,000-row
     catalog) would be kept in memory by the orchestrator for the rest of the run.
     """
-    cat = read_catalog(catalog, max_variants=max_variants)
+    cat = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots())
     logger = get_run_logger()
     logger.info("catalog %s: %d valid rows, %d invalid", catalog, len(cat.rows), len(cat.errors))
     for w in cat.warnings:
@@ -184,7 +184,7 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
     with hold(out_root, shared=tag):  # one full run per output folder: a second one fails here, naming this one
         started = datetime.now(UTC)
-        cat = validate_catalog(catalog, cfg.run.max_variants)
+        cat = validate_catalog(catalog, cfg)
         rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
         if shards > 1:
             rows = [r for r in rows if shard_of(r.sku, shards) == shard]

@@ -11,9 +11,11 @@ import threading
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from ops.errors import CatalogError
+from ops.fetch import shown
 
 REQUIRED = ("sku", "image", "title", "category")
 OPTIONAL = ("scene_prompt", "negative_prompt", "seed", "variants", "reference_image", "placement")
@@ -96,43 +98,56 @@ def _check_sku(sku: str) -> None:
         raise ValueError(f"SKU contains invisible or non-printing characters ({_codepoints(hidden)})")
 
 
-def _resolve_reference(value: str, base: Path) -> str:
-    """A style reference: a local file, relative to the catalog or absolute (decoded later)."""
-    if "://" in value:
-        raise ValueError(f"reference_image must be a local file path, not a URL: {value!r}")
+def _inside(path: Path, what: str, value: str, roots: Sequence[Path]) -> str:
+    """`path` resolved (symlinks and '..' followed), when it lies under one of `roots`; else why not.
+
+    Catalogs come from suppliers: a row must not make a worker read a file from another client's
+    folder or the system (a link in the catalog's folder pointing outside it counts as outside)."""
+    real = path.resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        via = f" (it resolves to {real})" if real != path.absolute() else ""
+        raise ValueError(f"{what} {value!r}{via} is outside the folders a catalog may read: the catalog's own "
+                         f"folder{' and [load] local_roots' if len(roots) > 1 else ''}; add its folder to "
+                         "[load] local_roots to allow it")
+    return str(real)
+
+
+def _local_file(value: str, what: str, base: Path, roots: Sequence[Path]) -> str:
+    """A local file named by a row, relative to the catalog or absolute, inside the allowed folders."""
     try:
         path = Path(value).expanduser()
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            raise ValueError(f"reference_image not found: {path}")
-        if path.stat().st_size == 0:
-            raise ValueError(f"reference_image is empty (0 bytes): {path}")
-        return str(path.resolve())
-    except (RuntimeError, OSError) as exc:
-        raise ValueError(f"reference_image {value!r} cannot be used: {exc}") from None
+            raise ValueError(f"{what} not found: {path}")
+        real = _inside(path, what, value, roots)
+        if Path(real).stat().st_size == 0:
+            raise ValueError(f"{what} is empty (0 bytes): {path}")
+        return real
+    except RuntimeError:  # "~user" with no such user
+        raise ValueError(f"{what} path cannot be resolved: {value}") from None
+    except OSError as exc:  # name too long, permission denied on a parent folder, ...
+        raise ValueError(f"{what} cannot be accessed: {value} ({exc.strerror or exc})") from None
 
 
-def _resolve_image(value: str, base: Path) -> str:
+def _resolve_reference(value: str, base: Path, roots: Sequence[Path]) -> str:
+    """A style reference: a local file, relative to the catalog or absolute (decoded later)."""
+    if "://" in value:
+        raise ValueError(f"reference_image must be a local file path, not a URL: {shown(value)!r}")
+    return _local_file(value, "reference_image", base, roots)
+
+
+def _resolve_image(value: str, base: Path, roots: Sequence[Path]) -> str:
     parsed = urlparse(value)
     if parsed.scheme in ("http", "https"):
-        if not parsed.netloc:
-            raise ValueError(f"image URL has no host: {value!r}")
+        if not parsed.hostname:
+            raise ValueError(f"image URL has no host: {shown(value)!r}")
+        if parsed.username is not None or parsed.password is not None:
+            raise ValueError(f"image URL {shown(value)!r} carries credentials (user:password@): put them in the "
+                             "image server's configuration, never in a catalog")
         return value
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive
         raise ValueError(f"image must be a file path or an http(s) URL, not {parsed.scheme}:")
-    try:
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = base / path
-        if not path.is_file():
-            raise ValueError(f"photo not found: {path}")
-        if path.stat().st_size == 0:
-            raise ValueError(f"photo is empty (0 bytes): {path}")
-        return str(path.resolve())
-    except RuntimeError:  # "~user" with no such user
-        raise ValueError(f"photo path cannot be resolved: {value}") from None
-    except OSError as exc:  # name too long, permission denied on a parent folder, ...
-        raise ValueError(f"photo cannot be accessed: {value} ({exc.strerror or exc})") from None
+    return _local_file(value, "photo", base, roots)
 
 
 def _parse_int(value: str, name: str, lo: int, hi: int) -> int:
@@ -225,8 +240,11 @@ def _header(fields: list[str], path: Path) -> list[str]:
     return names
 
 
-def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
+def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[str | Path] = ()) -> Catalog:
     """Parse and validate every row; images are checked for existence here, decoded later.
+
+    Local photos and references must lie under the catalog's own folder or one of `local_roots`
+    ([load] local_roots, resolved against the config file).
 
     A bad row is reported (row number, SKU, reason) and skipped; only a file that cannot be read
     at all, or that lacks a required column, stops the run. Catalogs come from merchants and
@@ -245,7 +263,9 @@ def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
         warnings.append(f"ignored unknown column(s) {extra}")
     if "" in columns:
         warnings.append(f"ignored {columns.count('')} column(s) without a name")
-    parse = _RowParser(columns, path.resolve().parent, max_variants)
+    base = path.resolve().parent
+    roots = [base, *(Path(r).expanduser().resolve() for r in local_roots)]
+    parse = _RowParser(columns, base, roots, max_variants)
     rows: list[CatalogRow] = []
     errors: list[RowError] = []
     for line, cells in itertools.islice(records, 1, None):
@@ -263,8 +283,8 @@ def read_catalog(path: str | Path, max_variants: int = 8) -> Catalog:
 class _RowParser:
     """Turns a catalog's records into rows one by one, remembering the SKUs seen so far."""
 
-    def __init__(self, columns: list[str], base: Path, max_variants: int) -> None:
-        self.columns, self.base, self.max_variants = columns, base, max_variants
+    def __init__(self, columns: list[str], base: Path, roots: list[Path], max_variants: int) -> None:
+        self.columns, self.base, self.roots, self.max_variants = columns, base, roots, max_variants
         self.first_row_of: dict[str, int] = {}
         self.first_form_of: dict[str, tuple[str, int]] = {}  # NFKC form -> (SKU, row)
         self.undecodable_rows = 0
@@ -296,12 +316,13 @@ class _RowParser:
             if not fields[name]:
                 raise ValueError(f"{name} is empty")
         return CatalogRow(
-            row=line, sku=sku, image=_resolve_image(fields["image"], self.base), title=fields["title"],
+            row=line, sku=sku, image=_resolve_image(fields["image"], self.base, self.roots), title=fields["title"],
             category=fields["category"], scene_prompt=fields["scene_prompt"],
             negative_prompt=fields["negative_prompt"],
             seed=_parse_int(fields["seed"], "seed", 0, MAX_SEED) if fields["seed"] else None,
             variants=_parse_int(fields["variants"], "variants", 1, self.max_variants) if fields["variants"] else 1,
-            reference_image=_resolve_reference(fields["reference_image"], self.base) if fields["reference_image"] else "",
+            reference_image=(_resolve_reference(fields["reference_image"], self.base, self.roots)
+                             if fields["reference_image"] else ""),
             placement=_check_placement(fields["placement"]),
         )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ops.fetch import HostPolicy
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -187,19 +188,32 @@ class Config:
         """Which configuration this is, as `stage run` reports it."""
         return self.path or "built-in defaults (no config file)"
 
+    def local_roots(self) -> list[Path]:
+        """The folders besides a catalog's own that its rows may read photos from."""
+        return [self.resolve(r) for r in self.load.local_roots]
+
     def steps(self) -> StepOptions:
         return StepOptions(self.layout, self.shadow, self.harmonize)
 
     def output_affecting(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        for key in ("allow_hosts", "local_roots"):  # where photos may come from, not what is made of them
+            del d["load"][key]
         return {k: d[k] for k in OUTPUT_AFFECTING}
 
     def digest(self) -> str:
-        memo = self.__dict__.get("_digest")  # frozen: computed once per instance (cache keys call it per row)
+        """Hash of what makes the outputs (cache keys and records name it)."""
+        return self._memo("_digest", self.output_affecting)
+
+    def fingerprint(self) -> str:
+        """Hash of every setting: two configs with the same fingerprint run the same way."""
+        return self._memo("_fingerprint", lambda: dataclasses.asdict(self))
+
+    def _memo(self, name: str, tables: Any) -> str:
+        memo = self.__dict__.get(name)  # frozen: computed once per instance (cache keys call it per row)
         if memo is None:
-            blob = json.dumps(self.output_affecting(), sort_keys=True, default=str).encode()
-            memo = hashlib.sha256(blob).hexdigest()[:16]
-            object.__setattr__(self, "_digest", memo)
+            memo = hashlib.sha256(json.dumps(tables(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+            object.__setattr__(self, name, memo)
         return memo
 
 
@@ -215,6 +229,10 @@ def _validate(cfg: Config) -> None:
                           f"(scene.backend = {cfg.scene.backend!r})")
     for name in cfg.scene.fallback:
         lookup(scene.BACKENDS, "scene", name)
+    HostPolicy.parse(cfg.load.allow_hosts)
+    for i, root in enumerate(cfg.local_roots()):
+        if not root.is_dir():
+            raise ConfigError(f"load.local_roots[{i}] = {cfg.load.local_roots[i]!r}: no such folder ({root})")
     ref = cfg.scene.reference_image
     if ref and not cfg.resolve(ref).is_file():
         raise ConfigError(f"scene.reference_image = {ref!r}: no such file ({cfg.resolve(ref)})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ops.cache import cache_key, cached_record
 from ops.catalog import CatalogRow
 from ops.context import RunContext, StepTimer
 from ops.errors import EXPECTED, is_transient
+from ops.fetch import shown
 from ops.paths import ProductPaths, image_name, variant_stem
 from ops.publish import publish
 from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now
@@ -117,8 +119,8 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
             return done
         p = _Product(row, paths, ctx, t, data, key, done, reference)
         image = decode_image(data, cfg.load, name=row.image)
-    p.source = SourcePhoto(image, data, mime_type(image.format), Path(row.image).name,
-                           thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px))
+    title = Path(urllib.parse.urlsplit(row.image).path).name if "://" in row.image else Path(row.image).name
+    p.source = SourcePhoto(image, data, mime_type(image.format), title, thumbnail_jpeg(image.rgb, cfg.write.thumbnail_px))
     brief = Brief(p.safety.prompt, p.safety.negative_prompt, p.safety.title, p.safety.category, reference)
     seeds = [variant_seed(row, v) for v in range(row.variants)]
     p.staging = stage(bench.parts, Photo(image.rgb, image.alpha), brief, seeds, Frame(row.placement), timer=t)
@@ -283,7 +285,7 @@ def product_record(bench: Workbench, p: _Product, variants: list[VariantOutcome]
     """The product's JSON record: its row, source, layers, backends, checks, verdict and every variant."""
     cfg, staging, row, image = bench.cfg, p.staging, p.row, p.source.image
     chosen = staging.variants[primary.index]
-    source = row.image if "://" in row.image else os.path.relpath(Path(row.image), p.paths.folder)
+    source = shown(row.image) if "://" in row.image else os.path.relpath(Path(row.image), p.paths.folder)
     return {
         "sku": row.sku, "row": row.row, "title": row.title, "category": row.category,
         "source": source, "source_sha256": hashlib.sha256(p.data).hexdigest(), "source_info": image.info,

@@ -3,123 +3,43 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import re
-import socket
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import OrderedDict
 from pathlib import Path
 
 from ops.config import Config
-from ops.errors import TransientError
+from ops.fetch import fetch, shown, shown_size
 from stages.errors import InputError, StagingError
 from stages.load import LoadedImage, LoadOptions, decode_image
 from stages.scene.base import ReferenceImage
 
-_CHUNK = 1 << 16
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-# Servers often label images generically; the decoder decides what the bytes really are.
-_GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
-# HTTP answers that mean "not now" rather than "never": the row is tried again once.
-_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-class TransientInputError(InputError, TransientError):
-    """A photo could not be fetched for a reason that may pass: the row is tried again."""
 
 
 class ReferenceImageError(StagingError):
     """The reference image named by a row or the config cannot be read."""
 
 
-def _mb(n: int) -> str:
-    for scale, unit in ((1e6, "MB"), (1e3, "kB")):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
 def _display(source: str) -> str:
-    """The source as shown in messages: URL queries are dropped, they often carry access tokens."""
-    if _SCHEME.match(source) and "://" in source:
-        p = urllib.parse.urlsplit(source)
-        return urllib.parse.urlunsplit((p.scheme, p.netloc, p.path, "", ""))
-    return source
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a redirect to ftp:; a photo URL may only lead to http(s)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise InputError(f"{_display(req.full_url)}: redirected to a non-http URL ({_display(newurl)})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
-
-
-def _fetch(url: str, cfg: LoadOptions) -> bytes:
-    name = _display(url)
-    deadline = time.monotonic() + cfg.url_timeout_s
-    req = urllib.request.Request(url, headers={"User-Agent": "product-staging/1", "Accept": "image/*"})
-    try:
-        with _OPENER.open(req, timeout=cfg.url_timeout_s) as resp:
-            ctype = (resp.headers.get_content_type() if resp.headers.get("Content-Type") else "").lower()
-            if ctype not in _GENERIC_TYPES and not ctype.startswith("image/"):
-                raise InputError(f"{name}: server sent {ctype}, not an image")
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > cfg.max_bytes:
-                raise InputError(f"{name}: download is {_mb(int(length))}, over the {_mb(cfg.max_bytes)} limit")
-            buf = bytearray()
-            while chunk := resp.read(_CHUNK):
-                buf += chunk
-                if len(buf) > cfg.max_bytes:
-                    raise InputError(f"{name}: download is over the {_mb(cfg.max_bytes)} limit")
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-            return bytes(buf)
-    except urllib.error.HTTPError as exc:
-        kind = TransientInputError if exc.code in _RETRY_STATUS else InputError
-        raise kind(f"{name}: server answered HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise TransientInputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
-        kind = TransientInputError if _passing(exc.reason) else InputError
-        raise kind(f"{name}: could not fetch ({exc.reason})") from None
-    except TimeoutError:
-        raise TransientInputError(f"{name}: timed out after {cfg.url_timeout_s:g} s") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad framing, malformed URL
-        kind = TransientInputError if _passing(exc) else InputError
-        raise kind(f"{name}: could not fetch ({exc})") from None
-
-
-def _passing(reason: object) -> bool:
-    """A network failure that may pass: a refused, reset or closed connection, a timeout, or a name
-    server that could not answer for now (EAI_AGAIN)."""
-    if isinstance(reason, (ConnectionError, TimeoutError)):
-        return True
-    return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_AGAIN
+    """The source as shown in messages: a URL without credentials or query (they carry secrets)."""
+    return shown(source) if _SCHEME.match(source) and "://" in source else source
 
 
 def read_source(source: str, cfg: LoadOptions) -> bytes:
     """The raw bytes of a local photo or an http(s) URL, bounded by `cfg.max_bytes`.
 
     Photos come from merchants, so every input is treated as hostile: downloads are bounded in
-    bytes and time, redirects may only lead to http(s), and every failure becomes an `InputError`
-    that names the photo, so one bad row is skipped instead of stopping the run. A failure that
-    may pass on a second try (a timeout, HTTP 5xx or 429, a reset connection) is a
+    bytes and time and reach only the addresses `ops.fetch` allows, and every failure becomes an
+    `InputError` that names the photo, so one bad row is skipped instead of stopping the run. A
+    failure that may pass on a second try (a timeout, HTTP 5xx or 429, a reset connection) is a
     `TransientInputError`, which the run retries once.
     """
     m = _SCHEME.match(source)
     if m:
         scheme = m.group(1).lower()
         if scheme in ("http", "https"):
-            return _fetch(source, cfg)
+            return fetch(source, cfg)
         raise InputError(f"{_display(source)}: unsupported URL scheme '{scheme}:' (use http, https or a local path)")
     path = Path(source).expanduser()
     try:
@@ -131,7 +51,7 @@ def read_source(source: str, cfg: LoadOptions) -> bytes:
             raise InputError(f"{source}: not a regular file")
         size = path.stat().st_size
         if size > cfg.max_bytes:
-            raise InputError(f"{source}: file is {_mb(size)}, over the {_mb(cfg.max_bytes)} limit")
+            raise InputError(f"{source}: file is {shown_size(size)}, over the {shown_size(cfg.max_bytes)} limit")
         with path.open("rb") as fh:
             data = fh.read(cfg.max_bytes + 1)  # the file may grow after stat()
     except PermissionError:
@@ -141,7 +61,7 @@ def read_source(source: str, cfg: LoadOptions) -> bytes:
     if not data:
         raise InputError(f"{source}: file is empty (0 bytes)")
     if len(data) > cfg.max_bytes:
-        raise InputError(f"{source}: file is over the {_mb(cfg.max_bytes)} limit")
+        raise InputError(f"{source}: file is over the {shown_size(cfg.max_bytes)} limit")
     return data
 
 

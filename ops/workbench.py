@@ -120,7 +120,7 @@ class BenchUnavailable(Exception):
 
 def shared_workbench(cfg: Config, run_id: str = "") -> Workbench:
     """This process's workbench for `cfg`, built on first use."""
-    key = f"{cfg.base_dir}:{cfg.digest()}"
+    key = cfg.fingerprint()  # every setting: [load] allow_hosts changes no output but what a worker may reach
     with _LOCK:
         if key not in _BENCHES:
             failed = _FAILURES.get((run_id, key))

@@ -27,6 +27,11 @@ class LoadOptions:
     min_side: int = 64  # smaller photos cannot make a usable product shot
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "MPO")
     url_timeout_s: float = 20.0
+    # What a catalog row may reach (read by ops.fetch and ops.catalog): photo URLs only public
+    # addresses unless named here (host names, '*.domain', IP addresses or CIDR ranges)...
+    allow_hosts: tuple[str, ...] = ()
+    # ...and local photos only under the catalog's own folder and these (relative to the config file).
+    local_roots: tuple[str, ...] = ()
 
     def check(self, where: str) -> None:
         if self.max_pixels <= 0:

@@ -180,7 +180,9 @@ def web(images: Path) -> Iterator[tuple[str, Counter[str]]]:
 
 def _config(path: Path, size: int = 256, batch_size: int = 8, workers: int = 2, url_timeout_s: float = 0.5) -> Path:
     path.write_text(f"[run]\nbatch_size = {batch_size}\nworkers = {workers}\n"
-                    f"[load]\nurl_timeout_s = {url_timeout_s}\n[layout]\nwidth = {size}\nheight = {size}\n",
+                    f"[load]\nurl_timeout_s = {url_timeout_s}\n"
+                    'allow_hosts = ["127.0.0.1"]\n'  # the test's photo server, as an internal image server is opened
+                    f"[layout]\nwidth = {size}\nheight = {size}\n",
                     encoding="utf-8")
     return path
 

@@ -12,8 +12,6 @@ def _write(tmp_path: Path, text: str, name: str = "cat.csv") -> Path:
     return p
 
 
-
-
 def test_valid_rows_resolve_relative_paths_and_parse_optionals(tmp_path, photo):
     cat = read_catalog(_write(tmp_path, (
         "sku,image,title,category,scene_prompt,seed,variants\n"
@@ -89,3 +87,44 @@ def test_missing_catalog_file(tmp_path):
 def test_control_characters_in_sku_are_rejected(tmp_path, photo):
     cat = read_catalog(_write(tmp_path, 'sku,image,title,category\n"a\x07b",photos/shoe.jpg,T,C\n'))
     assert cat.rows == [] and "control characters" in cat.errors[0].reason
+
+
+def test_local_photos_stay_inside_the_catalogs_folder_and_the_configured_roots(tmp_path, photo):
+    """A supplier's catalog cannot make a worker read files from elsewhere on its disk: paths are
+    resolved (links, '..') first, and the reason names the row, the path and the setting."""
+    outside = tmp_path / "other-client"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(photo.read_bytes())
+    shared = tmp_path / "photo-share"
+    shared.mkdir()
+    (shared / "ok.jpg").write_bytes(photo.read_bytes())
+    folder = tmp_path / "supplier"
+    (folder / "photos").mkdir(parents=True)
+    (folder / "photos" / "shoe.jpg").write_bytes(photo.read_bytes())
+    (folder / "photos" / "link.jpg").symlink_to(outside / "secret.jpg")
+    text = ("sku,image,title,category,reference_image\n"
+            "OK,photos/shoe.jpg,T,C,\n"
+            "LINK,photos/link.jpg,T,C,\n"
+            "DOTS,../other-client/secret.jpg,T,C,\n"
+            f"ABS,{outside / 'secret.jpg'},T,C,\n"
+            "PASSWD,/etc/passwd,T,C,\n"
+            f"SHARE,{shared / 'ok.jpg'},T,C,\n"
+            f"REF,photos/shoe.jpg,T,C,{outside / 'secret.jpg'}\n")
+    cat = read_catalog(_write(folder, text))
+    assert [r.sku for r in cat.rows] == ["OK"]
+    reasons = {e.sku: e.reason for e in cat.errors}
+    assert set(reasons) == {"LINK", "DOTS", "ABS", "PASSWD", "SHARE", "REF"}
+    assert f"resolves to {outside / 'secret.jpg'}" in reasons["LINK"]
+    for sku in ("LINK", "DOTS", "ABS", "PASSWD", "SHARE"):
+        assert "outside the folders a catalog may read" in reasons[sku] and "[load] local_roots" in reasons[sku]
+    assert reasons["REF"].startswith("reference_image")
+    allowed = read_catalog(_write(folder, text), local_roots=[shared])
+    assert {r.sku for r in allowed.rows} == {"OK", "SHARE"}
+    assert allowed.rows[1].image == str(shared / "ok.jpg")
+
+
+def test_credentials_in_a_photo_url_refuse_the_row_without_showing_them(tmp_path):
+    cat = read_catalog(_write(tmp_path, "sku,image,title,category\n"
+                                        "A,https://shop:hunter2@img.example.com/a.jpg?sig=XYZ,T,C\n"))
+    [error] = cat.errors
+    assert "carries credentials" in error.reason and "hunter2" not in error.reason and "XYZ" not in error.reason

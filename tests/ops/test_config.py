@@ -60,6 +60,8 @@ def test_every_backend_has_its_own_options_table():
     ("[matte.plain_backdrop]\nborder_px = 0\n", r"matte.plain_backdrop.border_px = 0: must be >= 1"),
     ("[write]\nformat_copies = ['jpeg', 'jpeg']\n", r"write.format_copies = \['jpeg', 'jpeg'\]: duplicates"),
     ("[bogus]\nx = 1\n", r"unknown key\(s\) \['bogus'\]"),
+    ("[load]\nallow_hosts = ['10.0.0.0/8', 'ftp://x']\n", r"load.allow_hosts\[1\] = 'ftp://x': expected a host name"),
+    ("[load]\nlocal_roots = ['no-such-share']\n", r"load.local_roots\[0\] = 'no-such-share': no such folder"),
     ("[layout\n", "not valid TOML"),
 ])
 def test_bad_values_are_named(tmp_path, text, match):
@@ -86,6 +88,9 @@ def test_digest_changes_only_with_output_affecting_tables(tmp_path):
     base = load_config(None)
     assert load_config(None, {"run": {"batch_size": 99}}).digest() == base.digest()
     assert load_config(None, {"scene": {"procedural": {"grain": 0.0}}}).digest() != base.digest()
+    # where photos may come from changes no output (but a worker's behaviour: its fingerprint)
+    opened = load_config(None, {"load": {"allow_hosts": ["10.0.0.0/8"], "local_roots": [str(tmp_path)]}})
+    assert opened.digest() == base.digest() and opened.fingerprint() != base.fingerprint()
 
 
 def test_nested_override_keeps_sibling_keys():
