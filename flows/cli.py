@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1  # the run could not go on or not report (bad config, unreadable catalog, folder locked, crash)
-EXIT_USAGE = 2  # argparse's own code for bad arguments
-EXIT_PARTIAL = 3  # the run finished, but some rows failed or were rejected
+from flows.exitcodes import EXIT_OK, EXIT_PARTIAL, EXIT_RUN_FAILED, EXIT_STOPPED, EXIT_USAGE  # noqa: F401
 
 
 def _default_config() -> str | None:
@@ -21,11 +17,9 @@ def _default_config() -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # Prefect's ephemeral server needs longer than its default 20 s on a cold, small machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # GPU workers are often offline
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.launch import prefect_env
+
+    prefect_env(args.verbose)
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,39 +42,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
 
     from flows import nightly
-    from prefect.task_runners import ThreadPoolTaskRunner
-    flow_fn = nightly.nightly_catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.run.workers))
+    from flows.launch import launch, summarize
+    from flows.stopping import StoppableTaskRunner
+
+    flow_fn = nightly.nightly_catalog_run.with_options(task_runner=StoppableTaskRunner(max_workers=cfg.run.workers))
+    params = {"catalog": args.catalog, "config": args.config, "out": args.out, "force": args.force}
     with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.quiet) as bar:
         job = bar.add_task("products", total=total)
-        try:
-            with nightly.progress_listener(lambda n: bar.advance(job, n)):
-                result = flow_fn(catalog=args.catalog, config=args.config, out=args.out, force=args.force)
-        except EXPECTED as exc:
-            console.print(f"[red]run failed:[/red] {escape(str(exc))}", highlight=False)
-            return EXIT_RUN_FAILED
-        except Exception as exc:
-            console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
-            return EXIT_RUN_FAILED
-    s = result["summary"]
-    console.print(f"run {result['run_id']}: {s['rows']} rows; " + ", ".join(
-        f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f", invalid {s['invalid_rows']}")
-    if s["by_verdict"]:
-        console.print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_verdict"].items())))
-    for e in result["catalog_errors"]:
-        console.print(f"  row {e['row']} SKU {e['sku']!r}: invalid: {e['reason']}", markup=False, highlight=False)
-    for r in result["results"]:
-        if r["status"] in ("failed", "rejected"):
-            why = r.get("error") or "; ".join(r.get("reasons") or [])
-            console.print(f"  row {r['row']} SKU {r['sku']!r}: {r['status']}: {why}", markup=False, highlight=False)
-    if result.get("report_errors"):
-        for why in result["report_errors"]:
-            console.print(f"  report file not written: {why}", markup=False, highlight=False)
-        console.print(f"[red]run failed:[/red] the run report in {escape(result['run_dir'])} is incomplete; "
-                      "the rows above are the run's summary", highlight=False)
-        return EXIT_RUN_FAILED
-    console.print(f"report: {result['report']}", markup=False, highlight=False)
-    return EXIT_PARTIAL if s["failed"] else EXIT_OK
+        with nightly.progress_listener(lambda n: bar.advance(job, n)):
+            done = launch(flow_fn, params, cfg.run.stop_timeout_s)
+    if done.result is None:
+        console.print(f"[red]run {'stopped' if done.stopped else 'failed'}:[/red] {escape(done.error or '')}",
+                      highlight=False)
+        return EXIT_STOPPED if done.stopped else EXIT_RUN_FAILED
+    return summarize(done.result, lambda line: console.print(line, markup=False, highlight=False))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

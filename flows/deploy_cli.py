@@ -12,48 +12,32 @@ from typing import Any
 
 import yaml
 
+from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED, EXIT_STOPPED
+
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO / "prefect.yaml"
-EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
-
-
-def _prefect_env() -> None:
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    _prefect_env()
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.launch import launch, prefect_env, stderr, summarize
+
+    prefect_env(args.verbose)
     from flows.rerun import rerun_skus
+    from ops.config import load_config
     from ops.errors import EXPECTED
 
     try:
-        result = rerun_skus(skus=args.sku, reason=args.reason, catalog=args.catalog, config=args.config, out=args.out,
-                            prompt=args.prompt, seed=args.seed, variants=args.variants)
-    except (*EXPECTED, ValueError) as exc:
+        bound = load_config(args.config).run.stop_timeout_s
+    except EXPECTED as exc:
         print(f"rerun failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return print_result(result)
-
-
-def print_result(result: dict[str, Any]) -> int:
-    """The run's one-line summary, its bad rows and the report path; the exit code for it."""
-    s = result["summary"]
-    print(f"run {result['run_id']}: {s['rows']} rows; " + ", ".join(
-        f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f", invalid {s['invalid_rows']}", file=sys.stderr)
-    for e in result["catalog_errors"]:
-        print(f"  row {e['row']} SKU {e['sku']!r}: invalid: {e['reason']}", file=sys.stderr)
-    for r in result["results"]:
-        if r["status"] in ("failed", "rejected"):
-            why = r.get("error") or "; ".join(r.get("reasons") or [])
-            print(f"  row {r['row']} SKU {r['sku']!r}: {r['status']}: {why}", file=sys.stderr)
-    if result.get("report_errors"):
-        print("run report incomplete: " + "; ".join(result["report_errors"]), file=sys.stderr)
-        return EXIT_FAILED
-    print(f"report: {result['report']}", file=sys.stderr)
-    return EXIT_PARTIAL if s["failed"] else EXIT_OK
+        return EXIT_RUN_FAILED
+    done = launch(rerun_skus, {"skus": args.sku, "reason": args.reason, "catalog": args.catalog, "config": args.config,
+                               "out": args.out, "prompt": args.prompt, "seed": args.seed, "variants": args.variants},
+                  bound)
+    if done.result is None:
+        print(f"rerun {'stopped' if done.stopped else 'failed'}: {done.error}", file=sys.stderr)
+        return EXIT_STOPPED if done.stopped else EXIT_RUN_FAILED
+    return summarize(done.result, stderr)
 
 
 def schedule_mismatch(config: str | None, prefect_yaml: Path = PREFECT_YAML) -> str | None:
@@ -82,7 +66,9 @@ def _prefect(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    _prefect_env()
+    from flows.launch import prefect_env
+
+    prefect_env()
     from ops.errors import EXPECTED
 
     try:
@@ -91,25 +77,25 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         problem = str(exc)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     if args.check:
         print("prefect.yaml agrees with config.toml's [schedule]")
         return EXIT_OK
     if not os.environ.get("PREFECT_API_URL"):
         print("error: PREFECT_API_URL is not set: start a server (`prefect server start`) and point at it, e.g. "
               "`export PREFECT_API_URL=http://127.0.0.1:4200/api`", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     created = _prefect("work-pool", "create", args.pool, "--type", "process", check=False)
     if created.returncode != 0 and "already exists" not in (created.stdout + created.stderr):
         print(created.stdout + created.stderr, file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     try:
         _prefect("work-pool", "set-concurrency-limit", args.pool, str(args.pool_limit))
         done = subprocess.run([sys.executable, "-m", "flows.prefect_compat", "deploy", "--all", "--prefect-file",
                                str(PREFECT_YAML)], cwd=REPO, text=True, capture_output=True, check=True)
     except subprocess.CalledProcessError as exc:
         print(f"error: {' '.join(exc.cmd[1:3])} failed:\n{exc.stdout}{exc.stderr}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     print(done.stdout.strip())
     print(f"deployed; start a worker with: prefect worker start --pool {args.pool}")
     return EXIT_OK
@@ -117,11 +103,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Both flows served from this process (no work pool or worker needed) against a running server."""
-    _prefect_env()
+    from flows.launch import prefect_env
+
+    prefect_env()
     if not os.environ.get("PREFECT_API_URL"):
         print("error: PREFECT_API_URL is not set: start a server first (`prefect server start`) and "
               "`export PREFECT_API_URL=http://127.0.0.1:4200/api`", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
     from prefect import serve
     from prefect.schedules import Cron
 

@@ -7,11 +7,14 @@ submitted, and results stream to a file (`ops.results_log`) from which the repor
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +22,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.runtime import flow_run
+from prefect.states import State
 
 from flows import artifacts
+from flows.stopping import PUBLISH_GRACE_S, StoppableTaskRunner, ended, note_cancellation, stopping
 from ops.atomic import remove_stale_temps
 from ops.catalog import Catalog, CatalogRow, read_catalog
 from ops.config import Config, load_config
@@ -33,6 +38,7 @@ from ops.report import ReportError, write_run_report
 from ops.results_log import ResultLog
 from ops.runlock import SkuLocks, hold, output_root
 from ops.runner import RowResult, process_row
+from ops.stop import STOP
 from ops.workbench import BenchUnavailable, Workbench, shared_workbench
 from stages.pipeline import PIPELINE_VERSION
 
@@ -112,7 +118,8 @@ def stage_row(bench: Workbench, row: CatalogRow, ctx: RunContext, logger: Any) -
         while True:
             attempts += 1
             result = process_row(bench, row, ctx)
-            if result.status != "failed" or not result.transient or attempts > TRANSIENT_RETRIES:
+            if (result.status != "failed" or not result.transient or attempts > TRANSIENT_RETRIES
+                    or STOP.requested):
                 break
             logger.warning("row %d SKU %r: transient failure, trying again in %g s: %s", row.row, row.sku,
                            RETRY_DELAY_S * attempts, result.error)
@@ -125,7 +132,8 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
                 keys: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Stage a batch of products; a failing product is recorded and the batch goes on.
 
-    Every processed product is appended to the output folder's ledger when the batch ends.
+    Each product is appended to the output folder's ledger as soon as it is done. After a stop
+    request (`ops.stop`) no further product of the batch is started.
     """
     logger = get_run_logger()
     catalog_rows = [CatalogRow(**r) for r in rows]
@@ -140,7 +148,10 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
         return results
     out: list[dict[str, Any]] = []
     for row in catalog_rows:
-        result = stage_row(bench, row, ctx, logger)
+        if STOP.requested:
+            break
+        with STOP.working(row.sku):
+            result = stage_row(bench, row, ctx, logger)
         if result["status"] == "failed":
             logger.error("row %d SKU %r failed: %s", row.row, row.sku, result["error"])
         elif result["status"] == "rejected":
@@ -148,14 +159,12 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
         else:
             logger.info("row %d SKU %r %s (%s)", row.row, row.sku, result["status"], result["verdict"])
         out.append(result)
+        _record(ctx, [result], keys, logger)
         _advance(1)
-    _record(ctx, out, keys, logger)
     return out
 
 
 def _record(ctx: RunContext, results: list[dict[str, Any]], keys: dict[str, str] | None, logger: Any) -> None:
-    from prefect.runtime import flow_run
-
     try:
         Ledger(ctx.out_root).append(ctx.run_id, results, keys, flow_run_id=str(flow_run.id or "") or None,
                                     note=ctx.note)
@@ -163,10 +172,13 @@ def _record(ctx: RunContext, results: list[dict[str, Any]], keys: dict[str, str]
         logger.error("could not record %d product(s) in the ledger: %s: %s", len(results), type(exc).__name__, exc)
 
 
-@flow(name="nightly-catalog-run", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="nightly-catalog-run", task_runner=StoppableTaskRunner(max_workers=2))
 def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: str | None = None,
-                        force: bool = False, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+                        force: bool = False, shard: int = 0, shards: int = 1) -> dict[str, Any] | State:
     """Stage every valid row of a catalog CSV and write a run report.
+
+    A stopped run (SIGTERM, Ctrl-C, a cancellation) ends as Cancelled, with the run's result as
+    the state's data; its report lists the SKUs not done.
 
     Args:
         catalog: Path of the catalog CSV.
@@ -182,7 +194,8 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     cfg = config_for(config)
     out_root = output_root(cfg, out)
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
-    with hold(out_root, shared=tag):  # one full run per output folder: a second one fails here, naming this one
+    # one full run per output folder: a second one fails at `hold`, naming this one
+    with stopping(flow_run.id, cfg.run.stop_timeout_s), hold(out_root, shared=tag):
         started = datetime.now(UTC)
         cat = validate_catalog(catalog, cfg)
         rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
@@ -192,7 +205,7 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
             logger.info("shard %d of %d: %d of the catalog's rows", shard, shards, len(rows))
         ctx = new_context(out_root, config, started, force)
         extra = {"shard": shard, "shards": shards} if shards > 1 else {}
-        return run_rows(ctx, cfg, rows, errors, cat.path, extra, exclusive=shards == 1)
+        return ended(run_rows(ctx, cfg, rows, errors, cat.path, extra, exclusive=shards == 1))
 
 
 def new_context(out_root: Path, config: str | None, started: datetime, force: bool,
@@ -229,27 +242,63 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     """Stage `rows` into `ctx.out_root` (lock already held): pre-pass, batch tasks, ledger, report, artifacts.
 
     `exclusive`: this run holds the folder alone, so leftovers of other runs are a crash's.
+    The result's `state` is `completed`, or `stopped` after a stop request (`ops.stop`).
     """
     logger = get_run_logger()
     _sweep_after_crash(logger, ctx.out_root, ctx.started_ts, exclusive)
+    ledger = Ledger(ctx.out_root)
+    ledger.start_run(ctx.run_id, str(flow_run.id or "") or None, ctx.note)
     if errors:
         _advance(len(errors))
     t0 = time.perf_counter()
     log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl")
     try:
-        pre = prepass(rows, cfg, ctx.out_root, Ledger(ctx.out_root), ctx.force, sink=log.append)
+        pre = prepass(rows, cfg, ctx.out_root, ledger, ctx.force, sink=log.append)
         prepass_s = time.perf_counter() - t0
         _advance(pre.skipped)
         logger.info("run %s: %d rows, %d unchanged (skipped), %d to stage in batches of %d; %d invalid",
                     ctx.run_id, len(rows), pre.skipped, len(pre.todo), cfg.run.batch_size, len(errors))
         progress = artifacts.Progress(len(rows), ctx.run_id)
         progress.update(log.count)
-        _stage_all(ctx, cfg, pre.todo, pre.keys, log, progress, logger)
+        abandoned = _stage_all(ctx, cfg, pre.todo, pre.keys, log, progress, logger)
+        ending = _account_stopped(ctx, pre.todo, log, abandoned) if STOP.requested else {}
+        ending = ending if ending.get("stop", {}).get("not_done") else {"state": "completed"}
         progress.update(log.count, final=True)
         timings = {"wall_s": round(time.perf_counter() - t0, 3), "prepass_s": round(prepass_s, 3)}
-        return _finish(ctx, cfg, log, errors, catalog_path, extra_meta, timings, logger)
+        result = _finish(ctx, cfg, log, errors, catalog_path, {**(extra_meta or {}), **ending}, timings, logger)
+        stop = ending.get("stop") or {}
+        ledger.end_run(ctx.run_id, ending["state"], stop.get("reason"), len(stop.get("not_done") or []))
+        return result
     finally:
         log.close()
+
+
+def _account_stopped(ctx: RunContext, todo: list[CatalogRow], log: ResultLog, abandoned: list[str]) -> dict[str, Any]:
+    """After a stop, give every to-do row without a result one, and say what the stop left undone.
+
+    A row whose batch was abandoned may still have been finished before the deadline: the ledger,
+    which has each product as soon as it is done, says so. Every other row is `stopped`: not
+    started, or abandoned while in progress (it wrote nothing); a rerun stages exactly those.
+    """
+    info = STOP.request_info
+    assert info is not None
+    seen = log.rows_seen()
+    missing = [r for r in todo if r.row not in seen]
+    done = {e["sku"]: e for e in Ledger(ctx.out_root).events([ctx.run_id])} if missing else {}
+    in_progress, results = set(abandoned), []
+    for r in missing:
+        if (e := done.get(r.sku)) is not None:
+            results.append({"row": r.row, "sku": r.sku, "status": e["status"], "verdict": e["verdict"],
+                            "reasons": json.loads(e["reasons"] or "[]"), "record": e["record"], "output": e["output"],
+                            "error": e["error"], "timings_ms": {}, "attempts": None})
+        else:
+            why = "abandoned in progress" if r.sku in in_progress else "not started"
+            results.append(RowResult(r.row, r.sku, "stopped", error=f"{why}: the run stopped ({info.reason})")
+                           .to_dict() | {"attempts": 0})
+    log.append(results)
+    not_done = [r["sku"] for r in log.rows() if r["status"] == "stopped"]
+    return {"state": "stopped", "stop": {**info.to_dict(), "not_done": not_done,
+                                         "abandoned": sorted(in_progress & set(not_done))}}
 
 
 def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str, Any]], catalog_path: str,
@@ -283,12 +332,16 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
 
 
 def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[str, str], log: ResultLog,
-               progress: artifacts.Progress, logger: Any) -> None:
-    """Submit batch tasks with a bounded number in flight; each finished batch goes to the log."""
+               progress: artifacts.Progress, logger: Any) -> list[str]:
+    """Submit batch tasks with a bounded number in flight; each finished batch goes to the log.
+
+    After a stop request no batch is submitted and running ones end after their current product;
+    products still in progress at the request's deadline are abandoned: returns their SKUs.
+    """
     size = cfg.run.batch_size
-    batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+    pending = deque(rows[i : i + size] for i in range(0, len(rows), size))
     in_flight: list[tuple[list[CatalogRow], Any]] = []
-    limit = 2 * cfg.run.workers
+    limit, announced = 2 * cfg.run.workers, False
 
     def collect(batch: list[CatalogRow], fut: Any) -> None:
         try:
@@ -302,12 +355,26 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
             )
         progress.update(log.count)
 
-    for batch in batches:
-        if len(in_flight) >= limit:
-            collect(*in_flight.pop(0))
-        batch_keys = {r.sku: keys[r.sku] for r in batch if r.sku in keys}
-        fut = stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys)
-        in_flight.append((batch, fut))
-    while in_flight:
-        collect(*in_flight.pop(0))
-
+    while pending or in_flight:
+        while pending and len(in_flight) < limit and not STOP.requested:
+            batch = pending.popleft()
+            batch_keys = {r.sku: keys[r.sku] for r in batch if r.sku in keys}
+            in_flight.append((batch, stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys)))
+        if STOP.requested and not announced:
+            announced = True
+            note_cancellation(str(flow_run.id or "") or None)
+            logger.warning("stop requested (%s): no new products; %d in progress get up to %.0f s to finish",
+                           STOP.request_info.reason, len(STOP.in_progress()), STOP.request_info.bound_s)
+        if not in_flight:
+            break
+        if STOP.remaining_s() <= 0:
+            abandoned = STOP.close(PUBLISH_GRACE_S)
+            logger.warning("stop: abandoned %d product(s) still in progress: %s", len(abandoned), ", ".join(abandoned))
+            return abandoned
+        finished, _ = concurrent.futures.wait([f.wrapped_future for _, f in in_flight],
+                                              timeout=min(1.0, STOP.remaining_s()),
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+        for item in [x for x in in_flight if x[1].wrapped_future in finished]:
+            in_flight.remove(item)
+            collect(*item)
+    return []

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.runtime import flow_run
+from prefect.states import State
 
 from flows.nightly import config_for, new_context, run_rows, validate_catalog
+from flows.stopping import StoppableTaskRunner, ended, stopping
 from ops.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
 from ops.runlock import hold, output_root
 
@@ -34,17 +36,18 @@ def apply_overrides(rows: list[CatalogRow], prompt: str | None, seed: int | None
     return [dataclasses.replace(r, **changes) for r in rows]
 
 
-@flow(name="merchandiser-rerun", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="merchandiser-rerun", task_runner=StoppableTaskRunner(max_workers=2))
 def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = "config.toml",
                out: str | None = None, prompt: str | None = None, seed: int | None = None,
-               variants: int | None = None) -> dict[str, Any]:
+               variants: int | None = None) -> dict[str, Any] | State:
     """Regenerate the given SKUs of a catalog, with optional overrides, and report them.
 
     Started from the Prefect UI (the `rerun` deployment: its typed parameters render as a form)
     or with `stage rerun`. The SKUs' rows are read from the catalog, the overrides are applied to
     those rows only, and they are regenerated even when unchanged. It runs beside other reruns'
     and shards' SKUs (per-SKU locks), never beside a full nightly run of the same folder. Unknown
-    SKUs are reported as failed rows of the run, with the reason.
+    SKUs are reported as failed rows of the run, with the reason. Stopped, it ends as Cancelled
+    (the run's result is the state's data).
 
     Args:
         skus: SKUs to regenerate, exactly as in the catalog.
@@ -65,7 +68,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
     apply_overrides([], prompt, seed, variants, cfg.run.max_variants)  # bad overrides fail before anything runs
     out_root = output_root(cfg, out)
     started = datetime.now(UTC)
-    with hold(out_root, shared="rerun"):
+    with stopping(flow_run.id, cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):
         cat = validate_catalog(catalog, cfg)
         wanted = list(dict.fromkeys(skus))
         wanted_set = set(wanted)
@@ -85,5 +88,5 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
         logger.info("rerun of %d SKU(s) (%d unknown or invalid): %s", len(rows_overridden), len(errors), reason)
         overrides = {k: v for k, v in (("prompt", prompt), ("seed", seed), ("variants", variants)) if v is not None}
         ctx = new_context(out_root, config, started, force=True, note=f"rerun: {reason}")
-        return run_rows(ctx, cfg, rows_overridden, errors, cat.path,
-                        {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}})
+        return ended(run_rows(ctx, cfg, rows_overridden, errors, cat.path,
+                              {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}}))

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED = 0, 1
+from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED
+
 VERDICTS = ("pass", "review", "reject")
 
 
@@ -46,7 +47,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_OK
     except (StagingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_RUN_FAILED
 
 
 def _line(it: dict[str, Any], printable) -> str:

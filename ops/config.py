@@ -42,8 +42,11 @@ class RunOptions:
     batch_size: int = 32  # SKUs per Prefect task: keeps orchestration overhead low on large catalogs
     workers: int = 2  # concurrent batch tasks in one flow run
     max_variants: int = 8  # upper bound for a row's `variants`
+    stop_timeout_s: float = 60.0  # after a stop request, how long products in progress may take to finish
 
     def check(self, where: str) -> None:
+        if not 0 <= self.stop_timeout_s <= 3600:
+            raise ConfigError(f"{where}.stop_timeout_s = {self.stop_timeout_s}: must be 0..3600 seconds")
         if self.batch_size < 1:
             raise ConfigError(f"{where}.batch_size = {self.batch_size}: must be >= 1")
         if self.workers < 1:

@@ -36,6 +36,19 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_sku ON events (sku, id);
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    flow_run_id TEXT,
+    worker TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    not_done INTEGER,
+    note TEXT
+);
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -43,6 +56,11 @@ CREATE TABLE IF NOT EXISTS sources (
     sha256 TEXT NOT NULL
 );
 """
+
+
+# A run's state in the `runs` table: `running` until it ends; one still `running` whose process
+# is gone was killed (its finished products are in `events`, the rest are redone next run).
+RUN_STATES = ("running", "completed", "stopped")
 
 
 @dataclass(frozen=True)
@@ -91,14 +109,15 @@ class Ledger:
 
     def append(self, run_id: str, results: Iterable[dict[str, Any]], keys: dict[str, str] | None = None,
                flow_run_id: str | None = None, note: str | None = None) -> int:
-        """Record processed rows (`cached` ones are skipped: nothing was done to them); returns the count."""
+        """Record processed rows; returns the count. `cached` rows (nothing was done to them) and
+        `stopped` ones (the run stopped before they were done, nothing was written) are skipped."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         host, pid, worker = socket.gethostname(), os.getpid(), worker_label()
         rows = [
             (now, run_id, flow_run_id, worker, host, pid, r["sku"], r.get("row"),
              r.get("cache_key") or (keys or {}).get(r["sku"]), r["status"], r.get("verdict"),
              json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note)
-            for r in results if r["status"] != "cached"
+            for r in results if r["status"] not in ("cached", "stopped")
         ]
         if not rows:
             return 0
@@ -109,6 +128,28 @@ class Ledger:
                 " reasons, record, output, error, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         return len(rows)
+
+    def start_run(self, run_id: str, flow_run_id: str | None = None, note: str | None = None) -> None:
+        """Record a run as `running` (it becomes `completed` or `stopped` in `end_run`)."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO runs (run_id, flow_run_id, worker, host, pid, started_at, state, note)"
+                       " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                       (run_id, flow_run_id, worker_label(), socket.gethostname(), os.getpid(), now, note))
+
+    def end_run(self, run_id: str, state: str, reason: str | None = None, not_done: int = 0) -> None:
+        if state not in RUN_STATES[1:]:
+            raise ValueError(f"run state {state!r}: must be one of {RUN_STATES[1:]}")
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._connect() as db:
+            db.execute("UPDATE runs SET ended_at = ?, state = ?, reason = ?, not_done = ? WHERE run_id = ?",
+                       (now, state, reason, not_done, run_id))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run that used this folder, oldest first."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY started_at")]
 
     def current(self, skus: Iterable[str] | None = None) -> dict[str, Current]:
         """Each SKU's latest event that published an output (status ok)."""

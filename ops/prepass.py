@@ -17,6 +17,7 @@ from ops.paths import record_path, sku_slug
 from ops.review import ReviewError, held_decision, load_state
 from ops.runner import RowResult
 from ops.sources import reference_for
+from ops.stop import STOP
 
 
 @dataclass
@@ -79,11 +80,15 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
     waiting for review only after its record passes `cached_record` (one made by a fallback
     backend is staged again), and only while no reviewer has decided on it. Unchanged rows are
     handed to `sink` in chunks as they are found (a 50,000-row catalog would otherwise hold them
-    all); without a sink they are in `.cached`.
+    all); without a sink they are in `.cached`. A stop request (`ops.stop`) ends the pass: the rows
+    not yet looked at go to the to-do list.
     """
     result = Prepass()
     look = _Lookup(cfg, out_root, ledger.source_digests(), {} if force else ledger.current(), force)
-    for row in rows:
+    for i, row in enumerate(rows):
+        if STOP.requested:  # the rest is not looked at: the run reports those rows as not done
+            result.todo.extend(rows[i:])
+            break
         try:
             hit, key = (None, None) if "://" in row.image else look.row(row)
         except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly

@@ -157,6 +157,17 @@ def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | Non
 VERDICT_GROUPS = ("reject", None, "review", "pass")
 
 
+def _stopped(meta: dict[str, Any], esc: Callable[[Any], str]) -> str:
+    """The banner of a stopped run: why, when, and how many SKUs it did not do."""
+    stop = meta.get("stop")
+    if meta.get("state") != "stopped" or not stop:
+        return ""
+    abandoned = f" ({len(stop['abandoned'])} abandoned in progress)" if stop.get("abandoned") else ""
+    return (f"<p class='stopped'><b>Stopped</b> ({esc(stop['reason'])}) at {esc(stop['requested_at'])}: "
+            f"{len(stop['not_done'])} SKU(s) not done{abandoned}, marked <i>stopped</i> below. "
+            "Run the same command again to stage them.</p>\n")
+
+
 def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
           results: Results, catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
     def esc(value: Any) -> str:
@@ -169,13 +180,14 @@ def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str
 body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}} img{{max-width:160px}}
 tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff6db}}
+tr.stopped{{background:#eef1f5}} p.stopped{{background:#fff6db;padding:8px}}
 </style></head><body>
 <h1>Staging run {esc(meta['run_id'])}</h1>
 <p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
 Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
 &middot; invalid: {summary['invalid_rows']}<br>Verdicts: {", ".join(
     f"{k}: {summary['by_verdict'].get(k, 0)}" for k in ("pass", "review", "reject"))}</p>
-<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
+{_stopped(meta, esc)}<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
 <tbody>
 """
     for e in catalog_errors:

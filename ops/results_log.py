@@ -75,7 +75,7 @@ class ResultLog:
     def summary(self, catalog_errors: list[dict[str, Any]]) -> dict[str, Any]:
         """The same figures as stages.report.summarize over every row, from the running counts."""
         return {
-            "rows": self.count + len(catalog_errors), "processed": self.count, "invalid_rows": len(catalog_errors),
+            "rows": self.count + len(catalog_errors), "processed": self.count - self.status.get("stopped", 0), "invalid_rows": len(catalog_errors),
             "by_status": dict(self.status), "by_verdict": dict(self.verdict),
             "failed": self.status.get("failed", 0) + self.status.get("rejected", 0) + len(catalog_errors),
         }
@@ -84,6 +84,11 @@ class ResultLog:
     def complete(self) -> bool:
         """Whether `returned()` holds every row."""
         return self._kept_all
+
+    def rows_seen(self) -> set[int]:
+        """The catalog rows that have a result."""
+        with self._lock:
+            return set(self._index[0::2])
 
     def returned(self) -> list[dict[str, Any]]:
         return sorted((r for rows in self._kept.values() for r in rows), key=lambda r: r["row"])

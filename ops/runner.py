@@ -27,6 +27,7 @@ from ops.publish import publish
 from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
+from ops.stop import STOP, RunStopped
 from ops.workbench import Workbench
 from provenance.iptc import composite_source_type
 from stages.check import CheckResult, verdict
@@ -51,7 +52,7 @@ class RowResult:
 
     row: int
     sku: str
-    status: str  # ok | rejected | failed | cached
+    status: str  # ok | rejected | failed | cached | stopped (the run stopped before the product was done)
     verdict: str | None = None
     reasons: list[str] = field(default_factory=list)
     record: str | None = None  # record path relative to the output root
@@ -75,6 +76,8 @@ def process_row(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult
     """Run every step for one catalog row. Never raises for a bad product: the result says why."""
     try:
         return _process(bench, row, ctx)
+    except RunStopped as exc:
+        return RowResult(row.row, row.sku, "stopped", error=str(exc))
     except EXPECTED as exc:
         return RowResult(row.row, row.sku, "failed", error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
     except Exception as exc:  # a bug or an unexpected library error must not stop the batch
@@ -125,16 +128,17 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
     seeds = [variant_seed(row, v) for v in range(row.variants)]
     p.staging = stage(bench.parts, Photo(image.rgb, image.alpha), brief, seeds, Frame(row.placement), timer=t)
     sku_checks = _sku_checks(bench, p.staging)
-    variants = [_publish_variant(bench, p, v, i, sku_checks) for i, v in enumerate(p.staging.variants)]
-    primary = variants[select(variants)]  # best of N (stages.selection); the others stay in the record
-    channels = []
-    if primary.output and cfg.renditions.active:
-        with t("channels"):  # [renditions] presets, staged again at each channel's own size
-            channels = render_channels(bench, p.source, p.staging.matte, brief, primary.seed, row, paths)
-        if more := [reason for c in channels for reason in c.problems()]:
-            primary.verdict = "review" if primary.verdict == "pass" else primary.verdict
-            primary.reasons = primary.reasons + more
-    _write_product(bench, p, variants, primary, sku_checks, channels)
+    with STOP.publishing():  # from the first file to the record: a stopping run never cuts this short
+        variants = [_publish_variant(bench, p, v, i, sku_checks) for i, v in enumerate(p.staging.variants)]
+        primary = variants[select(variants)]  # best of N (stages.selection); the others stay in the record
+        channels = []
+        if primary.output and cfg.renditions.active:
+            with t("channels"):  # [renditions] presets, staged again at each channel's own size
+                channels = render_channels(bench, p.source, p.staging.matte, brief, primary.seed, row, paths)
+            if more := [reason for c in channels for reason in c.problems()]:
+                primary.verdict = "review" if primary.verdict == "pass" else primary.verdict
+                primary.reasons = primary.reasons + more
+        _write_product(bench, p, variants, primary, sku_checks, channels)
     return RowResult(
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
         record=paths.rel(paths.record), output=paths.rel(paths.folder / primary.output) if primary.output else None,

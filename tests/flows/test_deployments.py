@@ -215,6 +215,68 @@ def test_postgres_backed_server_runs_the_same_rerun(tmp_path, images, dev_keys):
         pg.__exit__(None, None, None)
 
 
+def _done(out: Path) -> int:
+    """Products the ledger has (each is recorded the moment it is done); 0 before it exists."""
+    try:
+        return len(_ledger(out)) if (out / "ledger.sqlite").is_file() else 0
+    except sqlite3.OperationalError:  # created, tables not yet
+        return 0
+
+
+def _cancel(srv, flow_run_id: str) -> None:
+    """What the UI's Cancel button does: the run goes to Cancelling."""
+    r = srv._patient("POST", f"/flow_runs/{flow_run_id}/set_state", read_only=False, json={
+        "state": {"type": "CANCELLING", "name": "Cancelling", "message": "cancelled by an operator"}, "force": True})
+    assert r.status_code in (200, 201), r.text
+
+
+def test_cancelling_a_deployment_run_stops_it_and_the_worker_takes_the_next_run(served, images):
+    srv, tmp = served
+    skus = 400
+    catalog, config, out = _catalog(tmp / "cancel", images, skus), _config(tmp / "cancel"), tmp / "cancel" / "out"
+    run_id = srv.create_run("nightly-catalog-run", "nightly", {"catalog": str(catalog), "config": str(config),
+                                                               "out": str(out)}, run_name="cancel-me")
+    deadline = time.monotonic() + 240
+    while _done(out) < 4:
+        assert srv.get(f"/flow_runs/{run_id}").json()["state_type"] in ("SCHEDULED", "PENDING", "RUNNING")
+        assert time.monotonic() < deadline, srv.procs.log("worker-w1") + srv.procs.log("worker-w2")
+        time.sleep(0.5)
+    _cancel(srv, run_id)
+    run = srv.wait([run_id], timeout=120)[run_id]
+    assert run["state_type"] == "CANCELLED", (run["state"], srv.procs.log("worker-w1"), srv.procs.log("worker-w2"))
+    summary = json.loads(next(out.glob("runs/*/summary.json")).read_text())
+    done = {e["sku"] for e in _ledger(out)}
+    assert summary["state"] == "stopped" and summary["stop"]["not_done"]
+    assert "cancelled in Prefect" in summary["stop"]["reason"]  # the worker's SIGTERM is known as a cancel
+    assert set(summary["stop"]["not_done"]) == {f"SKU-{i:04d}" for i in range(skus)} - done
+    assert summary["stop"]["abandoned"] == []  # products in progress finished within the bound
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        assert [r[0] for r in db.execute("SELECT state FROM runs")] == ["stopped"]
+    assert all(p.poll() is None for p in srv.procs.procs)  # server and both workers still up
+    _, _ = _rerun(srv, tmp, catalog, config, tmp / "cancel" / "after")  # and the next run is taken and completes
+
+
+def test_cancelling_a_command_line_run_in_prefect_stops_it(served, images, tmp_path):
+    """`stage run` against a server has no worker to signal it: the run watches its own state."""
+    from flows.exitcodes import EXIT_STOPPED
+    from runs import Run, ledger_rows, no_process_left
+
+    srv, _ = served
+    r = Run(tmp_path, images, 24)
+    try:
+        r.start(slow_s=1.5, base_env=srv.env)
+        r.wait_until("two finished products", lambda: len(r.done()) >= 2)
+        flow_run_id = ledger_rows(r.out, "SELECT flow_run_id FROM runs")[0][0]
+        _cancel(srv, flow_run_id)
+        assert r.finish(timeout=90) == EXIT_STOPPED, r.text()
+        assert srv.get(f"/flow_runs/{flow_run_id}").json()["state_type"] == "CANCELLED"
+        summary = r.summary()
+        assert summary["stop"]["reason"] == "cancelled in Prefect" and summary["stop"]["not_done"]
+        assert no_process_left(r.mark) == []
+    finally:
+        r.cleanup()
+
+
 def test_stage_serve_serves_both_flows_on_one_machine(served, images):
     """Last in this module: `stage serve` takes over the deployment names that prefect.yaml defined."""
     srv, tmp = served

@@ -6,6 +6,7 @@ on the real functions inside real flow runs; the crash test kills a real `stage 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.server
 import io
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from PIL import Image
 
 from ops.atomic import is_temp_name
 from ops.paths import sku_slug
+from runs import PROC_TABLE, no_process_left  # tests/flows is on sys.path
 
 SHOE = "19_shoes_black-suede_white.jpg"
 PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
@@ -591,10 +594,9 @@ def test_a_killed_run_reruns_cleanly_and_a_concurrent_run_is_refused(tmp_path, i
     args = [sys.executable, "-m", "flows.cli", "run", "catalog.csv", "--config", "config.toml", "--out", "out",
             "--quiet"]
     log = (tmp_path / "first.log").open("w")
-    # Its own process group, so that the kill also takes Prefect's server process with it, as a crash
-    # of the machine or container would (a lone SIGKILL leaves that child running).
-    first = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                             env={**os.environ, "COLUMNS": "1000"}, start_new_session=True)
+    mark = uuid.uuid4().hex  # in the environment of every process the run starts (runs.marked)
+    first = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                             env={**os.environ, "COLUMNS": "1000", "STAGE_TEST_RUN_MARK": mark})
     try:
         deadline = time.monotonic() + 180
         while len(list(out.glob("products/*/*.json"))) < 2:
@@ -609,10 +611,14 @@ def test_a_killed_run_reruns_cleanly_and_a_concurrent_run_is_refused(tmp_path, i
         assert concurrent.returncode == 1, concurrent.stderr
         assert f"is in use by another run (pid {first.pid} on host" in msg
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        first.kill()  # SIGKILL, to the run's process alone: nothing it started may outlive it
         first.wait(30)
         log.close()
+        left = no_process_left(mark) if PROC_TABLE else []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == -signal.SIGKILL
+    assert left == [], "the killed run's API server is still running"
 
     done = {json.loads(p.read_text())["sku"]: p for p in out.glob("products/*/*.json")}
     assert 2 <= len(done) < len(skus), "the kill must land mid-run"
