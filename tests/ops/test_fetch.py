@@ -150,6 +150,8 @@ def test_the_address_checked_is_the_address_connected_to(monkeypatch, names):
     ("http://100.64.0.7/a.png", "carrier-grade NAT"),
     ("http://0.0.0.0:{port}/a.png", "unspecified"),
     ("http://[64:ff9b::7f00:1]/a.png", "loopback"),
+    ("http://2130706433:{port}/a.png", "loopback"),  # 127.0.0.1 as one decimal number
+    ("http://127.1:{port}/a.png", "loopback"),  # the short form
 ])
 def test_internal_address_forms_are_refused(server, url, why):
     with pytest.raises(InputError, match=why):
