@@ -32,6 +32,7 @@ from PIL import Image
 
 from ops.atomic import is_temp_name
 from ops.paths import sku_slug
+from conftest import loopback_http  # tests/ is on sys.path
 from runs import PROC_TABLE, no_process_left  # tests/flows is on sys.path
 
 SHOE = "19_shoes_black-suede_white.jpg"
@@ -160,22 +161,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def web(images: Path) -> Iterator[tuple[str, Counter[str]]]:
     _Handler.photo = (images / SHOE).read_bytes()
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler.hits
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_http(_Handler) as port:
+        yield f"http://127.0.0.1:{port}", _Handler.hits
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import threading
 from collections import Counter
 
 import pytest
+
+from conftest import loopback_http  # tests/ is on sys.path
 
 SHOE = "19_shoes_black-suede_white.jpg"
 
@@ -34,12 +35,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def internal(images):
     """An 'internal service' on loopback that would hand out a photo to anyone who asks."""
     _Handler.photo = (images / SHOE).read_bytes()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_http(_Handler) as port:
+        yield port
 
 
 def _setup(tmp_path, images, port):

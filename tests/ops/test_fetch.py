@@ -7,7 +7,6 @@ import http.server
 import io
 import ipaddress
 import socket
-import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from ops import fetch as fetch_module
 from ops.fetch import HostPolicy, fetch, refusal
 from stages.errors import ConfigError, InputError
 from stages.load import LoadOptions
+from conftest import loopback_http  # tests/ is on sys.path
 
 PNG = io.BytesIO()
 Image.new("RGB", (80, 64), (0, 128, 255)).save(PNG, "PNG")
@@ -49,12 +49,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_http(_Handler) as port:
+        yield port
 
 
 @pytest.fixture(autouse=True)
