@@ -164,9 +164,14 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
     return out
 
 
+def flow_run_id() -> str | None:
+    """The Prefect flow run this code runs in (None outside one)."""
+    return str(flow_run.id or "") or None
+
+
 def _record(ctx: RunContext, results: list[dict[str, Any]], keys: dict[str, str] | None, logger: Any) -> None:
     try:
-        Ledger(ctx.out_root).append(ctx.run_id, results, keys, flow_run_id=str(flow_run.id or "") or None,
+        Ledger(ctx.out_root).append(ctx.run_id, results, keys, flow_run_id=flow_run_id(),
                                     note=ctx.note)
     except Exception as exc:  # the products are written; a ledger problem must not fail them
         logger.error("could not record %d product(s) in the ledger: %s: %s", len(results), type(exc).__name__, exc)
@@ -195,7 +200,7 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     out_root = output_root(cfg, out)
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
     # one full run per output folder: a second one fails at `hold`, naming this one
-    with stopping(flow_run.id, cfg.run.stop_timeout_s), hold(out_root, shared=tag):
+    with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared=tag):
         started = datetime.now(UTC)
         cat = validate_catalog(catalog, cfg)
         rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
@@ -247,7 +252,7 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     logger = get_run_logger()
     _sweep_after_crash(logger, ctx.out_root, ctx.started_ts, exclusive)
     ledger = Ledger(ctx.out_root)
-    ledger.start_run(ctx.run_id, str(flow_run.id or "") or None, ctx.note)
+    ledger.start_run(ctx.run_id, flow_run_id(), ctx.note)
     if errors:
         _advance(len(errors))
     t0 = time.perf_counter()
@@ -362,7 +367,7 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
             in_flight.append((batch, stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys)))
         if STOP.requested and not announced:
             announced = True
-            note_cancellation(str(flow_run.id or "") or None)
+            note_cancellation(flow_run_id())
             logger.warning("stop requested (%s): no new products; %d in progress get up to %.0f s to finish",
                            STOP.request_info.reason, len(STOP.in_progress()), STOP.request_info.bound_s)
         if not in_flight:

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows.nightly import config_for, new_context, run_rows, validate_catalog
+from flows.nightly import flow_run_id, config_for, new_context, run_rows, validate_catalog
 from flows.stopping import StoppableTaskRunner, ended, stopping
 from ops.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
 from ops.runlock import hold, output_root
@@ -68,7 +67,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
     apply_overrides([], prompt, seed, variants, cfg.run.max_variants)  # bad overrides fail before anything runs
     out_root = output_root(cfg, out)
     started = datetime.now(UTC)
-    with stopping(flow_run.id, cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):
+    with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):
         cat = validate_catalog(catalog, cfg)
         wanted = list(dict.fromkeys(skus))
         wanted_set = set(wanted)

@@ -93,11 +93,22 @@ class Ledger:
     the ledger without reading every photo again.
     """
 
+    _ready: set[tuple[str, int]] = set()  # (path, inode) of ledger files whose tables exist
+
     def __init__(self, out_root: Path) -> None:
+        """Open (and on first use in this process, create the tables of) the folder's ledger;
+        a run opens it once per product, so the tables are not re-created each time."""
         self.path = Path(out_root) / LEDGER_NAME
+        try:
+            key = (str(self.path), self.path.stat().st_ino)
+        except FileNotFoundError:
+            key = None
+        if key in self._ready:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+        self._ready.add((str(self.path), self.path.stat().st_ino))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
