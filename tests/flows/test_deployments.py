@@ -110,7 +110,7 @@ def test_rerun_deployment_with_parameters_through_the_api(served, images):
 
 def test_rerun_form_is_typed_and_bad_parameters_are_refused(served):
     srv, _ = served
-    dep = srv.http.get(f"/deployments/{srv.deployment_id('merchandiser-rerun', 'rerun')}").json()
+    dep = srv.get(f"/deployments/{srv.deployment_id('merchandiser-rerun', 'rerun')}").json()
     props = dep["parameter_openapi_schema"]["properties"]
     assert props["skus"]["type"] == "array" and props["skus"]["items"]["type"] == "string"
     assert {"type": "integer"} in props["seed"]["anyOf"] and {"type": "string"} in props["prompt"]["anyOf"]
@@ -125,7 +125,7 @@ def test_rerun_form_is_typed_and_bad_parameters_are_refused(served):
 
 def test_nightly_schedule_comes_from_config(served, repo):
     srv, tmp = served
-    dep = srv.http.get(f"/deployments/{srv.deployment_id('nightly-catalog-run', 'nightly')}").json()
+    dep = srv.get(f"/deployments/{srv.deployment_id('nightly-catalog-run', 'nightly')}").json()
     from ops.config import load_config
 
     cfg = load_config(repo / "config.toml")
@@ -282,18 +282,18 @@ def test_stage_serve_serves_both_flows_on_one_machine(served, images):
     srv, tmp = served
     catalog, config, out = _catalog(tmp / "serve", images, 2), _config(tmp / "serve"), tmp / "serve" / "out"
     for flow, name in (("merchandiser-rerun", "rerun"), ("nightly-catalog-run", "nightly")):
-        srv.http.delete(f"/deployments/{srv.deployment_id(flow, name)}").raise_for_status()
+        srv._patient("DELETE", f"/deployments/{srv.deployment_id(flow, name)}", read_only=False).raise_for_status()
     srv.procs.start("serve", [sys.executable, "-m", "flows.cli", "serve", "--catalog", str(catalog), "--config",
                               str(config), "--limit", "1"], {**srv.env, "STAGE_WORKER": "served"})
     deadline = time.monotonic() + 180
     while True:  # serve() re-creates both deployments without a work pool
-        dep = srv.http.get("/deployments/name/merchandiser-rerun/rerun").json()
+        dep = srv.get("/deployments/name/merchandiser-rerun/rerun").json()
         if dep.get("parameters", {}).get("catalog") == str(catalog):
             assert dep["work_pool_name"] is None  # served by the `stage serve` process itself
             break
         assert time.monotonic() < deadline, srv.procs.log("serve")
         time.sleep(1)
-    nightly = srv.http.get("/deployments/name/nightly-catalog-run/nightly").json()
+    nightly = srv.get("/deployments/name/nightly-catalog-run/nightly").json()
     from ops.config import load_config
 
     want = load_config(config).schedule
