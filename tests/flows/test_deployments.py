@@ -2,8 +2,9 @@
 
 One SQLite-backed `prefect server` on loopback serves the module: `stage deploy` creates the
 process work pool and the deployments of prefect.yaml, two process workers run the flow
-runs. A PostgreSQL-backed server runs the same rerun (skipped, with the reason, where a
-cluster cannot be started). Marked `server`: `pytest -m server` selects them, CI runs them.
+runs. A PostgreSQL-backed server runs the same rerun, and the test reads the runs back from
+PostgreSQL's own tables (skipped, with the reason, where a cluster cannot be started; failed
+instead under CI=true). Marked `server`: `pytest -m server` selects them, CI runs them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing_tool  # tests/ is on sys.path
 from prefect_server import postgres, prefect_server  # tests/flows is on sys.path (rootdir-less test folders)
 
 pytestmark = pytest.mark.server
@@ -166,7 +168,7 @@ def test_prefect_ui_shows_the_run_and_its_artifacts(served, images, tmp_path):
     srv, tmp = served
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+        missing_tool("Debian chromium is not installed (apt-get install chromium)")
     catalog, config, out = _catalog(tmp / "ui", images, 3), _config(tmp / "ui"), tmp / "ui" / "out"
     run_id = srv.create_run("nightly-catalog-run", "nightly", {"catalog": str(catalog), "config": str(config),
                                                                "out": str(out)}, run_name="ui-check-run")
@@ -201,7 +203,7 @@ def test_postgres_backed_server_runs_the_same_rerun(tmp_path, images, dev_keys):
         pg = postgres(tmp_path)
         url = pg.__enter__()
     except RuntimeError as exc:
-        pytest.skip(f"PostgreSQL cannot be started here: {exc}")
+        missing_tool(f"PostgreSQL cannot be started here: {exc}")
     try:
         with prefect_server(tmp_path / "srv", database_url=url) as srv:
             _deploy(srv, pool_limit=1)
@@ -209,10 +211,28 @@ def test_postgres_backed_server_runs_the_same_rerun(tmp_path, images, dev_keys):
             catalog, config, out = _catalog(tmp_path / "rr", images, 5), _config(tmp_path / "rr"), tmp_path / "rr" / "out"
             run_id, _ = _rerun(srv, tmp_path, catalog, config, out)
             _check_rerun(srv, run_id, out)
-            health = srv.http.get("/admin/version")
-            assert health.status_code == 200
+            stored = _pg_flow_runs(url)
+            assert stored.get(run_id) == ("merchandiser-rerun", "COMPLETED"), stored  # in PostgreSQL, not a SQLite file
+            assert not list((tmp_path / "srv").rglob("*.db")), "the server kept a SQLite database beside PostgreSQL"
     finally:
         pg.__exit__(None, None, None)
+
+
+def _pg_flow_runs(url: str) -> dict[str, tuple[str, str]]:
+    """Flow run id -> (flow name, state type), read from the server's PostgreSQL tables directly."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return await conn.fetch("SELECT fr.id::text AS id, f.name AS flow, fr.state_type::text AS state "
+                                    "FROM flow_run fr JOIN flow f ON f.id = fr.flow_id")
+        finally:
+            await conn.close()
+
+    return {r["id"]: (r["flow"], r["state"]) for r in asyncio.run(read())}
 
 
 def _done(out: Path) -> int:
