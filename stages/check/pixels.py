@@ -66,7 +66,7 @@ def product_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> Ch
         return CheckResult("product_pixels", False, 255.0, f"<= {cfg.pixel_tolerance}", msg, True)
     n, diff, core = _core_diff(decoded, layout, cfg)
     if n == 0:
-        return CheckResult("product_pixels", False, 255.0, f"<= {cfg.pixel_tolerance}", "product has no opaque core", True)
+        return no_opaque_core(f"<= {cfg.pixel_tolerance}", cfg.core_alpha)
     diff = cv2.bitwise_and(diff, diff, mask=core)  # 0 outside the core
     worst, changed = int(diff.max()), 0
     if worst > cfg.pixel_tolerance:  # pixels with some channel over the tolerance
@@ -75,6 +75,17 @@ def product_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> Ch
     ok = worst <= cfg.pixel_tolerance
     msg = f"{n} opaque product pixels identical" if worst == 0 else f"{changed} of {n} product pixels differ (max {worst})"
     return CheckResult("product_pixels", ok, float(worst), f"<= {cfg.pixel_tolerance}", msg, True)
+
+
+def no_opaque_core(limit: str, core_alpha: int) -> CheckResult:
+    """A cut-out with no pixel at or above `core_alpha`: the whole product is see-through.
+
+    No product pixel is shown unblended, so there is nothing the generator could have altered and
+    nothing to prove; but a product that shows the scene through it is a doubtful cut-out, which a
+    person judges: review, not reject.
+    """
+    return CheckResult("product_pixels", False, 0.0, limit,
+                       f"cut-out has no opaque pixels (alpha >= {core_alpha}): the product is see-through", False)
 
 
 def format_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions, fmt: str) -> CheckResult:
@@ -88,11 +99,11 @@ def format_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions, fmt: s
 def lossy_pixels(decoded: np.ndarray, layout: Layout, cfg: CheckOptions) -> CheckResult:
     """Mean |diff| over the product's opaque core of a lossy (JPEG) file, within `lossy_mean_tolerance`."""
     limit = f"mean <= {cfg.lossy_mean_tolerance}"
-    n = 0
-    if _same_canvas(decoded, layout):
-        n, diff, core = _core_diff(decoded, layout, cfg)
-    if n == 0:
+    if not _same_canvas(decoded, layout):
         return CheckResult("product_pixels", False, 255.0, limit, "rendition does not match the canvas", True)
+    n, diff, core = _core_diff(decoded, layout, cfg)
+    if n == 0:
+        return no_opaque_core(limit, cfg.core_alpha)
     diff = cv2.bitwise_and(diff, diff, mask=core)
     # an exact integer sum: the same float as numpy's mean over the core's values
     mean, worst = int(diff.sum(dtype=np.int64)) / (3 * n), int(diff.max())

@@ -19,10 +19,28 @@ class RembgOptions:
 
     model: str = "isnet-general-use"  # commercially usable; rembg's own default (bria) is non-commercial
     alpha_matting: bool = False
+    opaque_from: int = 230  # mask level at and above which a pixel is wholly product (alpha 255)
+    clear_below: int = 25  # mask level at and below which a pixel is wholly backdrop (alpha 0)
 
     def check(self, where: str) -> None:
         if not self.model.strip():
             raise ConfigError(f"{where}.model is empty: name a rembg model (e.g. isnet-general-use)")
+        if not 0 <= self.clear_below < self.opaque_from <= 255:
+            raise ConfigError(f"{where}: need 0 <= clear_below ({self.clear_below}) < opaque_from "
+                              f"({self.opaque_from}) <= 255")
+
+
+def mask_to_alpha(mask: np.ndarray, clear_below: int, opaque_from: int) -> np.ndarray:
+    """A segmentation model's mask as an alpha matte: levels >= `opaque_from` become 255, levels
+    <= `clear_below` become 0, the ones between are stretched linearly.
+
+    rembg min-max normalises the network's output and resizes it with a Lanczos filter, so the
+    inside of a product sits at 230-254, seldom at 255 (IS-Net: 254 on almost every product pixel,
+    255 on a handful). Taken as it is, that alpha would blend the scene into every product pixel
+    (by up to 10%) and leave the product with no opaque core for the pixel check to prove.
+    """
+    lut = np.clip((np.arange(256, dtype=np.float32) - clear_below) * 255.0 / (opaque_from - clear_below), 0, 255)
+    return np.round(lut).astype(np.uint8)[mask]
 
 
 def _rembg_weight_paths(model: str) -> list[Path]:
@@ -50,6 +68,45 @@ def _rembg_advice(model: str, expected: Path, problem: str = "") -> str:
         f"a machine with internet access: U2NET_HOME={expected.parent} python -c "
         f"\"import rembg; rembg.new_session('{model}')\", or copy {model}.onnx into that folder."
     )
+
+
+BORDER_PX = 2  # width of the photo's border strip that `mask_confidence` reads
+BORDER_OK = 0.25  # share of that strip a product may cover (one whole side of a square photo)
+BORDER_BAD = 0.5  # share from which the cut-out is taken to hold the backdrop itself
+
+
+def mask_confidence(mask: np.ndarray, clear_below: int, opaque_from: int) -> tuple[float, dict[str, float], list[str]]:
+    """How far a segmentation model's mask can be trusted, in 0..1, with its measures and reasons.
+
+    A network always answers, and its answer is as crisp when it keeps the backdrop as when it
+    finds the product, so crispness alone is not enough. Three signs, each able to pull the
+    confidence under the review threshold:
+    - unsure share: mask levels strictly between `clear_below` and `opaque_from`, as a share of
+      the product area; a confident segmentation is bimodal (IS-Net: 2-5% on clean packshots);
+    - coverage: a product filling under 1% or over 90% of the photo is no product cut-out;
+    - border: the share of the photo's border strip (`BORDER_PX` wide) the cut-out covers. A
+      product may run off one side (a cropped sleeve, a shoe on the bottom edge): up to
+      `BORDER_OK` costs nothing; from there the confidence falls to 0 at `BORDER_BAD`, where the
+      cut-out runs along half the photo's edge, which only a backdrop does.
+    """
+    fg = mask > 127
+    unsure = float(((mask > clear_below) & (mask < opaque_from)).sum() / max(1, int(fg.sum())))
+    coverage = float(fg.mean())
+    b = BORDER_PX
+    strip = np.concatenate([fg[:b].ravel(), fg[-b:].ravel(), fg[b:-b, :b].ravel(), fg[b:-b, -b:].ravel()])
+    border = float(strip.mean()) if strip.size else 0.0
+    confidence = float(np.clip(1.0 - unsure / 0.5, 0.0, 1.0))
+    reasons = []
+    if unsure > 0.1:
+        reasons.append(f"soft mask: {unsure:.0%} of the product area is neither clearly in nor out")
+    if not 0.01 <= coverage <= 0.9:
+        confidence *= 0.3
+        reasons.append(f"implausible product coverage {coverage:.1%}")
+    if border > BORDER_OK:
+        confidence *= float(np.clip((BORDER_BAD - border) / (BORDER_BAD - BORDER_OK), 0.0, 1.0))
+        reasons.append(f"the cut-out runs along {border:.0%} of the photo's border: it may hold the backdrop")
+    measures = {"unsure_fraction": round(unsure, 4), "coverage": round(coverage, 4), "border_share": round(border, 4)}
+    return confidence, measures, reasons
 
 
 class RembgMatte:
@@ -113,24 +170,15 @@ class RembgMatte:
             alpha = out[..., 3] if out.ndim == 3 else out
         else:
             alpha = np.asarray(self._remove(rgb, only_mask=True, alpha_matting=False, **common))
-        alpha = np.ascontiguousarray(alpha, dtype=np.uint8)
-        fg = alpha > 127
-        # a confident segmentation is bimodal: few pixels sit far from both 0 and 255
-        unsure = float(((alpha > 25) & (alpha < 230)).sum() / max(1, int(fg.sum())))
-        coverage = float(fg.mean())
-        confidence = float(np.clip(1.0 - unsure / 0.5, 0.0, 1.0))
-        reasons = []
-        if unsure > 0.1:
-            reasons.append(f"soft mask: {unsure:.0%} of the product area is neither clearly in nor out")
-        if not 0.01 <= coverage <= 0.9:
-            confidence *= 0.3
-            reasons.append(f"implausible product coverage {coverage:.1%}")
+        mask = np.ascontiguousarray(alpha, dtype=np.uint8)
+        o = self.options
+        confidence, measures, reasons = mask_confidence(mask, o.clear_below, o.opaque_from)
         details = {
-            "model": self.options.model,
+            "model": o.model,
             "providers": self.providers,
-            "alpha_matting": self.options.alpha_matting,
-            "unsure_fraction": round(unsure, 4),
-            "coverage": round(coverage, 4),
+            "alpha_matting": o.alpha_matting,
+            **measures,
             "reasons": reasons,
         }
+        alpha = mask_to_alpha(mask, o.clear_below, o.opaque_from)
         return Matte(alpha, confidence, self.backend, details)

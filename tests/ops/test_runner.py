@@ -18,6 +18,8 @@ from ops.workbench import Workbench
 from provenance.sign import SETTINGS_LABEL
 from provenance.verify import verify_file
 
+import tiny_onnx  # tests/ is on sys.path
+
 PHOTO = "19_shoes_black-suede_white.jpg"
 MOOD = "21_shoes_bark-sandals-with-laces_on-blue.jpg"
 
@@ -103,3 +105,47 @@ def test_a_new_reference_under_the_same_file_name_regenerates_the_product(catalo
     assert again.status == "ok", "a replaced reference image must not be served from the cache"
     new_sha = hashlib.sha256((catalog / "mood.jpg").read_bytes()).hexdigest()
     assert json.loads((out / again.record).read_text())["reference_image"]["sha256"] == new_sha
+
+
+def _learned_run(catalog, repo, photo: str, u2net_home, monkeypatch):
+    """One product through the runner with the rembg matte on the weights in `u2net_home`."""
+    monkeypatch.setenv("U2NET_HOME", str(u2net_home))
+    shutil.copy(repo / "catalog" / "images" / photo, catalog / photo)
+    (catalog / "learned.csv").write_text(f"sku,image,title,category\nLEARNED-1,{photo},Thing,shoes\n")
+    cfg = load_config(repo / "config.toml", {"matte": {"backend": "rembg"}, "layout": {"width": 512, "height": 512},
+                                             "renditions": {"active": []}})
+    [row] = read_catalog(catalog / "learned.csv").rows
+    result = process_row(Workbench.build(cfg), row, RunContext(catalog / "out", "run-1"))
+    assert result.status == "ok", result.error
+    record = json.loads((catalog / "out" / result.record).read_text())
+    return result, record, {c["name"]: c for c in record["checks"]}
+
+
+def test_an_uncertain_learned_cut_out_goes_to_review_not_reject(catalog, repo, tmp_path, monkeypatch, dev_keys):
+    """A real (tiny) ONNX network that keys out white backdrops, given sneakers on a brown floor: its
+    crisp cut-out holds the whole backdrop. The SKU is published for a person to judge, with the reason."""
+    tiny_onnx.install(tmp_path / "u2net")
+    result, record, checks = _learned_run(catalog, repo, "23_shoes_white-sneakers_on-brown.jpg", tmp_path / "u2net",
+                                          monkeypatch)
+    assert record["backends"]["matte"] == "rembg:isnet-general-use"
+    assert result.verdict == "review" and record["verdict"] == "review"
+    assert not checks["matte_confidence"]["passed"] and record["matte_confidence"] < 0.5
+    assert any("low cut-out confidence" in r for r in record["reasons"]), record["reasons"]
+    assert any("border" in r for r in record["matte_details"]["reasons"]), record["matte_details"]
+    assert checks["product_pixels"]["passed"]  # what it calls product is published untouched
+
+
+@pytest.mark.models
+def test_learned_cut_out_with_isnet_publishes_the_product_untouched(catalog, repo, monkeypatch, dev_keys):
+    """IS-Net's mask peaks at 254, not 255: the published product must still have an opaque core
+    that covers the product, proven identical to the photo, and nothing rejects a good cut-out."""
+    from models import weights_folder
+
+    result, record, checks = _learned_run(catalog, repo, "22_shoes_strap-sandals_white.jpg",
+                                          weights_folder("isnet-general-use.onnx"), monkeypatch)
+    assert result.verdict == "pass", record["reasons"]
+    assert checks["expansion"]["passed"] and "resegment" in checks["expansion"]["message"]
+    alpha = np.asarray(Image.open((catalog / "out" / result.record).parent / "layers" / "product.png"))[..., 3]
+    core = int((alpha == 255).sum())
+    assert checks["product_pixels"]["passed"] and checks["product_pixels"]["message"].startswith(f"{core} opaque")
+    assert core >= 0.9 * (alpha > 127).sum()

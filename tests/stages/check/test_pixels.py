@@ -31,7 +31,8 @@ def _reference_product_pixels(decoded, layout, cfg) -> CheckResult:
                            f"output is {decoded.shape[1]}x{decoded.shape[0]}, canvas is "
                            f"{layout.size[0]}x{layout.size[1]}", True)
     if n == 0:
-        return CheckResult("product_pixels", False, 255.0, f"<= {cfg.pixel_tolerance}", "product has no opaque core", True)
+        return CheckResult("product_pixels", False, 0.0, f"<= {cfg.pixel_tolerance}",
+                           f"cut-out has no opaque pixels (alpha >= {cfg.core_alpha}): the product is see-through", False)
     diff = np.abs(decoded[core].astype(np.int16) - layout.product_rgb[core].astype(np.int16))
     worst = int(diff.max())
     changed = int((diff.max(axis=1) > cfg.pixel_tolerance).sum())
@@ -42,8 +43,11 @@ def _reference_product_pixels(decoded, layout, cfg) -> CheckResult:
 def _reference_lossy(decoded, layout, cfg) -> CheckResult:
     core = layout.product_alpha >= cfg.core_alpha
     limit = f"mean <= {cfg.lossy_mean_tolerance}"
-    if decoded.shape != layout.product_rgb.shape or not core.any():
+    if decoded.shape != layout.product_rgb.shape:
         return CheckResult("product_pixels", False, 255.0, limit, "rendition does not match the canvas", True)
+    if not core.any():
+        return CheckResult("product_pixels", False, 0.0, limit,
+                           f"cut-out has no opaque pixels (alpha >= {cfg.core_alpha}): the product is see-through", False)
     diff = np.abs(decoded[core].astype(np.int16) - layout.product_rgb[core].astype(np.int16))
     mean, worst = float(diff.mean()), int(diff.max())
     return CheckResult("product_pixels", mean <= cfg.lossy_mean_tolerance, round(mean, 3), limit,
@@ -105,8 +109,13 @@ def test_changed_product_pixels_are_caught_and_counted(staged):
     assert "canvas is 512x512" in product_pixels(v["cropped"], layout, CheckOptions()).message
 
 
-def test_no_opaque_core_fails(staged):
+def test_a_see_through_cut_out_goes_to_review_not_reject(staged):
+    """A matte with no opaque pixel (a soft mask that never reaches the core level) is a doubtful
+    cut-out for a person to judge: the check fails without blocking."""
     layout, out = staged
-    empty = replace(layout, product_alpha=np.zeros_like(layout.product_alpha))
-    assert product_pixels(out, empty, CheckOptions()).message == "product has no opaque core"
-    assert not lossy_pixels(out, empty, CheckOptions()).passed
+    soft = replace(layout, product_alpha=np.minimum(layout.product_alpha, 254))
+    for res in (product_pixels(out, soft, CheckOptions()), lossy_pixels(out, soft, CheckOptions())):
+        assert not res.passed and not res.blocking
+        assert "cut-out has no opaque pixels (alpha >= 255)" in res.message
+    # the same soft alpha has a core once the core level is below it
+    assert product_pixels(out, soft, CheckOptions(core_alpha=254)).blocking

@@ -1,13 +1,19 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from ops.config import MatteConfig
-from stages.errors import ModelUnavailableError, UnknownBackendError
+from stages.errors import ConfigError, ModelUnavailableError, UnknownBackendError
 from stages.matte import BACKENDS, Matte, compute_matte, load_matte_backend
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
-from stages.matte.rembg import RembgMatte, RembgOptions
+from stages.matte.rembg import RembgMatte, RembgOptions, mask_to_alpha
+
+import tiny_onnx  # tests/ is on sys.path
+
+MASKS = Path(__file__).resolve().parents[2] / "data" / "masks"  # hand-made reference masks
 
 SS = 4  # supersampling factor: shapes are drawn large and averaged down, as a lens would
 
@@ -267,38 +273,35 @@ def test_rembg_unreadable_weights_are_reported_with_advice(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("alpha_matting", [False, True])
-def test_rembg_backend_turns_the_model_mask_into_a_matte(tmp_path, monkeypatch, alpha_matting):
-    """The glue around rembg: session options, mask extraction, confidence. The network itself
-    needs weights this test cannot have, so rembg's two entry points are stood in for."""
-    rembg = pytest.importorskip("rembg")
+def test_rembg_runs_a_real_onnx_network_from_u2net_home(tmp_path, monkeypatch, images, alpha_matting):
+    """The whole learned path with nothing stood in for: rembg finds a (tiny) ONNX network under
+    U2NET_HOME, onnxruntime runs it on a real photo, and the backend turns its mask into a matte."""
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))
-    (tmp_path / "isnet-general-use.onnx").write_bytes(b"weights")
-    calls = {}
-    rgb, cov, *_ = _packshot(size=64)
-    mask = np.round(cov * 255).astype(np.uint8)
-
-    def new_session(model, providers):
-        calls["session"] = (model, providers)
-        return "session"
-
-    def remove(data, **kw):
-        calls["remove"] = kw
-        assert kw["session"] == "session" and kw["post_process_mask"] is False
-        if kw.get("only_mask"):
-            return mask
-        return np.dstack([data, mask])  # rembg's RGBA cut-out
-
-    monkeypatch.setattr(rembg, "new_session", new_session)
-    monkeypatch.setattr(rembg, "remove", remove)
+    tiny_onnx.install(tmp_path)
+    name = "19_shoes_black-suede_white"
+    rgb = np.asarray(Image.open(images / f"{name}.jpg").convert("RGB"))
+    hand = np.asarray(Image.open(MASKS / f"{name}.png").convert("L")) > 127
     backend = _rembg(alpha_matting=alpha_matting)
-    assert calls["session"][0] == "isnet-general-use"
-    assert calls["session"][1][-1] == "CPUExecutionProvider"
+    assert backend.providers[-1] == "CPUExecutionProvider"
     matte = compute_matte(backend, rgb, None)
-    assert matte.backend == "rembg:isnet-general-use"
-    assert np.array_equal(matte.alpha, mask) and matte.alpha.dtype == np.uint8
-    assert calls["remove"]["alpha_matting"] is alpha_matting
-    assert calls["remove"].get("only_mask", False) is not alpha_matting
-    assert matte.confidence > 0.5 and matte.details["model"] == "isnet-general-use"
-    # a washed-out mask (nothing clearly in or out) is not trusted
-    mask[:] = 128
-    assert backend.run(rgb).confidence < 0.2
+    assert matte.backend == "rembg:isnet-general-use" and matte.details["model"] == "isnet-general-use"
+    assert matte.alpha.shape == rgb.shape[:2] and matte.alpha.dtype == np.uint8
+    fg = matte.alpha > 127
+    assert (fg & hand).sum() / (fg | hand).sum() > 0.9  # the network's mask, scaled back onto the photo
+    assert (matte.alpha[hand] == 255).mean() > 0.8  # the product's inside is opaque
+    assert matte.confidence > 0.5
+    # a plain grey card: the network finds nothing plausible and the backend says so
+    card = np.full((300, 400, 3), 128, np.uint8)
+    card[100:200, 150:250] = 120
+    assert backend.run(card).confidence < 0.5
+
+
+def test_rembg_mask_levels_become_an_opaque_product_with_soft_edges():
+    """rembg's masks peak at 254 inside a product: those levels are wholly product, the faint
+    ones wholly backdrop, the edge ramp stays soft."""
+    mask = np.array([0, 10, 25, 26, 127, 229, 230, 254, 255], np.uint8)
+    alpha = mask_to_alpha(mask, clear_below=25, opaque_from=230)
+    assert list(alpha[[0, 1, 2]]) == [0, 0, 0] and list(alpha[[6, 7, 8]]) == [255, 255, 255]
+    assert 0 < alpha[3] < alpha[4] < alpha[5] < 255 and np.all(np.diff(alpha.astype(int)) >= 0)
+    with pytest.raises(ConfigError, match="clear_below"):
+        RembgOptions(clear_below=200, opaque_from=100).check("matte.rembg")
