@@ -1,4 +1,4 @@
-"""The `stage` command: run a catalog, verify outputs, make development signing keys."""
+"""The `stage` command: run a catalog, verify outputs, make development signing keys, check a machine."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except EXPECTED as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED
+    if not args.quiet:
+        from flows.doctor_cli import print_summary
+
+        print_summary(cfg, args.out,
+                      lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
 
     from flows import nightly
     from flows.launch import launch, summarize
@@ -128,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.review_cli import add_parsers as add_review  # stage review list / approve / reject / reset
 
     add_review(sub, _default_config())
+    from flows.doctor_cli import add_parsers as add_doctor  # stage doctor
+
+    add_doctor(sub, _default_config())
     return parser
 
 

@@ -3,6 +3,7 @@ cannot be had: one place for every backend's loading."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from contextlib import contextmanager
@@ -50,14 +51,74 @@ class ModelSource:
                            found.name if found is not None else None)
 
 
-def download_advice(ref: str, setting: str, default_hub_id: str | None = None) -> str:
+def download_command(ref: str, default_hub_id: str | None = None, filename: str = "") -> str:
+    """The command that puts a model (or one file of it) into the Hugging Face cache: `ref` when it
+    is a hub id, else the backend's default model (a local folder is filled from it)."""
     hub_id = ref if _HUB_ID.match(ref) and not Path(ref).expanduser().exists() else (default_hub_id or "<hub id>")
+    return f"hf download {hub_id}" + (f" {filename}" if filename else "")
+
+
+def download_advice(ref: str, setting: str, default_hub_id: str | None = None, filename: str = "") -> str:
+    command = download_command(ref, default_hub_id, filename)
     return (
         f"Provide it as a local folder (set {setting} to its path), or download it once on a machine with "
-        f"internet into the Hugging Face cache: `hf download {hub_id}` (older clients: "
-        f"`huggingface-cli download {hub_id}`) and copy the cache (HF_HOME) to this machine. "
+        f"internet into the Hugging Face cache: `{command}` (older clients: "
+        f"`huggingface-cli {command.removeprefix('hf ')}`) and copy the cache (HF_HOME) to this machine. "
         "With HF_HUB_OFFLINE=1 only the local cache is searched."
     )
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing a backend needs before it can load (a package, a model's weights), found or not.
+
+    Backends with weights list theirs in a `requirements(options)` classmethod that looks only at
+    files and caches: nothing is imported, loaded or downloaded, so a machine can be checked in
+    milliseconds (`stage doctor`) and a missing model is named before the first batch fails."""
+
+    role: str  # what it is for, e.g. "inpainting model", "package"
+    ref: str  # as configured: hub id, path, model or package name
+    found: str = ""  # where it is; "" when missing
+    revision: str | None = None  # the cached commit, when known
+    problem: str = ""  # "" when present; else the message a run would fail with
+    fix: str = ""  # the command that provides it
+    why: str = ""  # the problem in a few words (without the advice the message ends with)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def package_requirement(module: str, install: str) -> Requirement:
+    """Whether `module` is installed, found without importing it (torch alone takes seconds)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        why = f"the Python package {module!r} is not installed"
+        return Requirement("package", module, problem=why, fix=install, why=why)
+    return Requirement("package", module, found=spec.origin or module)
+
+
+def source_requirement(role: str, ref: str, revision: str, marker: str, setting: str,
+                       default_hub_id: str | None = None, filename: str = "") -> Requirement:
+    """`resolve_source` as a Requirement: a local folder or cached snapshot is found, anything else
+    (also a hub id a run would download first) is missing, with the `hf download` command
+    (`filename`: the one file of the repo that is needed)."""
+    fix = download_command(ref, default_hub_id, filename)
+    advice = download_advice(ref.strip(), setting, default_hub_id)
+    try:
+        src = resolve_source(role, ref, revision, marker, setting, default_hub_id)
+    except ModelUnavailableError as exc:
+        return Requirement(role, ref, problem=str(exc), fix=fix, why=str(exc).replace(advice, "").strip())
+    if src.kind == "hub":
+        at = f"@{revision}" if revision else ""
+        why = "not in the local Hugging Face cache: a run would download it first, and fails without network"
+        return Requirement(role, ref, problem=(
+            f"{role} {ref}{at} is {why}. {download_advice(ref, setting, default_hub_id, filename)}"), fix=fix,
+            why=why)
+    return Requirement(role, ref, src.load_from, src.commit or src.revision)
 
 
 def _cached_snapshot(repo: str, marker: str, revision: str | None) -> Path | None:

@@ -12,7 +12,7 @@ import numpy as np
 from stages.depth.base import DepthMap, preview_canvas
 from stages.errors import ModelUnavailableError, StageError
 from stages.layout import Layout
-from stages.models import hub_offline
+from stages.models import Requirement, download_command, hub_offline, package_requirement, source_requirement
 
 _DETECTORS = {
     # name: (controlnet_aux class name, default checkpoint file)
@@ -41,6 +41,14 @@ class ControlnetAuxDepth:
         self.label = label
 
     @classmethod
+    def requirements(cls, options: ControlnetAuxOptions) -> list[Requirement]:
+        """The controlnet-aux package and the detector's checkpoint (a local folder or the HF cache)."""
+        filename = options.filename or _DETECTORS[options.detector][1]
+        return [package_requirement("controlnet_aux", "pip install controlnet-aux"),
+                source_requirement(f"{options.detector} checkpoint", options.model, "", filename,
+                                   "[depth.controlnet_aux].model", ControlnetAuxOptions().model, filename)]
+
+    @classmethod
     def load(cls, options: ControlnetAuxOptions) -> ControlnetAuxDepth:
         class_name, default_file = _DETECTORS[options.detector]
         filename = options.filename or default_file
@@ -48,7 +56,8 @@ class ControlnetAuxDepth:
         hub_id = options.model if "/" in options.model else "lllyasviel/Annotators"
         advice = (
             f"Provide the {options.detector} checkpoint {filename!r}: download it once on a machine with internet "
-            f"(`huggingface-cli download {hub_id} {filename}`) into the Hugging Face cache, or copy the file "
+            f"(`{download_command(hub_id, filename=filename)}`; older clients: `huggingface-cli download {hub_id} "
+            f"{filename}`) into the Hugging Face cache, or copy the file "
             "into a folder and set [depth.controlnet_aux].model to it."
         )
         local = Path(options.model).expanduser()

@@ -12,7 +12,17 @@ import numpy as np
 from stages.depth.base import DepthMap, preview_canvas
 from stages.errors import StageError
 from stages.layout import Layout
-from stages.models import ModelSource, choose_device, hub_hint, load_failure, quiet_loading, resolve_source
+from stages.models import (
+    ModelSource,
+    Requirement,
+    choose_device,
+    hub_hint,
+    load_failure,
+    package_requirement,
+    quiet_loading,
+    resolve_source,
+    source_requirement,
+)
 
 @dataclass(frozen=True)
 class TransformersDepthOptions:
@@ -63,6 +73,14 @@ class TransformersDepth:
         self.distance = distance
         self.device = device
         self._lock = threading.Lock()  # one pipeline, shared by the worker's threads
+
+    @classmethod
+    def requirements(cls, options: TransformersDepthOptions) -> list[Requirement]:
+        """torch, transformers and the model (a local folder or the HF cache)."""
+        return [package_requirement("torch", "pip install torch"),
+                package_requirement("transformers", "pip install transformers"),
+                source_requirement("depth model", options.model, options.revision, "config.json",
+                                   "[depth.transformers].model", TransformersDepthOptions().model)]
 
     @classmethod
     def load(cls, options: TransformersDepthOptions) -> TransformersDepth:

@@ -11,6 +11,7 @@ import numpy as np
 
 from stages.errors import ConfigError, ModelUnavailableError
 from stages.matte.base import Matte, check_rgb
+from stages.models import Requirement, package_requirement
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,30 @@ def _rembg_weight_paths(model: str) -> list[Path]:
     return [Path(rembg_home).expanduser() / "models" / model / fname, legacy / fname]
 
 
+def rembg_fetch_command(model: str, folder: Path) -> str:
+    """The command that downloads `model` into `folder` (run where there is internet, then copy)."""
+    return f"U2NET_HOME={folder} python -c \"import rembg; rembg.new_session('{model}')\""
+
+
 def _rembg_advice(model: str, expected: Path, problem: str = "") -> str:
     problem = problem or f"has no weights at {expected}"
     return (
         f"rembg model {model!r} {problem}; rembg reads {model}.onnx from the folder named by "
         f"U2NET_HOME (expected file: {expected}). To provide it, run once on "
-        f"a machine with internet access: U2NET_HOME={expected.parent} python -c "
-        f"\"import rembg; rembg.new_session('{model}')\", or copy {model}.onnx into that folder."
+        f"a machine with internet access: {rembg_fetch_command(model, expected.parent)}, "
+        f"or copy {model}.onnx into that folder."
     )
+
+
+def rembg_model_files() -> tuple[Path, list[Path]]:
+    """(the folder rembg reads flat `<model>.onnx` files from, every .onnx model file it can find
+    in either layout)."""
+    current, flat = (p.parent for p in _rembg_weight_paths("_"))
+    files = sorted(flat.glob("*.onnx")) if flat.is_dir() else []
+    models = current.parent
+    if models.is_dir():
+        files += sorted(f for f in models.glob("*/*.onnx") if f.stem == f.parent.name)
+    return flat, files
 
 
 BORDER_PX = 2  # width of the photo's border strip that `mask_confidence` reads
@@ -127,6 +144,18 @@ class RembgMatte:
         self._remove = remove
         self.providers = providers
         self.backend = f"rembg:{options.model}"
+
+    @classmethod
+    def requirements(cls, options: RembgOptions) -> list[Requirement]:
+        """The rembg package and the model's .onnx file, looked for where `load` looks."""
+        paths = _rembg_weight_paths(options.model)
+        weights = next((p for p in paths if p.is_file()), None)
+        found = (Requirement("rembg model", options.model, str(weights)) if weights is not None else
+                 Requirement("rembg model", options.model, problem=_rembg_advice(options.model, paths[-1]),
+                             fix=rembg_fetch_command(options.model, paths[-1].parent),
+                             why=f"no {options.model}.onnx in {' or '.join(str(p.parent) for p in paths)}"))
+        return [package_requirement("rembg", "pip install 'rembg[cpu]'  # or rembg[gpu]"),
+                package_requirement("onnxruntime", "pip install onnxruntime  # or onnxruntime-gpu"), found]
 
     @classmethod
     def load(cls, options: RembgOptions) -> RembgMatte:

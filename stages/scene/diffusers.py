@@ -15,10 +15,18 @@ import numpy as np
 
 from stages.depth.base import preview_canvas
 from stages.errors import ConfigError, ModelUnavailableError, StageError
-from stages.models import ModelSource, quiet_loading
+from stages.models import ModelSource, Requirement, package_requirement, quiet_loading
 from stages.scene import ip_adapter, prompts
 from stages.scene.base import Scene, SceneOutOfMemory, SceneRequest
-from stages.scene.diffusers_load import Prepared, Sources, enable_offload, load_pipeline, prepare, resolve_sources
+from stages.scene.diffusers_load import (
+    Prepared,
+    Sources,
+    enable_offload,
+    load_pipeline,
+    prepare,
+    resolve_sources,
+    source_requirements,
+)
 from stages.scene.diffusers_options import DiffusersOptions, working_size
 
 log = logging.getLogger("stages.scene.diffusers")
@@ -68,6 +76,14 @@ class DiffusersScene:
     @classmethod
     def where(cls) -> str:
         return f"scene.{cls.name.replace('-', '_')}"
+
+    @classmethod
+    def requirements(cls, options: DiffusersOptions) -> list[Requirement]:
+        """torch, diffusers, transformers and every model the pipeline loads (each on its own row)."""
+        return [package_requirement("torch", "pip install torch"),
+                package_requirement("diffusers", "pip install diffusers"),
+                package_requirement("transformers", "pip install transformers"),
+                *source_requirements(options, cls.Options(), cls.where())]
 
     @classmethod
     def load(cls, options: DiffusersOptions) -> DiffusersScene:

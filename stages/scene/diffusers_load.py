@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stages.errors import ModelUnavailableError
-from stages.models import ModelSource, choose_device, hub_hint, load_failure, resolve_source
+from stages.models import (
+    ModelSource,
+    Requirement,
+    choose_device,
+    hub_hint,
+    load_failure,
+    resolve_source,
+    source_requirement,
+)
 from stages.scene import ip_adapter
 from stages.scene.diffusers_options import SCHEDULERS, DiffusersOptions
 
@@ -41,6 +49,28 @@ def resolve_sources(o: DiffusersOptions, defaults: DiffusersOptions, where: str)
                               f"[{where}].loras[{i}].path") for i, lora in enumerate(o.loras)],
         ip_adapter=ip, image_encoder=encoder,
     )
+
+
+def source_requirements(o: DiffusersOptions, defaults: DiffusersOptions, where: str) -> list[Requirement]:
+    """The models of `resolve_sources`, each found or missing on its own (nothing is loaded)."""
+    found = [
+        source_requirement("inpainting model", o.model, o.revision, "model_index.json", f"[{where}].model",
+                           defaults.model),
+        source_requirement("depth ControlNet", o.controlnet, o.controlnet_revision, "config.json",
+                           f"[{where}].controlnet", defaults.controlnet),
+    ]
+    if o.vae:
+        found.append(source_requirement("VAE", o.vae, o.vae_revision, "config.json", f"[{where}].vae",
+                                        defaults.vae or None))
+    found += [source_requirement(f"LoRA #{i}", lora.path, "", lora.weight_name or "pytorch_lora_weights.safetensors",
+                                 f"[{where}].loras[{i}].path") for i, lora in enumerate(o.loras)]
+    if o.ip_adapter:
+        found.append(source_requirement("IP-Adapter", o.ip_adapter, "", ip_adapter.weights_path(o),
+                                        f"[{where}].ip_adapter"))
+    if o.image_encoder:
+        found.append(source_requirement("IP-Adapter image encoder", o.image_encoder, "", "config.json",
+                                        f"[{where}].image_encoder"))
+    return found
 
 
 def load_pipeline(o: DiffusersOptions, sources: Sources, pipeline_class: str, xl: bool,

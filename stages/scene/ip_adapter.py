@@ -14,7 +14,7 @@ NEUTRAL = 128  # grey of the stand-in image for requests without a reference
 _NEUTRAL_SIDE = 224
 
 
-def _weights_path(o: Any) -> str:
+def weights_path(o: Any) -> str:
     sub = o.ip_adapter_subfolder.strip("/")
     return f"{sub}/{o.ip_adapter_weight_name}" if sub else o.ip_adapter_weight_name
 
@@ -26,7 +26,7 @@ def resolve(o: Any, where: str) -> tuple[ModelSource | None, ModelSource | None]
     """
     if not o.ip_adapter:
         return None, None
-    ip = resolve_source("IP-Adapter", o.ip_adapter, "", _weights_path(o), f"[{where}].ip_adapter")
+    ip = resolve_source("IP-Adapter", o.ip_adapter, "", weights_path(o), f"[{where}].ip_adapter")
     sub = o.ip_adapter_subfolder.strip("/")
     if ip.kind == "hf-cache" and sub:  # the cache lookup found the weights' folder: go up to the snapshot
         root = Path(ip.load_from)
@@ -58,7 +58,7 @@ def load(pipe: Any, o: Any, ip: ModelSource, encoder: ModelSource | None, dtype:
                              **ip.pretrained_kwargs)
     except Exception as exc:  # hub, file-format and shape errors all mean: these weights cannot be used
         raise load_failure(ip, exc, (
-            f"Set [{where}].ip_adapter to a folder holding {_weights_path(o)} (and "
+            f"Set [{where}].ip_adapter to a folder holding {weights_path(o)} (and "
             f"{o.ip_adapter_subfolder or '.'}/image_encoder, or set image_encoder), or download the hub repo once "
             f"(`hf download {ip.ref if ip.kind != 'local' else 'h94/IP-Adapter'}`).")) from exc
     if getattr(pipe, "image_encoder", None) is None:

