@@ -1,4 +1,4 @@
-"""The `stage` command: run a catalog, verify outputs, make development signing keys, check a machine."""
+"""The `stage` command: run a catalog, verify and reproduce outputs, make development signing keys, check a machine."""
 
 from __future__ import annotations
 
@@ -93,6 +93,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_RUN_FAILED
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ops.config import load_config
+    from ops.reproduce import IDENTICAL, reproduce
+    from stages.errors import StagingError
+
+    try:
+        cfg = load_config(args.config)
+    except StagingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    out = Path(args.out) if args.out else None
+    result = reproduce(Path(args.image), cfg, source=args.source, reference=args.reference, out=out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(f"{result.image}: {result.line()}")
+        for note in result.notes:
+            print(f"  note: {note}")
+        if result.staged and out is not None:
+            print(f"  staged again: {result.staged}")
+    return EXIT_OK if result.outcome == IDENTICAL else EXIT_RUN_FAILED
+
+
 def cmd_keys_init(args: argparse.Namespace) -> int:
     from provenance.keys import DEV_WARNING, init_dev_keys
 
@@ -121,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--trust-anchors", help="PEM bundle of trusted root certificates")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=cmd_verify)
+    again = sub.add_parser("reproduce", help="stage a published image again from its content credentials and "
+                                             "compare the pixels (exit 0: identical)")
+    again.add_argument("image", help="a published master image (<sku>.png or <sku>-v<n>.png)")
+    again.add_argument("--source", help="the source photo (default: the one the product's record names); its "
+                                        "SHA-256 must match the credentials")
+    again.add_argument("--reference", help="the style reference image, when the image was made with one")
+    again.add_argument("--out", help="keep the product staged again in this new or empty folder (default: a temporary folder)")
+    again.add_argument("--config", default=_default_config(),
+                       help="this machine's config.toml: where photos may be read from; every output setting "
+                            "comes from the image's credentials")
+    again.add_argument("--json", action="store_true", help="machine-readable output")
+    again.set_defaults(func=cmd_reproduce)
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     init = keys_sub.add_parser("init", help="make a development CA and signer (untrusted) outside the repo")

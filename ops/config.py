@@ -204,9 +204,18 @@ class Config:
             del d["load"][key]
         return {k: d[k] for k in OUTPUT_AFFECTING}
 
+    def output_json(self) -> str:
+        """The output-affecting tables as canonical JSON: what `digest` hashes, and what each image's
+        credentials record so that `stage reproduce` can rebuild this configuration and check it."""
+        text = self.__dict__.get("_output_json")  # frozen: computed once per instance
+        if text is None:
+            text = json.dumps(self.output_affecting(), sort_keys=True, default=str)
+            object.__setattr__(self, "_output_json", text)
+        return text
+
     def digest(self) -> str:
         """Hash of what makes the outputs (cache keys and records name it)."""
-        return self._memo("_digest", self.output_affecting)
+        return self.__dict__.get("_digest") or self._store("_digest", output_digest(self.output_json()))
 
     def fingerprint(self) -> str:
         """Hash of every setting: two configs with the same fingerprint run the same way."""
@@ -215,9 +224,17 @@ class Config:
     def _memo(self, name: str, tables: Any) -> str:
         memo = self.__dict__.get(name)  # frozen: computed once per instance (cache keys call it per row)
         if memo is None:
-            memo = hashlib.sha256(json.dumps(tables(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-            object.__setattr__(self, name, memo)
+            memo = self._store(name, output_digest(json.dumps(tables(), sort_keys=True, default=str)))
         return memo
+
+    def _store(self, name: str, value: str) -> str:
+        object.__setattr__(self, name, value)
+        return value
+
+
+def output_digest(output_json: str) -> str:
+    """The config digest of `Config.output_json()` text (16 hex digits)."""
+    return hashlib.sha256(output_json.encode()).hexdigest()[:16]
 
 
 def _validate(cfg: Config) -> None:
@@ -310,3 +327,29 @@ def default_config_path(folder: Path | None = None) -> str | None:
     """`config.toml` in `folder` (the working directory) when there is one; None means the built-in defaults."""
     candidate = (folder or Path(".")) / DEFAULT_FILE
     return str(candidate) if candidate.is_file() else None
+
+
+def rebuild_config(output_json: str, local: Config) -> Config:
+    """The configuration an image was made with, from the `Config.output_json()` text its credentials
+    record, validated like a file's.
+
+    Only the output-affecting tables come from the record; what is machine-local comes from `local`
+    (this machine's config): where photos may be read from ([load] allow_hosts and local_roots), the
+    [run], [verify] and [schedule] tables, and the folder relative paths resolve against. The digest
+    of the result is that of the text, so the caller can compare it with the recorded digest.
+    """
+    try:
+        tables = json.loads(output_json)
+    except ValueError as exc:
+        raise ConfigError(f"the recorded configuration is not valid JSON: {exc}") from None
+    if not isinstance(tables, dict) or not all(isinstance(tables.get(k), dict) for k in OUTPUT_AFFECTING):
+        raise ConfigError(f"the recorded configuration must hold the tables {list(OUTPUT_AFFECTING)}")
+    unknown = sorted(set(tables) - set(OUTPUT_AFFECTING))
+    if unknown:
+        raise ConfigError(f"the recorded configuration has unknown table(s) {unknown}")
+    tables["load"] = {**tables["load"], "allow_hosts": list(local.load.allow_hosts),
+                      "local_roots": list(local.load.local_roots)}
+    cfg = dataclasses.replace(build(Config, tables, ""), run=local.run, verify=local.verify, schedule=local.schedule,
+                              base_dir=local.base_dir, path=local.path)
+    _validate(cfg)
+    return cfg

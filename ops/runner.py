@@ -251,9 +251,15 @@ def _format_copy(bench: Workbench, p: _Product, pixels: np.ndarray, index: int, 
 
 
 def _settings(bench: Workbench, p: _Product, v: Variant, index: int) -> dict[str, Any]:
-    """Every generation setting of one variant: its C2PA settings assertion."""
+    """Every generation setting of one variant: its C2PA settings assertion.
+
+    With `row` (the catalog row without its machine-local paths: the fields its cache key hashes)
+    and `config` (the output-affecting tables as canonical JSON, whose hash is `config_digest`),
+    `stage reproduce` can stage the variant again from the image alone (ops/reproduce.py)."""
     staging = p.staging
     return {
+        "row": _row_settings(p.row),
+        "config": bench.cfg.output_json(),
         "sku": p.row.sku, "variant": index, "seed": v.seed, "prompt": p.safety.prompt,
         "negative_prompt": p.safety.negative_prompt,
         "backends": {"matte": staging.matte.backend, "depth": staging.depth.backend, "scene": v.scene.backend},
@@ -262,6 +268,11 @@ def _settings(bench: Workbench, p: _Product, v: Variant, index: int) -> dict[str
         "reference_image": p.reference.record() if p.reference else None,
         "config_digest": bench.cfg.digest(), "pipeline_version": PIPELINE_VERSION,
     }
+
+
+def _row_settings(row: CatalogRow) -> dict[str, Any]:
+    """The row as its credentials record it: no line number and no paths (they are this machine's)."""
+    return {k: v for k, v in row.to_dict().items() if k not in ("row", "image", "reference_image")}
 
 
 def _write_product(bench: Workbench, p: _Product, variants: list[VariantOutcome], primary: VariantOutcome,
