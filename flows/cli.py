@@ -1,4 +1,4 @@
-"""The `stage` command: run a catalog, verify outputs, make development signing keys."""
+"""The `stage` command: run a catalog, verify outputs, make development signing keys, report on runs."""
 
 from __future__ import annotations
 
@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.review_cli import add_parsers as add_review  # stage review list / approve / reject / reset
 
     add_review(sub, _default_config())
+    from flows.report_cli import add_parsers as add_report  # stage report RUN_ID
+
+    add_report(sub, _default_config())
     return parser
 
 
