@@ -28,7 +28,7 @@ from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Keys dropped anywhere in a record: they differ between any two runs of the same inputs.
-RUN_KEYS = ("run_id", "created_at", "timings_ms")
+RUN_KEYS = ("run_id", "created_at", "timings_ms", "cost")  # cost: priced from timings_ms
 # What follows from the pipeline version and the config's layout: hashes of them, and the size of a
 # signed file (its manifest names the version and the backends).
 DERIVED: list[tuple[str, ...]] = [("pipeline_version",), ("config_digest",), ("cache_key",),

@@ -14,6 +14,7 @@ from prefect.artifacts import (
     create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
 )
 
+from ops.cost import money
 from ops.paths import LAYERS, PRODUCTS
 from ops.report import printable
 
@@ -56,7 +57,7 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
 
     Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
     `staging-progress`, `staging-run-counts`, `staging-run-failures`, `staging-run-timings`,
-    `staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
+    `staging-run-cost`, `staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
     browser on the machine (or share) that holds the output folder; a browser elsewhere shows the
     links but cannot load them (serve the output folder over HTTP for that).
     """
@@ -75,8 +76,23 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
                    {"what": "rows staged", "value": timings["processed_rows"]}]
     timing_rows += [{"what": f"mean {k} per staged row (ms)", "value": v} for k, v in timings["mean_ms"].items()]
     create_table_artifact(timing_rows, key="staging-run-timings", description=f"Run {run_id}: timings")
+    if cost := summary.get("cost"):
+        create_table_artifact(cost_rows(cost), key="staging-run-cost",
+                              description=f"Run {run_id}: cost per run, per SKU and per stage ({cost['currency']})")
     create_markdown_artifact(_markdown(run_id, summary, attention, report, out_root), key="staging-run-report",
                              description=f"Run {run_id}")
+
+
+def cost_rows(cost: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's cost table: the run, its SKUs (median, p90), then each stage's time, share and cost."""
+    cur, per = cost["currency"], cost["per_sku"]
+    rows = [{"what": "run", "time_s": "", "share": "", "cost": money(cost["total"], cur)},
+            {"what": f"per SKU, median of {cost['priced_rows']}", "time_s": "", "share": "",
+             "cost": money(per["median"], cur)},
+            {"what": "per SKU, p90", "time_s": "", "share": "", "cost": money(per["p90"], cur)}]
+    rows += [{"what": f"stage {s['stage']}", "time_s": round(s["ms"] / 1000, 2), "share": f"{100 * s['share']:.1f}%",
+              "cost": money(s["cost"], cur)} for s in cost["stages"]]
+    return rows
 
 
 def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], report: Path | None,
@@ -88,6 +104,10 @@ def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, An
         lines.append("Report: not written (see the run's logs)")
     counts = ", ".join(f"{_md(k)} {v}" for k, v in sorted(summary["by_status"].items()))
     lines += ["", f"Rows: {summary['rows']} ({counts}; invalid {summary['invalid_rows']})", ""]
+    if cost := summary.get("cost"):
+        lines += [f"Cost: {money(cost['total'], cost['currency'])} for {cost['priced_rows']} staged SKU(s); per SKU "
+                  f"median {money(cost['per_sku']['median'], cost['currency'])}, "
+                  f"p90 {money(cost['per_sku']['p90'], cost['currency'])}", ""]
     thumbs = []
     for r in _thumbnail_rows(out_root, attention):
         thumbs.append(f"![{_md(r['sku'])}]({file_url(r['thumb'])})")

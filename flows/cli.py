@@ -1,4 +1,5 @@
-"""The `stage` command: run a catalog, verify and reproduce outputs, make development signing keys, check a machine."""
+"""The `stage` command: run a catalog, verify and reproduce outputs, make development signing keys, check a
+machine, report on runs."""
 
 from __future__ import annotations
 
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.doctor_cli import add_parsers as add_doctor  # stage doctor
 
     add_doctor(sub, _default_config())
+    from flows.report_cli import add_parsers as add_report  # stage report RUN_ID
+
+    add_report(sub, _default_config())
     return parser
 
 

@@ -61,6 +61,8 @@ def summarize(result: dict[str, Any], say: Callable[[str], None]) -> int:
     s = result["summary"]
     say(f"run {result['run_id']}: {s['rows']} rows; " + ", ".join(
         f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f", invalid {s['invalid_rows']}")
+    if s.get("cost"):
+        say(cost_line(s["cost"]))
     if s["by_verdict"]:
         say("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_verdict"].items())))
     for e in result["catalog_errors"]:
@@ -81,6 +83,15 @@ def summarize(result: dict[str, Any], say: Callable[[str], None]) -> int:
             "run the same command again to stage them")
         return EXIT_STOPPED
     return EXIT_PARTIAL if s["failed"] else EXIT_OK
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    """One line: what the run's staged products cost, per SKU (median, p90) (ops.cost)."""
+    from ops.cost import money
+
+    cur, per = cost["currency"], cost["per_sku"]
+    return (f"cost: {money(cost['total'], cur)} for {cost['priced_rows']} staged SKU(s); "
+            f"per SKU: median {money(per['median'], cur)}, p90 {money(per['p90'], cur)}")
 
 
 def stderr(line: str) -> None:

@@ -256,7 +256,7 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     if errors:
         _advance(len(errors))
     t0 = time.perf_counter()
-    log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl")
+    log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl", cfg.cost.currency)
     try:
         pre = prepass(rows, cfg, ctx.out_root, ledger, ctx.force, sink=log.append)
         prepass_s = time.perf_counter() - t0
@@ -272,7 +272,9 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
         timings = {"wall_s": round(time.perf_counter() - t0, 3), "prepass_s": round(prepass_s, 3)}
         result = _finish(ctx, cfg, log, errors, catalog_path, {**(extra_meta or {}), **ending}, timings, logger)
         stop = ending.get("stop") or {}
-        ledger.end_run(ctx.run_id, ending["state"], stop.get("reason"), len(stop.get("not_done") or []))
+        cost = result["summary"]["cost"]
+        ledger.end_run(ctx.run_id, ending["state"], stop.get("reason"), len(stop.get("not_done") or []),
+                       cost["total"], cost["currency"])
         return result
     finally:
         log.close()
@@ -295,7 +297,9 @@ def _account_stopped(ctx: RunContext, todo: list[CatalogRow], log: ResultLog, ab
         if (e := done.get(r.sku)) is not None:
             results.append({"row": r.row, "sku": r.sku, "status": e["status"], "verdict": e["verdict"],
                             "reasons": json.loads(e["reasons"] or "[]"), "record": e["record"], "output": e["output"],
-                            "error": e["error"], "timings_ms": {}, "attempts": None})
+                            "error": e["error"], "timings_ms": json.loads(e["timings_ms"] or "{}"), "attempts": None,
+                            "cost": {"currency": e["currency"], "total": e["cost"], "stages": {}}
+                            if e["cost"] is not None else None})
         else:
             why = "abandoned in progress" if r.sku in in_progress else "not started"
             results.append(RowResult(r.row, r.sku, "stopped", error=f"{why}: the run stopped ({info.reason})")

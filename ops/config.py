@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ops.cost import CostOptions
 from ops.fetch import HostPolicy
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
@@ -179,6 +180,7 @@ class Config:
     write: WriteOptions = field(default_factory=WriteOptions)
     renditions: RenditionsOptions = field(default_factory=RenditionsOptions)
     schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
+    cost: CostOptions = field(default_factory=CostOptions)  # prices only: never part of the digest
     base_dir: str = "."  # the config file's folder: relative paths in the config resolve against it
     path: str = ""  # the file read; "" = the built-in defaults
 
@@ -262,6 +264,10 @@ def _validate(cfg: Config) -> None:
     if not 0 < n.review_threshold <= n.threshold:
         raise ConfigError(f"nsfw.review_threshold = {n.review_threshold}: must be in (0, nsfw.threshold = "
                           f"{n.threshold}]")
+    known = sorted({*matte.BACKENDS, *depth.BACKENDS, *scene.BACKENDS, *nsfw.BACKENDS})
+    for name in cfg.cost.api_per_call:
+        if name not in known:
+            raise ConfigError(f"cost.api_per_call.{name}: not a backend name; known: {known}")
     problem = _renditions_error(cfg.renditions, placement_names(cfg.layout))
     if problem:
         raise ConfigError(problem)

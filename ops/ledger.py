@@ -32,7 +32,10 @@ CREATE TABLE IF NOT EXISTS events (
     record TEXT,
     output TEXT,
     error TEXT,
-    note TEXT
+    note TEXT,
+    timings_ms TEXT,
+    cost REAL,
+    currency TEXT
 );
 CREATE INDEX IF NOT EXISTS events_sku ON events (sku, id);
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
@@ -47,7 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     reason TEXT,
     not_done INTEGER,
-    note TEXT
+    note TEXT,
+    cost REAL,
+    currency TEXT
 );
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY,
@@ -56,6 +61,29 @@ CREATE TABLE IF NOT EXISTS sources (
     sha256 TEXT NOT NULL
 );
 """
+
+# Columns added after the first release: a ledger made before them gets them on first open.
+_ADDED_COLUMNS = {
+    "events": (("timings_ms", "TEXT"), ("cost", "REAL"), ("currency", "TEXT")),
+    "runs": (("cost", "REAL"), ("currency", "TEXT")),
+}
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring an older ledger's tables up to the current columns (ALTER TABLE ADD COLUMN: the
+    existing rows get NULL, which every reader takes as "not recorded"). Done in one write
+    transaction, so two processes opening the same old ledger do not both add a column."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 # A run's state in the `runs` table: `running` until it ends; one still `running` whose process
@@ -108,6 +136,7 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _add_columns(db)
         self._ready.add((str(self.path), self.path.stat().st_ino))
 
     @contextmanager
@@ -127,7 +156,9 @@ class Ledger:
         rows = [
             (now, run_id, flow_run_id, worker, host, pid, r["sku"], r.get("row"),
              r.get("cache_key") or (keys or {}).get(r["sku"]), r["status"], r.get("verdict"),
-             json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note)
+             json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note,
+             json.dumps(r["timings_ms"]) if r.get("timings_ms") else None,
+             (r.get("cost") or {}).get("total"), (r.get("cost") or {}).get("currency"))
             for r in results if r["status"] not in ("cached", "stopped")
         ]
         if not rows:
@@ -136,7 +167,8 @@ class Ledger:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO events (at, run_id, flow_run_id, worker, host, pid, sku, row, cache_key, status, verdict,"
-                " reasons, record, output, error, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                " reasons, record, output, error, note, timings_ms, cost, currency)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         return len(rows)
 
@@ -148,13 +180,15 @@ class Ledger:
                        " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
                        (run_id, flow_run_id, worker_label(), socket.gethostname(), os.getpid(), now, note))
 
-    def end_run(self, run_id: str, state: str, reason: str | None = None, not_done: int = 0) -> None:
+    def end_run(self, run_id: str, state: str, reason: str | None = None, not_done: int = 0,
+                cost: float | None = None, currency: str | None = None) -> None:
+        """Record how a run ended and, when known, what its staged products cost (ops.cost)."""
         if state not in RUN_STATES[1:]:
             raise ValueError(f"run state {state!r}: must be one of {RUN_STATES[1:]}")
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._connect() as db:
-            db.execute("UPDATE runs SET ended_at = ?, state = ?, reason = ?, not_done = ? WHERE run_id = ?",
-                       (now, state, reason, not_done, run_id))
+            db.execute("UPDATE runs SET ended_at = ?, state = ?, reason = ?, not_done = ?, cost = ?, currency = ?"
+                       " WHERE run_id = ?", (now, state, reason, not_done, cost, currency, run_id))
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run that used this folder, oldest first."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.atomic import write_chunks
+from ops.cost import RunCost, money
 from stages.errors import StagingError
 
 # Cells starting with these are run as formulas by spreadsheet programs.
@@ -52,6 +53,9 @@ def csv_safe(value: Any) -> str:
 def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> dict[str, Any]:
     status = Counter(r["status"] for r in results)
     verdicts = Counter(r["verdict"] for r in results if r.get("verdict"))
+    cost = RunCost()
+    for r in results:
+        cost.add(r)
     return {
         "rows": len(results) + len(catalog_errors),
         "processed": len(results),
@@ -59,6 +63,7 @@ def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]
         "by_status": dict(status),
         "by_verdict": dict(verdicts),
         "failed": status.get("failed", 0) + status.get("rejected", 0) + len(catalog_errors),
+        "cost": cost.summary(),
     }
 
 
@@ -168,6 +173,26 @@ def _stopped(meta: dict[str, Any], esc: Callable[[Any], str]) -> str:
             "Run the same command again to stage them.</p>\n")
 
 
+def _cost_table(cost: dict[str, Any] | None, esc: Callable[[Any], str]) -> str:
+    """The "Cost and time per stage" table: each stage's time over the staged rows, its share of
+    all stage time and its cost; then the run's cost and the cost per SKU (ops.cost)."""
+    if not cost:
+        return ""
+    cur = cost["currency"]
+    rows = "".join(f"<tr><td>{esc(s['stage'])}</td><td class='n'>{s['ms'] / 1000:.2f}</td>"
+                   f"<td class='n'>{100 * s['share']:.1f}%</td><td class='n'>{esc(money(s['cost'], cur))}</td></tr>\n"
+                   for s in cost["stages"])
+    rows += "".join(f"<tr><td>API: {esc(name)}</td><td></td><td></td><td class='n'>{esc(money(v, cur))}</td></tr>\n"
+                    for name, v in cost.get("api", {}).items())
+    per = cost["per_sku"]
+    return (f"<h2>Cost and time per stage</h2>\n<p>Run cost: <b>{esc(money(cost['total'], cur))}</b> for "
+            f"{cost['priced_rows']} staged SKU(s) &middot; per SKU: median {esc(money(per['median'], cur))}, "
+            f"p90 {esc(money(per['p90'], cur))}, mean {esc(money(per['mean'], cur))} &middot; "
+            f"{cost['unpriced_rows']} row(s) not staged (unchanged, held or stopped) cost nothing</p>\n"
+            "<table class='cost'><thead><tr><th>stage</th><th>time (s)</th><th>share</th><th>cost</th></tr></thead>"
+            f"<tbody>\n{rows}</tbody></table>\n<h2>Products</h2>\n")
+
+
 def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
           results: Results, catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
     def esc(value: Any) -> str:
@@ -180,14 +205,14 @@ def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str
 body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}} img{{max-width:160px}}
 tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff6db}}
-tr.stopped{{background:#eef1f5}} p.stopped{{background:#fff6db;padding:8px}}
+tr.stopped{{background:#eef1f5}} td.n{{text-align:right}} p.stopped{{background:#fff6db;padding:8px}}
 </style></head><body>
 <h1>Staging run {esc(meta['run_id'])}</h1>
 <p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
 Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
 &middot; invalid: {summary['invalid_rows']}<br>Verdicts: {", ".join(
     f"{k}: {summary['by_verdict'].get(k, 0)}" for k in ("pass", "review", "reject"))}</p>
-{_stopped(meta, esc)}<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
+{_stopped(meta, esc)}{_cost_table(summary.get("cost"), esc)}<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
 <tbody>
 """
     for e in catalog_errors:

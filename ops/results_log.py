@@ -2,7 +2,7 @@
 
 A 50,000-SKU run would otherwise keep 50,000 result dicts (and its report) in the flow
 process. The log keeps running counts, the first rows that need attention, per-stage timing
-sums and one file offset per row; the report is written from the file in row order.
+and cost sums (`ops.cost.RunCost`) and one file offset per row; the report is written from the file in row order.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ops.cost import CostOptions, RunCost
+
 RETURNED_ROWS = 1000  # rows a flow returns in full; larger runs return the ones needing attention first
 ATTENTION_ROWS = 200  # failed / rejected / review rows kept for the run's artifacts
 
@@ -27,7 +29,7 @@ def needs_attention(r: dict[str, Any]) -> bool:
 class ResultLog:
     """Append-only JSON-lines file of row results with the aggregates a run summary needs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, currency: str = CostOptions.currency) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("w+", encoding="utf-8")
@@ -39,6 +41,7 @@ class ResultLog:
         self.timed_rows = 0
         self.count = 0
         self.attention: list[dict[str, Any]] = []
+        self.cost = RunCost(currency)
         self._kept: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 2: []}
         self._kept_all = True
 
@@ -55,6 +58,7 @@ class ResultLog:
                 if r["status"] != "cached" and r.get("timings_ms"):
                     self.timed_rows += 1
                     self.timing_ms.update(r["timings_ms"])
+                self.cost.add(r)
                 attention = needs_attention(r)
                 if attention and len(self.attention) < ATTENTION_ROWS:
                     self.attention.append(r)
@@ -78,6 +82,7 @@ class ResultLog:
             "rows": self.count + len(catalog_errors), "processed": self.count - self.status.get("stopped", 0), "invalid_rows": len(catalog_errors),
             "by_status": dict(self.status), "by_verdict": dict(self.verdict),
             "failed": self.status.get("failed", 0) + self.status.get("rejected", 0) + len(catalog_errors),
+            "cost": self.cost.summary(),
         }
 
     @property

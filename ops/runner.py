@@ -20,6 +20,7 @@ from ops.atomic import write_files, write_json
 from ops.cache import cache_key, cached_record
 from ops.catalog import CatalogRow
 from ops.context import RunContext, StepTimer
+from ops.cost import product_cost
 from ops.errors import EXPECTED, is_transient
 from ops.fetch import shown
 from ops.paths import ProductPaths, image_name, variant_stem
@@ -28,6 +29,7 @@ from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
 from ops.stop import STOP, RunStopped
+from ops.usage import Usage, product_usage
 from ops.workbench import Workbench
 from provenance.iptc import composite_source_type
 from stages.check import CheckResult, verdict
@@ -59,6 +61,7 @@ class RowResult:
     output: str | None = None
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # ops.cost.product_cost of timings_ms; None when nothing was staged
     transient: bool = False  # failed for a reason that may pass: the run tries the row again (not serialised)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +104,7 @@ class _Product:
     source: SourcePhoto = None  # type: ignore[assignment]  # set once the photo is decoded
     staging: Staging = None  # type: ignore[assignment]  # set once the product is staged
     thumbs: dict[int, bytes] = field(default_factory=dict)  # variant -> JPEG thumbnail of its image
+    usage: Usage = field(default_factory=Usage)  # set once the channels are made: what `cost` prices
 
     @property
     def layout(self) -> Layout:
@@ -138,12 +142,17 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
             if more := [reason for c in channels for reason in c.problems()]:
                 primary.verdict = "review" if primary.verdict == "pass" else primary.verdict
                 primary.reasons = primary.reasons + more
+        p.usage = product_usage(bench.parts, p.staging, channels)
         _write_product(bench, p, variants, primary, sku_checks, channels)
     return RowResult(
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
         record=paths.rel(paths.record), output=paths.rel(paths.folder / primary.output) if primary.output else None,
-        timings_ms=t.ms,
+        timings_ms=t.ms, cost=_cost(bench, p.usage, t.ms),
     )
+
+
+def _cost(bench: Workbench, usage: Usage, timings_ms: dict[str, float]) -> dict[str, Any]:
+    return product_cost(timings_ms, usage.gpu_ms(timings_ms), usage.calls, bench.cfg.cost)
 
 
 def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha: str, key: str, ctx: RunContext,
@@ -160,7 +169,8 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
                                  row.negative_prompt or cfg.scene.negative_prompt, row.title, row.category)
     if not safety.ok:  # never generated
         return RowResult(row.row, row.sku, "rejected", verdict="reject",
-                         reasons=[f"prompt_safety: {r}" for r in safety.blocked], timings_ms=t.ms)
+                         reasons=[f"prompt_safety: {r}" for r in safety.blocked], timings_ms=t.ms,
+                         cost=_cost(bench, Usage(), t.ms))
     if not ctx.force and (prev := cached_record(paths.record, key)) is not None:
         return RowResult(row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
                          record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms)
@@ -323,6 +333,6 @@ def product_record(bench: Workbench, p: _Product, variants: list[VariantOutcome]
         "checks": [c.to_dict() for c in sku_checks + primary.checks],
         "verdict": primary.verdict, "reasons": primary.reasons, "variants": [v.to_dict() for v in variants],
         "selected_variant": primary.index, "prompt_safety": p.safety.to_dict(), "row_digest": review.row_digest(row),
-        "timings_ms": p.timer.ms, "cache_key": p.key, "config_digest": cfg.digest(),
+        "timings_ms": dict(p.timer.ms), "cost": _cost(bench, p.usage, p.timer.ms), "cache_key": p.key, "config_digest": cfg.digest(),
         "pipeline_version": PIPELINE_VERSION, "run_id": p.ctx.run_id, "created_at": now(),
     }

