@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if not args.quiet:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
-        cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots())  # fail fast, and size the progress bar
+        cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
         ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
     except EXPECTED as exc:
@@ -52,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.stopping import StoppableTaskRunner
 
     flow_fn = nightly.nightly_catalog_run.with_options(task_runner=StoppableTaskRunner(max_workers=cfg.run.workers))
-    params = {"catalog": args.catalog, "config": args.config, "out": args.out, "force": args.force}
+    params = {"catalog": args.catalog, "config": args.config, "out": args.out, "force": args.force,
+              "sheet": args.sheet}
     with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.quiet) as bar:
         job = bar.add_task("products", total=total)
@@ -130,8 +131,9 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stage", description="Product staging pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="stage every product of a catalog CSV")
-    run.add_argument("catalog", help="catalog CSV")
+    run = sub.add_parser("run", help="stage every product of a catalog (CSV, XLSX or Parquet; a path or a URL)")
+    run.add_argument("catalog", help="catalog file or URL: .csv, .xlsx, .parquet; s3://, gs://, file://, ...")
+    run.add_argument("--sheet", help="worksheet of an XLSX catalog (default: the first)")
     run.add_argument("--config", default=_default_config(),
                      help="config.toml (default: ./config.toml when there is one, else the built-in defaults)")
     run.add_argument("--out", help="output folder (default: [run].output_dir)")

@@ -32,7 +32,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         print(f"rerun failed: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     done = launch(rerun_skus, {"skus": args.sku, "reason": args.reason, "catalog": args.catalog, "config": args.config,
-                               "out": args.out, "prompt": args.prompt, "seed": args.seed, "variants": args.variants},
+                               "out": args.out, "prompt": args.prompt, "seed": args.seed, "variants": args.variants,
+                               "sheet": args.sheet},
                   bound)
     if done.result is None:
         print(f"rerun {'stopped' if done.stopped else 'failed'}: {done.error}", file=sys.stderr)
@@ -118,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ops.config import load_config
 
     cfg = load_config(args.config)
-    params = {"catalog": args.catalog, "config": str(Path(args.config).resolve()) if args.config else None}
+    params = {"catalog": args.catalog, "config": str(Path(args.config).resolve()) if args.config else None,
+              "sheet": args.sheet}
     serve(
         nightly_catalog_run.to_deployment(name="nightly", parameters=params,
                                           schedules=[Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone)]),
@@ -130,7 +132,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, default_config: str | None) -> None:
     rerun = sub.add_parser("rerun", help="regenerate some SKUs of a catalog, optionally with overrides")
-    rerun.add_argument("catalog", help="catalog CSV that holds the SKUs")
+    rerun.add_argument("catalog", help="catalog file or URL (CSV, XLSX, Parquet) that holds the SKUs")
+    rerun.add_argument("--sheet", help="worksheet of an XLSX catalog (default: the first)")
     rerun.add_argument("--sku", action="append", required=True, help="SKU to rerun (repeat for more)")
     rerun.add_argument("--reason", required=True, help="why (kept in the report and the ledger)")
     rerun.add_argument("--prompt", help="scene prompt instead of the catalog's")
@@ -147,7 +150,8 @@ def add_parsers(sub: Any, default_config: str | None) -> None:
     deploy.add_argument("--pool-limit", type=int, default=1, help="flow runs at once in the pool (default 1: one GPU)")
     deploy.set_defaults(func=cmd_deploy)
     serve = sub.add_parser("serve", help="serve the nightly (scheduled) and rerun deployments from this process")
-    serve.add_argument("--catalog", default="catalog/demo.csv", help="the nightly run's catalog")
+    serve.add_argument("--catalog", default="catalog/demo.csv", help="the nightly run's catalog file or URL")
+    serve.add_argument("--sheet", help="worksheet of an XLSX catalog (default: the first)")
     serve.add_argument("--config", default=default_config)
     serve.add_argument("--limit", type=int, default=1, help="flow runs at once (default 1: one GPU)")
     serve.set_defaults(func=cmd_serve)

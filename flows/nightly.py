@@ -87,13 +87,13 @@ def shard_of(sku: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha256(sku.encode("utf-8", "surrogateescape")).digest()[:8], "big") % shards
 
 
-def validate_catalog(catalog: str, cfg: Config) -> Catalog:
+def validate_catalog(catalog: str, cfg: Config, sheet: str | None = None) -> Catalog:
     """Read and check the whole catalog, logging each bad row.
 
     Called in the flow itself, not as a task: a task's return value (every row of a 50,000-row
     catalog) would be kept in memory by the orchestrator for the rest of the run.
     """
-    cat = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots())
+    cat = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots(), sheet)
     logger = get_run_logger()
     logger.info("catalog %s: %d valid rows, %d invalid", catalog, len(cat.rows), len(cat.errors))
     for w in cat.warnings:
@@ -179,19 +179,21 @@ def _record(ctx: RunContext, results: list[dict[str, Any]], keys: dict[str, str]
 
 @flow(name="nightly-catalog-run", task_runner=StoppableTaskRunner(max_workers=2))
 def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: str | None = None,
-                        force: bool = False, shard: int = 0, shards: int = 1) -> dict[str, Any] | State:
-    """Stage every valid row of a catalog CSV and write a run report.
+                        force: bool = False, shard: int = 0, shards: int = 1,
+                        sheet: str | None = None) -> dict[str, Any] | State:
+    """Stage every valid row of a catalog and write a run report.
 
     A stopped run (SIGTERM, Ctrl-C, a cancellation) ends as Cancelled, with the run's result as
     the state's data; its report lists the SKUs not done.
 
     Args:
-        catalog: Path of the catalog CSV.
+        catalog: Path or URL (s3://, gs://, file://, ...) of the catalog: CSV, XLSX or Parquet.
         config: Path of config.toml (None: built-in defaults).
         out: Output folder; defaults to [run].output_dir of the config.
         force: Regenerate products whose inputs have not changed.
         shard: Which share of the catalog this run stages (0-based), when it is split over several runs.
         shards: How many runs the catalog is split over (1: this run stages all of it).
+        sheet: Worksheet of an XLSX catalog (default: the first).
     """
     logger = get_run_logger()
     if shards < 1 or not 0 <= shard < shards:
@@ -202,7 +204,7 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     # one full run per output folder: a second one fails at `hold`, naming this one
     with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared=tag):
         started = datetime.now(UTC)
-        cat = validate_catalog(catalog, cfg)
+        cat = validate_catalog(catalog, cfg, sheet)
         rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
         if shards > 1:
             rows = [r for r in rows if shard_of(r.sku, shards) == shard]

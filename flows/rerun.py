@@ -38,7 +38,7 @@ def apply_overrides(rows: list[CatalogRow], prompt: str | None, seed: int | None
 @flow(name="merchandiser-rerun", task_runner=StoppableTaskRunner(max_workers=2))
 def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = "config.toml",
                out: str | None = None, prompt: str | None = None, seed: int | None = None,
-               variants: int | None = None) -> dict[str, Any] | State:
+               variants: int | None = None, sheet: str | None = None) -> dict[str, Any] | State:
     """Regenerate the given SKUs of a catalog, with optional overrides, and report them.
 
     Started from the Prefect UI (the `rerun` deployment: its typed parameters render as a form)
@@ -51,12 +51,13 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
     Args:
         skus: SKUs to regenerate, exactly as in the catalog.
         reason: Why they are rerun (kept in the run report and the ledger), e.g. "buyer asked for a warmer backdrop".
-        catalog: Path of the catalog CSV that holds the SKUs.
+        catalog: Path or URL of the catalog (CSV, XLSX or Parquet) that holds the SKUs.
         config: Path of config.toml (None: built-in defaults).
         out: Output folder; defaults to [run].output_dir of the config.
         prompt: Scene prompt to use instead of the catalog's, for these SKUs.
         seed: Seed to use instead of the catalog's (variant i uses seed + i).
         variants: Number of variants to make instead of the catalog's.
+        sheet: Worksheet of an XLSX catalog (default: the first).
     """
     logger = get_run_logger()
     if not skus:
@@ -68,7 +69,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
     out_root = output_root(cfg, out)
     started = datetime.now(UTC)
     with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):
-        cat = validate_catalog(catalog, cfg)
+        cat = validate_catalog(catalog, cfg, sheet)
         wanted = list(dict.fromkeys(skus))
         wanted_set = set(wanted)
         by_sku = {r.sku: r for r in cat.rows if r.sku in wanted_set}

@@ -1,19 +1,16 @@
-"""Catalog CSV validation: the whole file is checked before any product is processed."""
+"""Catalog validation: the whole file is checked before any product is processed."""
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import itertools
 import re
-import threading
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Sequence
 from urllib.parse import urlparse
 
+from ops.catalog_files import CatalogFile, load_catalog_file
 from ops.errors import CatalogError
 from ops.fetch import shown
 
@@ -22,7 +19,6 @@ OPTIONAL = ("scene_prompt", "negative_prompt", "seed", "variants", "reference_im
 MAX_SKU_LEN = 128
 MAX_TEXT_LEN = 2000
 MAX_SEED = 2**32 - 1
-MAX_FILE_BYTES = 200_000_000
 SHOWN_SKU_LEN = 80  # a SKU quoted in an error is cut to this many characters
 # Characters that have no business in a SKU: controls, format characters (zero-width, bidi
 # overrides), undecodable bytes, private-use and unassigned code points, line separators.
@@ -30,7 +26,7 @@ _BAD_SKU_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 @dataclass(frozen=True)
 class CatalogRow:
-    row: int  # 1-based line number in the CSV (the header is line 1)
+    row: int  # the row the user sees: CSV line, spreadsheet row, Parquet record + 1 (the header is row 1)
     sku: str
     image: str  # absolute local path or http(s) URL
     title: str
@@ -98,7 +94,7 @@ def _check_sku(sku: str) -> None:
         raise ValueError(f"SKU contains invisible or non-printing characters ({_codepoints(hidden)})")
 
 
-def _inside(path: Path, what: str, value: str, roots: Sequence[Path]) -> str:
+def _inside(path: Path, what: str, value: str, base: Path | None, roots: Sequence[Path]) -> str:
     """`path` resolved (symlinks and '..' followed), when it lies under one of `roots`; else why not.
 
     Catalogs come from suppliers: a row must not make a worker read a file from another client's
@@ -106,20 +102,30 @@ def _inside(path: Path, what: str, value: str, roots: Sequence[Path]) -> str:
     real = path.resolve()
     if not any(real.is_relative_to(root) for root in roots):
         via = f" (it resolves to {real})" if real != path.absolute() else ""
-        raise ValueError(f"{what} {value!r}{via} is outside the folders a catalog may read: the catalog's own "
-                         f"folder{' and [load] local_roots' if len(roots) > 1 else ''}; add its folder to "
-                         "[load] local_roots to allow it")
+        if base is None:
+            allowed = "[load] local_roots (the catalog is not on this machine)"
+        else:
+            allowed = f"the catalog's own folder{' and [load] local_roots' if len(roots) > 1 else ''}"
+        raise ValueError(f"{what} {value!r}{via} is outside the folders a catalog may read: {allowed}; add its "
+                         "folder to [load] local_roots to allow it")
     return str(real)
 
 
-def _local_file(value: str, what: str, base: Path, roots: Sequence[Path]) -> str:
-    """A local file named by a row, relative to the catalog or absolute, inside the allowed folders."""
+def _local_file(value: str, what: str, base: Path | None, roots: Sequence[Path]) -> str:
+    """A local file named by a row, relative to the catalog or absolute, inside the allowed folders.
+
+    A catalog read from a URL has no folder on this machine: a relative path in it names nothing
+    that may be read (resolving it against the URL would let a row reach what the catalog's own
+    storage holds), so such a row fails, asking for an absolute path or an http(s) URL."""
     try:
         path = Path(value).expanduser()
+        if base is None and not path.is_absolute():
+            raise ValueError(f"{what} {value!r} is a relative path, but the catalog is not on this machine: give "
+                             "an absolute path inside [load] local_roots, or an http(s) URL")
         path = path if path.is_absolute() else base / path
         if not path.is_file():
             raise ValueError(f"{what} not found: {path}")
-        real = _inside(path, what, value, roots)
+        real = _inside(path, what, value, base, roots)
         if Path(real).stat().st_size == 0:
             raise ValueError(f"{what} is empty (0 bytes): {path}")
         return real
@@ -129,14 +135,14 @@ def _local_file(value: str, what: str, base: Path, roots: Sequence[Path]) -> str
         raise ValueError(f"{what} cannot be accessed: {value} ({exc.strerror or exc})") from None
 
 
-def _resolve_reference(value: str, base: Path, roots: Sequence[Path]) -> str:
+def _resolve_reference(value: str, base: Path | None, roots: Sequence[Path]) -> str:
     """A style reference: a local file, relative to the catalog or absolute (decoded later)."""
     if "://" in value:
         raise ValueError(f"reference_image must be a local file path, not a URL: {shown(value)!r}")
     return _local_file(value, "reference_image", base, roots)
 
 
-def _resolve_image(value: str, base: Path, roots: Sequence[Path]) -> str:
+def _resolve_image(value: str, base: Path | None, roots: Sequence[Path]) -> str:
     parsed = urlparse(value)
     if parsed.scheme in ("http", "https"):
         if not parsed.hostname:
@@ -168,68 +174,11 @@ def _check_placement(value: str) -> str:
     return name
 
 
-def _read_text(path: Path) -> str:
-    """The file as text; bytes that are not UTF-8 survive as lone surrogates and are reported per row."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CatalogError(f"catalog not found: {path}") from None
-    except IsADirectoryError:
-        raise CatalogError(f"catalog {path} is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise CatalogError(f"catalog {path} is {len(raw)} bytes, over the {MAX_FILE_BYTES} byte limit")
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise CatalogError(f"catalog {path} is UTF-16 text; save it as UTF-8")
-    text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
-    if not text.strip():
-        raise CatalogError(f"catalog {path} is empty")
-    return text
-
-
-def _not_utf8(path: Path) -> CatalogError:
-    try:
-        path.read_bytes().removeprefix(codecs.BOM_UTF8).decode("utf-8")
-        where = ""
-    except UnicodeDecodeError as exc:
-        where = f" (byte {exc.start})"
-    except OSError:
-        where = ""
-    return CatalogError(f"catalog {path} is not UTF-8 text{where}; save it as UTF-8")
-
-
-_FIELD_LIMIT_LOCK = threading.Lock()
-
-
-def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
-    """(first line number, fields) of every non-blank record.
-
-    The csv module refuses fields over 128 KiB; a huge cell must be one bad row, not a bad
-    file, so the module-wide limit is raised while this file is parsed, then restored.
-    """
-    reader = csv.reader(io.StringIO(text, newline=""), quoting=csv.QUOTE_MINIMAL)
-    records: list[tuple[int, list[str]]] = []
-    line = 1
-    with _FIELD_LIMIT_LOCK:
-        old = csv.field_size_limit()
-        csv.field_size_limit(max(old, len(text) + 1))
-        try:
-            for fields in reader:
-                start, line = line, reader.line_num + 1
-                if any(f.strip() for f in fields):
-                    records.append((start, fields))
-        except csv.Error as exc:
-            raise CatalogError(f"catalog {path} is not valid CSV (line {reader.line_num}): {exc}") from None
-        finally:
-            csv.field_size_limit(old)
-    return records
-
-
-def _header(fields: list[str], path: Path) -> list[str]:
+def _header(fields: list[str], file: CatalogFile) -> list[str]:
+    path = file.name
     names = [f.strip().lower() for f in fields]
     if _undecodable("".join(names)):
-        raise _not_utf8(path)
+        raise file.not_utf8()
     known = [n for n in names if n in REQUIRED + OPTIONAL]
     twice = sorted({n for n in known if known.count(n) > 1})
     if twice:
@@ -240,11 +189,15 @@ def _header(fields: list[str], path: Path) -> list[str]:
     return names
 
 
-def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[str | Path] = ()) -> Catalog:
+def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[str | Path] = (),
+                 sheet: str | None = None) -> Catalog:
     """Parse and validate every row; images are checked for existence here, decoded later.
 
-    Local photos and references must lie under the catalog's own folder or one of `local_roots`
-    ([load] local_roots, resolved against the config file).
+    `path` is a CSV, XLSX or Parquet file, local or an fsspec URL (ops.catalog_files reads it;
+    `sheet` picks a workbook's worksheet); every format goes through the same row checks, and
+    rows are numbered as the user sees them. Local photos and references must lie under the
+    catalog's own folder or one of `local_roots` ([load] local_roots, resolved against the
+    config file); a catalog that is not on this machine has no folder, only `local_roots`.
 
     A bad row is reported (row number, SKU, reason) and skipped; only a file that cannot be read
     at all, or that lacks a required column, stops the run. Catalogs come from merchants and
@@ -252,19 +205,17 @@ def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[
     huge cells, control or invisible characters and SKUs that differ only by Unicode look-alike
     forms are reported per row instead of stopping the run or reaching a file name.
     """
-    path = Path(path)
-    records = _records(_read_text(path), path)
-    if not records:
-        raise CatalogError(f"catalog {path} is empty")
-    columns = _header(records[0][1], path)
+    file = load_catalog_file(path, sheet)
+    records = file.records
+    columns = _header(records[0][1], file)
     warnings = []
     extra = [c for c in columns if c and c not in REQUIRED + OPTIONAL]
     if extra:
         warnings.append(f"ignored unknown column(s) {extra}")
     if "" in columns:
         warnings.append(f"ignored {columns.count('')} column(s) without a name")
-    base = path.resolve().parent
-    roots = [base, *(Path(r).expanduser().resolve() for r in local_roots)]
+    base = file.base
+    roots = [*([base] if base else []), *(Path(r).expanduser().resolve() for r in local_roots)]
     parse = _RowParser(columns, base, roots, max_variants)
     rows: list[CatalogRow] = []
     errors: list[RowError] = []
@@ -274,16 +225,16 @@ def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[
         except ValueError as exc:
             errors.append(RowError(row=line, sku=shown_sku(parse.sku), reason=str(exc)))
     if not rows and not errors:
-        raise CatalogError(f"catalog {path} has a header but no rows")
+        raise CatalogError(f"catalog {file.name} has a header but no rows")
     if not rows and parse.undecodable_rows == len(errors):  # no row is UTF-8: the file is in another encoding
-        raise _not_utf8(path)
-    return Catalog(path=str(path.resolve()), rows=rows, errors=errors, warnings=warnings)
+        raise file.not_utf8()
+    return Catalog(path=file.location, rows=rows, errors=errors, warnings=warnings)
 
 
 class _RowParser:
     """Turns a catalog's records into rows one by one, remembering the SKUs seen so far."""
 
-    def __init__(self, columns: list[str], base: Path, roots: list[Path], max_variants: int) -> None:
+    def __init__(self, columns: list[str], base: Path | None, roots: list[Path], max_variants: int) -> None:
         self.columns, self.base, self.roots, self.max_variants = columns, base, roots, max_variants
         self.first_row_of: dict[str, int] = {}
         self.first_form_of: dict[str, tuple[str, int]] = {}  # NFKC form -> (SKU, row)
