@@ -90,6 +90,8 @@ def cost_line(cost: dict[str, Any]) -> str:
     from ops.cost import money
 
     cur, per = cost["currency"], cost["per_sku"]
+    if not cost["priced_rows"]:
+        return f"cost: {money(0, cur)} (no product was staged)"
     return (f"cost: {money(cost['total'], cur)} for {cost['priced_rows']} staged SKU(s); "
             f"per SKU: median {money(per['median'], cur)}, p90 {money(per['p90'], cur)}")
 

@@ -67,7 +67,8 @@ def product_cost(timings_ms: Mapping[str, float], gpu_ms: Mapping[str, float], c
     total = sum(stages.values()) + sum(api.values())
     return {
         "currency": prices.currency, "total": round(total, DIGITS),
-        "stages": {k: round(v, DIGITS) for k, v in stages.items()}, "api": {k: round(v, DIGITS) for k, v in api.items()},
+        "stages": {k: round(v, DIGITS) for k, v in stages.items()},
+        "api": {k: round(v, DIGITS) for k, v in api.items()},
         "calls": {k: n for k, n in sorted(calls.items()) if n}, "devices": devices, "gpu_ms": on_gpu,
     }
 

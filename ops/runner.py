@@ -333,6 +333,7 @@ def product_record(bench: Workbench, p: _Product, variants: list[VariantOutcome]
         "checks": [c.to_dict() for c in sku_checks + primary.checks],
         "verdict": primary.verdict, "reasons": primary.reasons, "variants": [v.to_dict() for v in variants],
         "selected_variant": primary.index, "prompt_safety": p.safety.to_dict(), "row_digest": review.row_digest(row),
-        "timings_ms": dict(p.timer.ms), "cost": _cost(bench, p.usage, p.timer.ms), "cache_key": p.key, "config_digest": cfg.digest(),
+        "timings_ms": dict(p.timer.ms), "cost": _cost(bench, p.usage, p.timer.ms), "cache_key": p.key,
+        "config_digest": cfg.digest(),
         "pipeline_version": PIPELINE_VERSION, "run_id": p.ctx.run_id, "created_at": now(),
     }

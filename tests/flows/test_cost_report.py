@@ -120,3 +120,11 @@ def test_stage_report_table_and_errors(run, capsys):
     empty = out.parent / "empty"
     assert main(["report", "latest", "--out", str(empty)]) == EXIT_USAGE
     assert "no ledger" in capsys.readouterr().err and not (empty / "ledger.sqlite").exists()
+
+
+def test_the_run_summary_line_says_what_the_run_cost():
+    from flows.launch import cost_line
+
+    cost = {"currency": "USD", "total": 12.5, "priced_rows": 1000, "per_sku": {"median": 0.0118, "p90": 0.02}}
+    assert cost_line(cost) == "cost: 12.50 USD for 1000 staged SKU(s); per SKU: median 0.0118 USD, p90 0.0200 USD"
+    assert cost_line({**cost, "total": 0.0, "priced_rows": 0}) == "cost: 0.00 USD (no product was staged)"
