@@ -1,0 +1,275 @@
+"""How far the pipeline's verdicts can be trusted: pass precision and review recall per photo set.
+
+Every photo of each `--images` folder is staged by the per-product runner with the default
+config (channel presets, format copies, checks, signing: what `stage run` does), once per matte
+backend asked for, and the published cut-out (`layers/matte.png`) is judged against a reference
+cut-out made by IS-Net through rembg (`--models`: the folder holding isnet-general-use.onnx;
+the references are cached by photo hash under `--cache`).
+
+A cut-out is
+    good  IoU >= 0.95 with the reference, and no stray part;
+    bad   IoU < 0.90, or a stray part: a connected piece of the cut-out lying more than 6 px
+          outside the reference, larger than 0.2% of the reference's area (a leftover floor,
+          a hand, a door frame, backdrop paper);
+and in between neither. Figures per photo set and backend:
+    pass rate       share of photos whose verdict is `pass`
+    pass precision  share of `pass` outputs whose cut-out is good
+    review recall   share of bad cut-outs whose verdict is not `pass` (review, reject or a
+                    failed row)
+Photos whose SKU failed (e.g. an empty cut-out) count as not `pass`.
+
+The reference is itself a model: where IS-Net is wrong the figures are too, and for the rembg
+backend (the same network) IoU says little; `--sheet` writes a contact sheet per set and backend
+(source, cut-out against the reference: white agree, red extra, blue missing; the staged image;
+verdict and reasons), which a person must look at before trusting the numbers.
+
+Targets (issue #17), on photos nothing was tuned on: embedded default pass precision >= 0.98 and
+review recall >= 0.95; rembg pass rate >= 0.80 at pass precision >= 0.98. The last line is the
+embedded backend's pass precision on the last `--images` set.
+
+    .venv/bin/python benchmarks/verdict_eval.py --images catalog/images \\
+        --images ../shared/data/products-eval/images --models ../shared/models --sheet /tmp/sheets
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.dont_write_bytecode = True  # run from a checkout: leave no __pycache__ behind
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+GOOD_IOU, BAD_IOU = 0.95, 0.90
+STRAY_PX, STRAY_SHARE = 6.0, 0.002
+REFERENCE_MODEL = "isnet-general-use"
+
+
+@dataclass
+class Judged:
+    photo: str
+    status: str  # the row's status: ok, failed, ...
+    verdict: str  # pass, review, reject, or the status when the row did not stage
+    reasons: list[str]
+    iou: float | None = None
+    stray_px: int = 0  # the largest stray part's area
+    stray_share: float = 0.0  # ... as a share of the reference's area
+    output: str | None = None
+    matte: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def good(self) -> bool:
+        return self.iou is not None and self.iou >= GOOD_IOU and self.stray_share <= STRAY_SHARE
+
+    @property
+    def bad(self) -> bool:
+        return self.iou is None or self.iou < BAD_IOU or self.stray_share > STRAY_SHARE
+
+
+def stray_parts(cut: np.ndarray, reference: np.ndarray, px: float = STRAY_PX) -> list[int]:
+    """Areas of the connected pieces of `cut` lying more than `px` outside `reference` (both bool)."""
+    outside = cv2.distanceTransform((~reference).view(np.uint8), cv2.DIST_L2, 5) > px
+    extra = (cut & outside).view(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(extra, connectivity=8)
+    return sorted((int(a) for a in stats[1:, cv2.CC_STAT_AREA]), reverse=True)
+
+
+def judge_cut(cut: np.ndarray, reference: np.ndarray) -> tuple[float, int, float]:
+    """(IoU, largest stray part in px, its share of the reference's area)."""
+    union = int((cut | reference).sum())
+    iou = float((cut & reference).sum() / union) if union else 1.0
+    parts = stray_parts(cut, reference)
+    largest = parts[0] if parts else 0
+    return iou, largest, largest / max(1, int(reference.sum()))
+
+
+# ---------------------------------------------------------------- reference cut-outs
+
+
+def _decode(path: Path) -> np.ndarray:
+    """The photo as the pipeline sees it (orientation, colour) through the project's own loader."""
+    from stages.load import LoadOptions, decode_image
+
+    return decode_image(path.read_bytes(), LoadOptions(), path.name).rgb
+
+
+def references(photos: list[Path], models: Path, cache: Path) -> dict[str, np.ndarray]:
+    """IS-Net's cut-out (bool) of every photo, cached by the photo's SHA-256."""
+    import os
+
+    cache.mkdir(parents=True, exist_ok=True)
+    out, todo = {}, []
+    for p in photos:
+        key = cache / f"{hashlib.sha256(p.read_bytes()).hexdigest()}-{REFERENCE_MODEL}.png"
+        if key.is_file():
+            out[p.name] = np.asarray(Image.open(key)) > 127
+        else:
+            todo.append((p, key))
+    if todo:
+        os.environ["U2NET_HOME"] = str(models)
+        from stages.matte.rembg import RembgMatte, RembgOptions
+
+        isnet = RembgMatte.load(RembgOptions(model=REFERENCE_MODEL))
+        for p, key in todo:
+            alpha = isnet.run(_decode(p)).alpha
+            Image.fromarray(alpha).save(key)
+            out[p.name] = alpha > 127
+    return out
+
+
+# ---------------------------------------------------------------- staging
+
+
+def stage_set(photos: list[Path], folder: Path, backend: str, models: Path, root: Path) -> list[Judged]:
+    """Every photo through the per-product runner with the default config and `backend`."""
+    import os
+
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.context import RunContext
+    from ops.runner import process_row
+    from ops.workbench import Workbench
+
+    os.environ["U2NET_HOME"] = str(models)
+    cfg = load_config(C.REPO_CONFIG, {"matte": {"backend": backend}, "load": {"local_roots": [str(folder)]}})
+    rows = [{"sku": f"EVAL-{i:03d}", "image": str(p), "title": p.stem, "category": "product"}
+            for i, p in enumerate(photos)]
+    catalog = read_catalog(C.write_catalog(root / f"{backend}.csv", rows), cfg.run.max_variants, cfg.local_roots())
+    assert not catalog.errors, catalog.errors
+    bench = Workbench.build(cfg)
+    out = root / f"out-{backend}"
+    judged = []
+    for row, photo in zip(catalog.rows, photos, strict=True):
+        r = process_row(bench, row, RunContext(out, f"eval-{backend}"))
+        if r.status != "ok" or not r.record:
+            judged.append(Judged(photo.name, r.status, r.status, [r.error or ""]))
+            continue
+        record_path = out / r.record
+        record = json.loads(record_path.read_text())
+        judged.append(Judged(photo.name, r.status, record["verdict"], record["reasons"],
+                             output=str(out / r.output), matte=str(record_path.parent / record["matte"]),
+                             extra={"matte_confidence": record.get("matte_confidence")}))
+    return judged
+
+
+# ---------------------------------------------------------------- figures
+
+
+def figures(judged: list[Judged]) -> dict[str, float | int]:
+    passed = [j for j in judged if j.verdict == "pass"]
+    bad = [j for j in judged if j.bad]
+    return {
+        "n": len(judged),
+        "pass": len(passed),
+        "pass_rate": len(passed) / max(1, len(judged)),
+        "pass_good": sum(j.good for j in passed),
+        "pass_precision": sum(j.good for j in passed) / len(passed) if passed else float("nan"),
+        "bad": len(bad),
+        "bad_not_pass": sum(j.verdict != "pass" for j in bad),
+        "review_recall": sum(j.verdict != "pass" for j in bad) / len(bad) if bad else float("nan"),
+        "failed": sum(j.status != "ok" for j in judged),
+    }
+
+
+def _tint(photo_rgb: np.ndarray, cut: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The cut-out against the reference: white both, red cut only, blue reference only."""
+    out = (photo_rgb * 0.25).astype(np.uint8)
+    out[cut & ref] = (255, 255, 255)
+    out[cut & ~ref] = (255, 40, 40)
+    out[~cut & ref] = (40, 90, 255)
+    return out
+
+
+def contact_sheet(judged: list[Judged], photos: dict[str, Path], refs: dict[str, np.ndarray], path: Path,
+                  cell: int = 220) -> None:
+    """One row per photo: source, cut-out vs reference, staged image, then verdict and figures."""
+    rows = []
+    for j in judged:
+        rgb = _decode(photos[j.photo])
+        ref = refs[j.photo]
+        cut = (np.asarray(Image.open(j.matte)) > 127) if j.matte else np.zeros_like(ref)
+        tiles = [rgb, _tint(rgb, cut, ref)]
+        tiles.append(np.asarray(Image.open(j.output).convert("RGB")) if j.output else np.zeros_like(rgb))
+        row = Image.new("RGB", (cell * 3 + 420, cell), "white")
+        for k, t in enumerate(tiles):
+            im = Image.fromarray(t)
+            im.thumbnail((cell, cell))
+            row.paste(im, (k * cell, 0))
+        d = ImageDraw.Draw(row)
+        good = "good" if j.good else ("BAD" if j.bad else "fair")
+        iou = "-" if j.iou is None else f"{j.iou:.3f}"
+        lines = [f"{j.photo}: {j.verdict.upper()}  cut-out {good} (IoU {iou}, stray {j.stray_share:.2%})"]
+        for reason in j.reasons[:6]:
+            lines += [reason[i:i + 62] for i in range(0, min(len(reason), 124), 62)]
+        d.multiline_text((cell * 3 + 8, 6), "\n".join(lines), fill="black")
+        rows.append(row)
+    sheet = Image.new("RGB", (cell * 3 + 420, cell * max(1, len(rows))), "white")
+    for i, r in enumerate(rows):
+        sheet.paste(r, (0, i * cell))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=Path, action="append", required=True, help="a folder of photos (repeatable)")
+    ap.add_argument("--models", type=Path, required=True, help="folder holding isnet-general-use.onnx")
+    ap.add_argument("--backend", action="append", choices=["plain-backdrop", "rembg"],
+                    help="matte backend(s) to judge (default: both)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/verdict-eval-references"),
+                    help="where IS-Net's reference cut-outs are kept between runs")
+    ap.add_argument("--sheet", type=Path, help="write contact sheets into this folder")
+    ap.add_argument("--limit", type=int, help="only the first N photos of each set")
+    ap.add_argument("--keep", action="store_true", help="keep the staged outputs")
+    args = ap.parse_args(argv)
+    backends = args.backend or ["plain-backdrop", "rembg"]
+    key = None
+    print(C.machine_line())
+    with C.bench_root("verdict-eval-", keep=args.keep, threads=None) as root:
+        for folder in args.images:
+            folder = folder.resolve()
+            photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[: args.limit]
+            by_name = {p.name: p for p in photos}
+            t0 = time.perf_counter()
+            refs = references(photos, args.models, args.cache)
+            print(f"\n{folder} ({len(photos)} photos; references in {time.perf_counter() - t0:.0f} s)")
+            for backend in backends:
+                t0 = time.perf_counter()
+                judged = stage_set(photos, folder, backend, args.models, root / folder.name)
+                for j in judged:
+                    if j.matte:
+                        cut = np.asarray(Image.open(j.matte)) > 127
+                        j.iou, j.stray_px, j.stray_share = judge_cut(cut, refs[j.photo])
+                f = figures(judged)
+                print(f"  {backend}: staged in {time.perf_counter() - t0:.0f} s")
+                print(C.table(["photo", "verdict", "cut-out", "IoU", "stray", "first reason"],
+                              [[j.photo, j.verdict, "good" if j.good else ("BAD" if j.bad else "fair"),
+                                "-" if j.iou is None else f"{j.iou:.3f}", f"{j.stray_share:.2%}",
+                                (j.reasons[0] if j.reasons else "")[:70]] for j in judged]))
+                print(f"  {backend} on {folder.name}: pass {f['pass']}/{f['n']} (rate {f['pass_rate']:.2f}), "
+                      f"pass precision {f['pass_good']}/{f['pass']} = {f['pass_precision']:.3f}, "
+                      f"review recall {f['bad_not_pass']}/{f['bad']} = {f['review_recall']:.3f}, "
+                      f"failed rows {f['failed']}")
+                if args.sheet:
+                    contact_sheet(judged, by_name, refs, args.sheet / f"{folder.name}-{backend}.png")
+                if backend == "plain-backdrop":
+                    key = f["pass_precision"]
+    if key is None:
+        return 0
+    print(f"embedded_pass_precision={key:.3f} target 0.98 {'PASS' if key >= 0.98 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The judge of benchmarks/verdict_eval.py: IoU and stray parts against a reference cut-out, and
+the figures drawn from the judged photos."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("verdict_eval", REPO / "benchmarks" / "verdict_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+V = _load()
+
+
+def _disc(shape, centre, r):
+    m = np.zeros(shape, np.uint8)
+    cv2.circle(m, centre, r, 1, -1)
+    return m.astype(bool)
+
+
+def test_a_cut_out_equal_to_the_reference_is_good():
+    ref = _disc((300, 300), (150, 150), 80)
+    iou, largest, share = V.judge_cut(ref.copy(), ref)
+    assert (iou, largest, share) == (1.0, 0, 0.0)
+
+
+def test_a_detached_piece_beyond_the_tolerance_is_a_stray_part_by_its_size():
+    ref = _disc((300, 300), (150, 150), 80)  # area ~20,100 px: 0.2% is ~40 px
+    for side, stray in ((5, False), (8, True)):  # 25 px and 64 px squares, far from the product
+        cut = ref.copy()
+        cut[10:10 + side, 10:10 + side] = True
+        _, largest, share = V.judge_cut(cut, ref)
+        assert largest == side * side and (share > V.STRAY_SHARE) is stray
+    # a rim 4 px wide all around the reference lies within the 6 px tolerance: no stray part
+    grown = _disc((300, 300), (150, 150), 84)
+    assert V.judge_cut(grown, ref)[1] == 0
+    # a slab 20 px deep under the product, joined to it: the part beyond 6 px is one stray part
+    slab = ref.copy()
+    slab[228:250, 100:200] = True
+    _, largest, share = V.judge_cut(slab, ref)
+    assert largest > 0.7 * 100 * 16 and share > V.STRAY_SHARE
+
+
+def test_figures_count_pass_precision_and_review_recall():
+    J = V.Judged
+    judged = [J("a", "ok", "pass", [], iou=0.99), J("b", "ok", "pass", [], iou=0.97, stray_share=0.01),
+              J("c", "ok", "review", [], iou=0.5), J("d", "failed", "failed", ["empty cut-out"]),
+              J("e", "ok", "pass", [], iou=0.92)]
+    f = V.figures(judged)
+    assert (f["pass"], f["pass_good"]) == (3, 1)  # b has a stray part, e is only fair
+    assert (f["bad"], f["bad_not_pass"]) == (3, 2)  # b passed although bad; c and the failed row did not
+    assert f["failed"] == 1 and abs(f["pass_precision"] - 1 / 3) < 1e-9
