@@ -103,3 +103,29 @@ def loopback_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+_MARKED: dict[str, dict[str, str]] = {"server": {}, "models": {}}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember how the tests that need outside tools or real weights ended (see the summary below)."""
+    for mark, seen in _MARKED.items():
+        if mark in report.keywords and (report.when == "call" or report.outcome != "passed"):
+            seen[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say how many of the `server` tests (Prefect server, workers, PostgreSQL, Chromium) and the
+    `models` tests (real weights) ran and passed, so a run's output shows whether they were skipped."""
+    for mark, seen in _MARKED.items():
+        if not seen:
+            continue
+        counts: dict[str, int] = {}
+        for outcome in seen.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        figures = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"tests marked {mark}: {figures}")
+        for nodeid, outcome in sorted(seen.items()):
+            if mark == "server" and any(k in nodeid for k in ("postgres", "prefect_ui")):
+                terminalreporter.write_line(f"  {outcome}: {nodeid}")
