@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]run {'stopped' if done.stopped else 'failed'}:[/red] {escape(done.error or '')}",
                       highlight=False)
         return EXIT_STOPPED if done.stopped else EXIT_RUN_FAILED
-    return summarize(done.result, lambda line: console.print(line, markup=False, highlight=False))
+    return summarize(done.result, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
