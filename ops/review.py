@@ -18,6 +18,7 @@ from ops.atomic import write_bytes, write_json
 from ops.catalog import CatalogRow
 from ops.paths import IMAGE_SUFFIXES, PRODUCTS, ProductPaths, sku_slug
 from ops.runlock import RunLockedError, hold
+from ops.triage import grouped_reasons
 from stages.errors import StagingError
 
 STATE = Path("review") / "state.json"
@@ -196,7 +197,8 @@ def quarantine(out_root: Path, slug: str, name: str, data: bytes, record: dict[s
 
 
 def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[str, Any]]:
-    """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them."""
+    """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them,
+    the checks behind their reasons (`ops.triage.reason_check`) and their photo problems."""
     decisions = load_state(out_root)
     items = []
     for path in sorted((out_root / PRODUCTS).glob("*/*.json")):
@@ -214,7 +216,8 @@ def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[
             entry = {**entry, "stale": True}
         items.append({
             "sku": rec.get("sku"), "row": rec.get("row"), "verdict": rec.get("verdict"),
-            "reasons": rec.get("reasons", []), "output": rec.get("output"),
+            "reasons": rec.get("reasons", []), "checks": list(grouped_reasons(rec.get("reasons") or [])),
+            "photo_problems": rec.get("photo_problems") or [], "output": rec.get("output"),
             "record": os.path.relpath(path, out_root), "decision": entry,
         })
     return items
