@@ -62,7 +62,7 @@ def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> di
     held = held_decision(out_root, row, source_sha, path)
     if held is None or held.output is None:
         return None
-    return _hit(out_root, path, held.verdict, held.reasons, held.output)
+    return _hit(out_root, path, held.verdict, held.reasons, held.output, held.photo_problems)
 
 
 def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,

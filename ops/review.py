@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,7 @@ class Held:
     verdict: str
     reasons: list[str]
     output: str | None  # record-relative output file kept, or None
+    photo_problems: list[dict[str, Any]] = field(default_factory=list)  # of the kept output's record
 
 
 def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_path: Path) -> Held | None:
@@ -163,9 +164,17 @@ def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_pa
         output = entry.get("output")
         if not output or not (record_path.parent / output).is_file():
             return None  # the approved file is gone: stage again
-        return Held("cached", "pass", [f"review: approved by {when}"], output)
+        return Held("cached", "pass", [f"review: approved by {when}"], output, _photo_problems(record_path))
     withdraw(out_root, record_path)
     return Held("rejected", "reject", [f"review: rejected by {when}: {entry.get('reason', '')}"], None)
+
+
+def _photo_problems(record_path: Path) -> list[dict[str, Any]]:
+    """The renditions the record says were withheld (a kept output keeps them withheld)."""
+    try:
+        return json.loads(record_path.read_text(encoding="utf-8")).get("photo_problems") or []
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def withdraw(out_root: Path, record_path: Path) -> list[str]:

@@ -165,7 +165,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record)) is not None:
         return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
                          record=rel(paths.record), output=rel(paths.folder / held.output) if held.output else None,
-                         timings_ms=t.ms)
+                         timings_ms=t.ms, photo_problems=held.photo_problems)
     safety = bench.prompts.check(row.scene_prompt or cfg.scene.default_prompt,
                                  row.negative_prompt or cfg.scene.negative_prompt, row.title, row.category)
     if not safety.ok:  # never generated

@@ -205,6 +205,23 @@ def test_the_run_summary_counts_photo_problems_as_their_own_class(again):
     assert any(line.startswith("photo problems") and "photo too small for market: 1 SKU" in line for line in lines)
 
 
+def test_an_approved_sku_keeps_its_photo_problems_in_later_summaries(run, again):
+    from flows.nightly import nightly_catalog_run
+    from ops import review
+
+    tmp, _ = run
+    review.decide(tmp / "out", "SHOE-1", "approved", by="merch")
+    try:
+        third = nightly_catalog_run(catalog=str(tmp / "catalog.csv"), config=str(tmp / "config.toml"),
+                                    out=str(tmp / "out"))
+    finally:
+        review.reset(tmp / "out", "SHOE-1")
+    shoe = {r["sku"]: r for r in third["results"]}["SHOE-1"]
+    assert shoe["status"] == "cached" and shoe["reasons"][0].startswith("review: approved by merch")
+    assert shoe["photo_problems"] and shoe["photo_problems"][0]["rendition"] == "market"
+    assert third["summary"]["photo_problems"][0]["skus"] == 1
+
+
 def test_bad_placement_fails_only_its_row_naming_row_sku_and_value(run):
     tmp, rows = run
     bad = rows["BAD-3"]
