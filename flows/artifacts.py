@@ -17,6 +17,7 @@ from prefect.artifacts import (
 from ops.cost import money
 from ops.paths import LAYERS, PRODUCTS
 from ops.report import printable
+from ops.triage import photo_lines
 
 THUMBNAILS = 6
 PROGRESS_EVERY_S = 1.0
@@ -56,14 +57,18 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
     """Create the run's table and markdown artifacts.
 
     Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
-    `staging-progress`, `staging-run-counts`, `staging-run-failures`, `staging-run-timings`,
-    `staging-run-cost`, `staging-run-report`. Thumbnails and the report are linked as file:// URLs: they open from a
-    browser on the machine (or share) that holds the output folder; a browser elsewhere shows the
-    links but cannot load them (serve the output folder over HTTP for that).
+    `staging-progress`, `staging-run-counts` (by status, verdict, review check and photo problem
+    class), `staging-run-failures`, `staging-run-timings`, `staging-run-cost`, `staging-run-report`.
+    Thumbnails and the report are linked as file:// URLs: they open from a browser on the machine
+    (or share) that holds the output folder; a browser elsewhere shows the links but cannot load
+    them (serve the output folder over HTTP for that).
     """
     counts = [{"outcome": f"status:{k}", "count": v} for k, v in sorted(summary["by_status"].items())]
     counts += [{"outcome": f"verdict:{k}", "count": v} for k, v in sorted(summary["by_verdict"].items())]
     counts.append({"outcome": "invalid rows", "count": summary["invalid_rows"]})
+    counts += [{"outcome": f"review:{g['check']}", "count": g["skus"]} for g in summary.get("review_by_check") or []]
+    counts += [{"outcome": f"photo problem: {p['label']}", "count": p["skus"]}
+               for p in summary.get("photo_problems") or []]
     create_table_artifact(counts, key="staging-run-counts", description=f"Run {run_id}: products by outcome")
     bad = [{"row": e["row"], "sku": printable(e["sku"]), "status": "invalid", "reason": printable(e["reason"])}
            for e in errors[:200]]
@@ -108,6 +113,12 @@ def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, An
         lines += [f"Cost: {money(cost['total'], cost['currency'])} for {cost['priced_rows']} staged SKU(s); per SKU "
                   f"median {money(cost['per_sku']['median'], cost['currency'])}, "
                   f"p90 {money(cost['per_sku']['p90'], cost['currency'])}", ""]
+    if groups := summary.get("review_by_check"):
+        lines += ["## Review queue by check (most severe first)", "",
+                  ", ".join(f"{_md(g['check'])}: {g['skus']}" for g in groups), ""]
+    if photo := photo_lines(summary):
+        lines += ["## Photo problems (renditions withheld, verdicts unchanged)", ""]
+        lines += [f"- {_md(line)}" for line in photo] + [""]
     thumbs = []
     for r in _thumbnail_rows(out_root, attention):
         thumbs.append(f"![{_md(r['sku'])}]({file_url(r['thumb'])})")

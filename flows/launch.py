@@ -11,6 +11,7 @@ from typing import Any
 from flows.api_server import ApiServerError, local_api
 from flows.exitcodes import EXIT_OK, EXIT_PARTIAL, EXIT_RUN_FAILED, EXIT_STOPPED
 from ops.stop import STOP
+from ops.triage import photo_lines
 
 
 def prefect_env(verbose: bool = True) -> None:
@@ -65,6 +66,11 @@ def summarize(result: dict[str, Any], say: Callable[[str], None]) -> int:
         say(cost_line(s["cost"]))
     if s["by_verdict"]:
         say("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_verdict"].items())))
+    if s.get("review_by_check"):
+        say("review by check (most severe first): " + ", ".join(
+            f"{g['check']} {g['skus']}" for g in s["review_by_check"]))
+    if lines := photo_lines(s):
+        say("photo problems (renditions withheld, verdicts unchanged): " + "; ".join(lines))
     for e in result["catalog_errors"]:
         say(f"  row {e['row']} SKU {e['sku']!r}: invalid: {e['reason']}")
     for r in result["results"]:

@@ -32,8 +32,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(items, indent=2, ensure_ascii=False))
                 return EXIT_OK
-            for it in items:
-                print(_line(it, printable))
+            for line in grouped_lines(items, printable):
+                print(line)
             print(f"{len(items)} SKU(s) with verdict {args.verdict} in {out}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
@@ -50,10 +50,40 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
 
 
-def _line(it: dict[str, Any], printable) -> str:
+NO_REASON = "no review reason"
+
+
+def grouped_lines(items: list[dict[str, Any]], printable) -> list[str]:
+    """The queue grouped by the check behind each reason, most severe first, then the most common
+    (`ops.triage`): a `# <check>: N SKU(s)` line, then one line per SKU with that check's reasons
+    (the SKU's other checks as `also`). A SKU with reasons from two checks is in both groups;
+    SKUs without reasons (passed) come last."""
+    from ops.triage import grouped_reasons, order_groups
+
+    by_check: dict[str, list[tuple[dict[str, Any], dict[str, list[str]]]]] = {}
+    for it in items:
+        groups = grouped_reasons(it.get("reasons") or []) or {NO_REASON: []}
+        for check in groups:
+            by_check.setdefault(check, []).append((it, groups))
+    order = order_groups({c: len(v) for c, v in by_check.items() if c != NO_REASON})
+    order += [{"check": NO_REASON, "skus": len(by_check[NO_REASON])}] if NO_REASON in by_check else []
+    lines = []
+    for g in order:
+        lines.append(f"# {printable(g['check'])}: {g['skus']} SKU(s)")
+        lines += [_line(it, groups, g["check"], printable) for it, groups in by_check[g["check"]]]
+    return lines
+
+
+def _line(it: dict[str, Any], groups: dict[str, list[str]], check: str, printable) -> str:
+    from ops.triage import photo_label
+
     d = it.get("decision")
     state = "" if not d else f"  [{d['decision']}{' (stale: photo or row changed)' if d.get('stale') else ''}]"
-    reasons = "; ".join(it.get("reasons") or [])
+    reasons = "; ".join(groups.get(check) or []) or "-"
+    also = [c for c in groups if c != check]
+    reasons += f" (also: {', '.join(also)})" if also else ""
+    withheld = "; ".join(photo_label(p.get("rendition", "?"), p.get("rule", "?")) for p in it.get("photo_problems") or [])
+    reasons += f"  [rendition withheld: {withheld}]" if withheld else ""
     return f"{printable(it['sku'])}\t{it['verdict']}\t{it.get('output') or '-'}\t{printable(reasons)}{state}"
 
 

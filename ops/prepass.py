@@ -39,10 +39,11 @@ def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list
     return sha
 
 
-def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], output: str) -> dict[str, Any]:
+def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], output: str,
+         photo_problems: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A skipped row's result, with paths relative to the output folder as the batch task gives them."""
     return {"verdict": verdict, "reasons": reasons, "record": os.path.relpath(record_path, out_root),
-            "output": os.path.relpath(record_path.parent / output, out_root)}
+            "output": os.path.relpath(record_path.parent / output, out_root), "photo_problems": photo_problems or []}
 
 
 def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
@@ -50,7 +51,8 @@ def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
     record = cached_record(path, key)  # the same test a batch task makes before staging
     if record is None or record.get("verdict") not in ("pass", "review"):
         return None
-    return _hit(out_root, path, record["verdict"], record.get("reasons", []), record["output"])
+    return _hit(out_root, path, record["verdict"], record.get("reasons", []), record["output"],
+                record.get("photo_problems"))
 
 
 def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> dict[str, Any] | None:
@@ -60,7 +62,7 @@ def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> di
     held = held_decision(out_root, row, source_sha, path)
     if held is None or held.output is None:
         return None
-    return _hit(out_root, path, held.verdict, held.reasons, held.output)
+    return _hit(out_root, path, held.verdict, held.reasons, held.output, held.photo_problems)
 
 
 def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
@@ -76,7 +78,9 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
     a reviewer's decision to apply, a URL photo, anything unusual) goes to the batch tasks, which
     decide exactly.
 
-    An output that passed every check is skipped on the ledger's word and a stat of its files; one
+    An output that passed every check is skipped on the ledger's word and a stat of its files (one
+    with a rendition withheld for a photo problem, whose file is missing by design, after its
+    record passes `cached_record`, which also gives its photo problems); one
     waiting for review only after its record passes `cached_record` (one made by a fallback
     backend is staged again), and only while no reviewer has decided on it. Unchanged rows are
     handed to `sink` in chunks as they are found (a 50,000-row catalog would otherwise hold them
@@ -136,7 +140,10 @@ class _Lookup:
             return (_approved(self.out_root, row, name, source_sha) if approved else None), key
         if prev is None or (prev.cache_key == key and prev.verdict == "review"):
             return _from_record(self.out_root, name, key), key
-        if prev.cache_key == key and prev.verdict == "pass" and prev.output and \
-                outputs_present(self.out_root, prev.output, cfg):
-            return {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record, "output": prev.output}, key
+        if prev.cache_key == key and prev.verdict == "pass" and prev.output:
+            if outputs_present(self.out_root, prev.output, cfg):
+                return {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
+                        "output": prev.output}, key
+            # a rendition withheld for a photo problem has no file: the record says which are due
+            return _from_record(self.out_root, name, key), key
         return None, key

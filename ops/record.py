@@ -3,11 +3,12 @@ serialised to JSON once, when the record is written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from stages.check import CheckResult
+from stages.check.compliance import PhotoProblem
 
 
 def _dicts(checks: list[CheckResult]) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ class ChannelRendition:
     format: str
     output: str | None
     size: list[int]
-    product_layer: str
+    product_layer: str | None  # None when withheld: nothing of the preset was staged
     placement: dict[str, Any]
     scene: dict[str, Any]  # {"backend", **its settings}
     checks: list[CheckResult]
@@ -80,6 +81,7 @@ class ChannelRendition:
     reasons: list[str]
     timings_ms: dict[str, float]
     bytes: int | None = None  # of the signed file; None when nothing was signed
+    photo_problems: list[PhotoProblem] = field(default_factory=list)  # set: withheld (verdict "withheld")
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -87,13 +89,28 @@ class ChannelRendition:
             "product_layer": self.product_layer, "placement": self.placement, "scene": self.scene,
             "checks": _dicts(self.checks), "compliance": _dicts(self.compliance), "verdict": self.verdict,
             "reasons": self.reasons, "timings_ms": self.timings_ms,
+            "photo_problems": [p.to_dict() for p in self.photo_problems],
         }
         if self.bytes is not None:
             d["bytes"] = self.bytes
         return d
 
     def problems(self) -> list[str]:
-        """Why the product needs review because of this rendition: unpublished, or a failed rule."""
+        """Why the product needs review because of this rendition: unpublished, or a failed rule.
+        A rendition withheld for a photo problem is none: no review could fix the photo."""
+        if self.photo_problems:
+            return []
         label = f"rendition {self.preset} {self.format}"
         out = [] if self.output else [f"{label} failed its checks and was not published"]
         return out + [f"{label} {c.name}: {c.message}" for c in self.checks + self.compliance if not c.passed]
+
+
+def photo_problems(channels: list[ChannelRendition]) -> list[dict[str, Any]]:
+    """The product's photo problems (its record's and its run result's `photo_problems`): one entry
+    per preset and rule, {rendition, rule, measured, needed, why, formats} (the formats withheld)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in channels:
+        for p in c.photo_problems:
+            entry = out.setdefault((c.preset, p.rule), {"rendition": c.preset, **p.to_dict(), "formats": []})
+            entry["formats"].append(c.format)
+    return list(out.values())

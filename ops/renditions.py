@@ -3,9 +3,12 @@ social, banner, marketplace) at the preset's own size, signed and published like
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ops.atomic import write_bytes
 from ops.catalog import CatalogRow
@@ -15,11 +18,11 @@ from ops.publish import publish
 from ops.record import ChannelRendition
 from provenance.iptc import composite_source_type
 from stages.check import verdict
-from stages.check.compliance import check_compliance
+from stages.check.compliance import PhotoProblem, check_compliance, photo_problems
 from stages.check.pixels import format_pixels
 from stages.encode import encode_format, encode_rgba, thumbnail_jpeg
-from stages.formats import mime_type
-from stages.layout import Layout
+from stages.formats import EXTENSION, mime_type
+from stages.layout import Layout, place_product, uncapped_scale
 from stages.load import LoadedImage
 from stages.matte import Matte
 from stages.pipeline import PIPELINE_VERSION, Brief, Frame, Photo, Variant, stage
@@ -58,31 +61,71 @@ class _Staged:
 
 def render_channels(bench: Workbench, source: SourcePhoto, matte: Matte, brief: Brief, seed: int, row: CatalogRow,
                     paths: ProductPaths) -> list[ChannelRendition]:
-    """Every active preset, in order, each in each of its formats."""
+    """Every active preset, in order, each in each of its formats; a preset whose rules the photo
+    cannot meet is withheld (`withhold`) instead of staged."""
     out: list[ChannelRendition] = []
     for name in bench.cfg.renditions.active:
-        staged = stage_preset(bench, name, source, matte, brief, seed, row.placement, paths)
+        preset = bench.cfg.renditions.presets[name]
+        t0 = time.perf_counter()
+        layout = place_product(source.image.rgb, matte.alpha, bench.parts.options.layout,
+                               preset.placement or row.placement, canvas=(preset.width, preset.height))
+        if problems := photo_problems(layout, preset.compliance, _uncapped(bench, layout, matte)):
+            out += withhold(name, preset, layout, problems, paths, round((time.perf_counter() - t0) * 1000, 2))
+            continue
+        staged = stage_preset(bench, name, source, matte, brief, seed, row.placement, paths, layout, t0)
         out += [_publish_format(bench, staged, fmt, source, seed, row, paths) for fmt in staged.preset.formats]
     return out
 
 
+def _uncapped(bench: Workbench, layout: Layout, matte: Matte) -> float:
+    """The preset's scale without `max_scale` (only worked out when that cap decided the scale)."""
+    p = layout.placement
+    if p.limited_by != "max_scale":
+        return p.scale
+    x0, y0, x1, y1 = p.source_box
+    area = float(matte.alpha[y0:y1, x0:x1].sum(dtype=np.int64)) / 255.0
+    return uncapped_scale(bench.parts.options.layout, p, layout.size, area)
+
+
+def withhold(name: str, preset: RenditionPreset, layout: Layout, problems: list[PhotoProblem], paths: ProductPaths,
+             layout_ms: float) -> list[ChannelRendition]:
+    """A preset the source photo cannot make compliant (`stages.check.compliance.photo_problems`):
+    nothing of it is staged, signed or written, and the files an earlier run published for it
+    (its renditions in every format, its product layer) are removed, so the publish folder never
+    offers a rendition the channel would refuse. Its entries (verdict `withheld`, output None)
+    carry the problems; the product's own verdict does not change: no review fixes the photo."""
+    for fmt in EXTENSION:
+        (paths.folder / channel_name(paths.slug, name, fmt)).unlink(missing_ok=True)
+    layer = paths.folder / channel_layer(name)
+    layer.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        layer.parent.rmdir()  # only when empty
+    return [ChannelRendition(name, fmt, None, [preset.width, preset.height], None, layout.placement.to_dict(), {},
+                             [], [], "withheld", [p.why for p in problems], {"layout": layout_ms},
+                             photo_problems=list(problems))
+            for fmt in preset.formats]
+
+
 def stage_preset(bench: Workbench, name: str, source: SourcePhoto, matte: Matte, brief: Brief, seed: int,
-                 placement: str, paths: ProductPaths) -> _Staged:
+                 placement: str, paths: ProductPaths, layout: Layout | None = None,
+                 t0: float | None = None) -> _Staged:
     """One preset staged on its own canvas, with its product layer written.
 
     A rendition is never the master squashed or cropped: the product is laid out again from the
     original photo and the master's matte on the preset's canvas (its pixels resampled once, at that
-    preset's scale), the scene is generated again for that canvas with the primary variant's seed
-    (or, for a `background` preset, the canvas is one flat colour), and the product is composited
-    back. The master's content checks run on scenes a trained model generated (a flat or procedural
-    backdrop holds nothing new to judge): a blocking failure (an NSFW scene) publishes no file of
-    the preset, other failures send the product to review.
+    preset's scale; `layout`: that layout, already made), the scene is generated again for that
+    canvas with the primary variant's seed (or, for a `background` preset, the canvas is one flat
+    colour), and the product is composited back. The master's content checks run on scenes a
+    trained model generated (a flat or procedural backdrop holds nothing new to judge): a blocking
+    failure (an NSFW scene) publishes no file of the preset, other failures send the product to
+    review. `t0`: when the preset's work began (its layout), for its `stage` timing.
     """
     preset = bench.cfg.renditions.presets[name]
-    t0, steps = time.perf_counter(), StepTimer()
+    t0, steps = t0 if t0 is not None else time.perf_counter(), StepTimer()
     frame = Frame(preset.placement or placement, (preset.width, preset.height), preset.background)
     photo = Photo(source.image.rgb, source.image.alpha)
-    staging = stage(bench.parts, photo, brief, [seed], frame, matte=matte, checks="trained", timer=steps)
+    staging = stage(bench.parts, photo, brief, [seed], frame, matte=matte, layout=layout, checks="trained",
+                    timer=steps)
     layout, variant = staging.layout, staging.variants[0]
     write_bytes(paths.folder / channel_layer(name),
                 encode_rgba(layout.product_rgb, layout.product_alpha, bench.cfg.write.png_compress_level))

@@ -15,6 +15,7 @@ from typing import Any
 
 from ops.atomic import write_chunks
 from ops.cost import RunCost, money
+from ops.triage import Triage, grouped_reasons, photo_lines
 from stages.errors import StagingError
 
 # Cells starting with these are run as formulas by spreadsheet programs.
@@ -53,9 +54,10 @@ def csv_safe(value: Any) -> str:
 def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]]) -> dict[str, Any]:
     status = Counter(r["status"] for r in results)
     verdicts = Counter(r["verdict"] for r in results if r.get("verdict"))
-    cost = RunCost()
+    cost, triage = RunCost(), Triage()
     for r in results:
         cost.add(r)
+        triage.add(r)
     return {
         "rows": len(results) + len(catalog_errors),
         "processed": len(results),
@@ -64,6 +66,7 @@ def summarize(results: list[dict[str, Any]], catalog_errors: list[dict[str, Any]
         "by_verdict": dict(verdicts),
         "failed": status.get("failed", 0) + status.get("rejected", 0) + len(catalog_errors),
         "cost": cost.summary(),
+        **triage.summary(),
     }
 
 
@@ -136,15 +139,20 @@ def _csv(results: Iterable[dict[str, Any]], catalog_errors: list[dict[str, Any]]
         buf.truncate()
         return text
 
-    writer.writerow(["row", "sku", "status", "verdict", "output", "reason"])
+    writer.writerow(["row", "sku", "status", "verdict", "output", "reason", "photo_problems"])
     for e in catalog_errors:
-        writer.writerow([e["row"], csv_safe(e["sku"]), "invalid", "", "", csv_safe(e["reason"])])
+        writer.writerow([e["row"], csv_safe(e["sku"]), "invalid", "", "", csv_safe(e["reason"]), ""])
     yield flush()
     for r in results:
         reason = r.get("error") or "; ".join(r.get("reasons") or [])
         writer.writerow([r["row"], csv_safe(r["sku"]), r["status"], r.get("verdict") or "",
-                         csv_safe(r.get("output") or ""), csv_safe(reason)])
+                         csv_safe(r.get("output") or ""), csv_safe(reason), csv_safe(_withheld(r))])
         yield flush()
+
+
+def _withheld(r: dict[str, Any]) -> str:
+    """A row's photo problems in one line: `marketplace withheld: photo too small: ...`."""
+    return "; ".join(f"{p.get('rendition')} withheld: {p.get('why')}" for p in r.get("photo_problems") or [])
 
 
 def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | None) -> str:
@@ -193,6 +201,74 @@ def _cost_table(cost: dict[str, Any] | None, esc: Callable[[Any], str]) -> str:
             f"<tbody>\n{rows}</tbody></table>\n<h2>Products</h2>\n")
 
 
+def _link(run_dir: Path, out_root: Path, output: str | None, inner: str) -> str:
+    """`inner` (a thumbnail) as a link to the published image, when there is one."""
+    if not inner or not output:
+        return inner
+    return f'<a href="{html.escape(os.path.relpath(out_root / output, run_dir))}">{inner}</a>'
+
+
+def _review_queue(run_dir: Path, out_root: Path, summary: dict[str, Any], results: Results,
+                  esc: Callable[[Any], str]) -> Iterator[str]:
+    """The review queue grouped by the check behind each reason (`ops.triage`): the groups most
+    severe first, then the most common; each lists its SKUs with that check's reasons, the others
+    as `also`, and the thumbnails. A SKU with reasons from two checks is in both groups. One pass
+    over the rows per group, so a streamed result log is never held in memory."""
+    groups = summary.get("review_by_check") or []
+    if not groups:
+        return
+    total = summary.get("by_verdict", {}).get("review", 0)
+    index = ", ".join(f"<a href='#review-{i}'>{esc(g['check'])}</a>: {g['skus']}" for i, g in enumerate(groups))
+    yield (f"<h2>Review queue: {total} SKU(s), by check</h2>\n<p class='groups'>Most severe first, then the most "
+           f"common: {index}</p>\n")
+    for i, g in enumerate(groups):
+        yield (f"<h3 id='review-{i}'>{esc(g['check'])}: {g['skus']} SKU(s)</h3>\n<table class='queue'><thead><tr>"
+               "<th>row</th><th>SKU</th><th>before</th><th>after</th><th>reason</th></tr></thead><tbody>\n")
+        for r in _rows(results):
+            if r.get("verdict") != "review":
+                continue
+            by_check = grouped_reasons(r.get("reasons") or [])
+            if g["check"] not in by_check:
+                continue
+            also = [c for c in by_check if c != g["check"]]
+            before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
+            after = _link(run_dir, out_root, r.get("output"),
+                          _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else "")
+            note = f"<br><small>also: {esc(', '.join(also))}</small>" if also else ""
+            yield (f"<tr class='review'><td>{r['row']}</td><td>{esc(r['sku'])}</td><td>{before}</td><td>{after}</td>"
+                   f"<td>{esc('; '.join(by_check[g['check']]))}{note}</td></tr>\n")
+        yield "</tbody></table>\n"
+
+
+def _photo_problems(summary: dict[str, Any], results: Results, esc: Callable[[Any], str]) -> Iterator[str]:
+    """Renditions withheld because the source photo cannot meet a channel rule, by class, then per
+    SKU: a photo to replace, not an image to review (the SKU keeps its own verdict)."""
+    lines = photo_lines(summary)
+    if not lines:
+        return
+    yield ("<h2>Photo problems: renditions withheld</h2>\n<p>These channel renditions were not made: the source "
+           "photo cannot meet the channel's rule, so no review could fix them (a larger photo does). Each SKU "
+           "keeps its own verdict and its other images.</p>\n<ul class='photo'>"
+           + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>\n<table class='photo'><thead><tr>"
+           "<th>row</th><th>SKU</th><th>rendition</th><th>rule</th><th>measured</th><th>needed</th><th>why</th>"
+           "</tr></thead><tbody>\n")
+    for r in _rows(results):
+        for p in r.get("photo_problems") or []:
+            yield (f"<tr><td>{r['row']}</td><td>{esc(r['sku'])}</td><td>{esc(p.get('rendition'))} "
+                   f"{esc(', '.join(p.get('formats') or []))}</td><td>{esc(p.get('rule'))}</td>"
+                   f"<td class='n'>{esc(_figure(p, 'measured'))}</td><td class='n'>{esc(_figure(p, 'needed'))}</td>"
+                   f"<td>{esc(p.get('why'))}</td></tr>\n")
+    yield "</tbody></table>\n"
+
+
+def _figure(problem: dict[str, Any], key: str) -> str:
+    """A photo problem's measured or needed value; a fill as a share of the frame (66.6%)."""
+    value = problem.get(key)
+    if problem.get("rule") == "min_fill" and isinstance(value, (int, float)):
+        return f"{value:.1%}"
+    return "" if value is None else str(value)
+
+
 def _html(run_dir: Path, out_root: Path, meta: dict[str, Any], summary: dict[str, Any],
           results: Results, catalog_errors: list[dict[str, Any]]) -> Iterator[str]:
     def esc(value: Any) -> str:
@@ -206,13 +282,17 @@ body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:colla
 td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top}} img{{max-width:160px}}
 tr.failed,tr.reject,tr.rejected{{background:#fde8e8}} tr.review{{background:#fff6db}}
 tr.stopped{{background:#eef1f5}} td.n{{text-align:right}} p.stopped{{background:#fff6db;padding:8px}}
+table.queue,table.photo{{margin-bottom:1em}} td small{{color:#666}} ul.photo li{{font-weight:600}}
 </style></head><body>
 <h1>Staging run {esc(meta['run_id'])}</h1>
 <p>Catalog: {esc(str(meta['catalog']))}<br>Started: {esc(meta['started_at'])} &middot;
 Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot; {counts}
 &middot; invalid: {summary['invalid_rows']}<br>Verdicts: {", ".join(
     f"{k}: {summary['by_verdict'].get(k, 0)}" for k in ("pass", "review", "reject"))}</p>
-{_stopped(meta, esc)}{_cost_table(summary.get("cost"), esc)}<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
+{_stopped(meta, esc)}"""
+    yield from _review_queue(run_dir, out_root, summary, results, esc)
+    yield from _photo_problems(summary, results, esc)
+    yield f"""{_cost_table(summary.get("cost"), esc) or "<h2>Products</h2>"}<table><thead><tr><th>row</th><th>SKU</th><th>result</th><th>before</th><th>after</th><th>reason</th></tr></thead>
 <tbody>
 """
     for e in catalog_errors:
@@ -220,11 +300,13 @@ Finished: {esc(meta.get('finished_at', ''))}<br>Rows: {summary['rows']} &middot;
                     f"<td></td><td></td><td>{esc(e['reason'])}</td></tr>\n")
     for r in (r for group in VERDICT_GROUPS for r in _rows(results)
               if r.get("verdict") == group or (group is None and r.get("verdict") not in VERDICT_GROUPS)):
-        reason = r.get("error") or "; ".join(r.get("reasons") or [])
+        reason = esc(r.get("error") or "; ".join(r.get("reasons") or []))
+        if withheld := _withheld(r):
+            reason += f"{'<br>' if reason else ''}<small>{esc(withheld)}</small>"
         before = _img(run_dir, out_root, r.get("record"), "layers/before.jpg")
         after = _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else ""
         cls = esc(r.get("verdict") or r["status"])
         yield (f"<tr class='{cls}'><td>{r['row']}</td><td>{esc(r['sku'])}</td>"
                     f"<td>{esc(r['status'])} {esc(r.get('verdict') or '')}</td><td>{before}</td><td>{after}</td>"
-                    f"<td>{esc(reason)}</td></tr>\n")
+                    f"<td>{reason}</td></tr>\n")
     yield "</tbody></table></body></html>\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.cost import CostOptions, RunCost
+from ops.triage import Triage
 
 RETURNED_ROWS = 1000  # rows a flow returns in full; larger runs return the ones needing attention first
 ATTENTION_ROWS = 200  # failed / rejected / review rows kept for the run's artifacts
@@ -42,6 +43,7 @@ class ResultLog:
         self.count = 0
         self.attention: list[dict[str, Any]] = []
         self.cost = RunCost(currency)
+        self.triage = Triage()
         self._kept: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 2: []}
         self._kept_all = True
 
@@ -59,6 +61,7 @@ class ResultLog:
                     self.timed_rows += 1
                     self.timing_ms.update(r["timings_ms"])
                 self.cost.add(r)
+                self.triage.add(r)
                 attention = needs_attention(r)
                 if attention and len(self.attention) < ATTENTION_ROWS:
                     self.attention.append(r)
@@ -82,7 +85,7 @@ class ResultLog:
             "rows": self.count + len(catalog_errors), "processed": self.count - self.status.get("stopped", 0), "invalid_rows": len(catalog_errors),
             "by_status": dict(self.status), "by_verdict": dict(self.verdict),
             "failed": self.status.get("failed", 0) + self.status.get("rejected", 0) + len(catalog_errors),
-            "cost": self.cost.summary(),
+            "cost": self.cost.summary(), **self.triage.summary(),
         }
 
     @property

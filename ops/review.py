@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from ops.atomic import write_bytes, write_json
 from ops.catalog import CatalogRow
 from ops.paths import IMAGE_SUFFIXES, PRODUCTS, ProductPaths, sku_slug
 from ops.runlock import RunLockedError, hold
+from ops.triage import grouped_reasons
 from stages.errors import StagingError
 
 STATE = Path("review") / "state.json"
@@ -135,6 +136,7 @@ class Held:
     verdict: str
     reasons: list[str]
     output: str | None  # record-relative output file kept, or None
+    photo_problems: list[dict[str, Any]] = field(default_factory=list)  # of the kept output's record
 
 
 def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_path: Path) -> Held | None:
@@ -162,9 +164,17 @@ def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_pa
         output = entry.get("output")
         if not output or not (record_path.parent / output).is_file():
             return None  # the approved file is gone: stage again
-        return Held("cached", "pass", [f"review: approved by {when}"], output)
+        return Held("cached", "pass", [f"review: approved by {when}"], output, _photo_problems(record_path))
     withdraw(out_root, record_path)
     return Held("rejected", "reject", [f"review: rejected by {when}: {entry.get('reason', '')}"], None)
+
+
+def _photo_problems(record_path: Path) -> list[dict[str, Any]]:
+    """The renditions the record says were withheld (a kept output keeps them withheld)."""
+    try:
+        return json.loads(record_path.read_text(encoding="utf-8")).get("photo_problems") or []
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def withdraw(out_root: Path, record_path: Path) -> list[str]:
@@ -196,7 +206,8 @@ def quarantine(out_root: Path, slug: str, name: str, data: bytes, record: dict[s
 
 
 def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[str, Any]]:
-    """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them."""
+    """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them,
+    the checks behind their reasons (`ops.triage.reason_check`) and their photo problems."""
     decisions = load_state(out_root)
     items = []
     for path in sorted((out_root / PRODUCTS).glob("*/*.json")):
@@ -214,7 +225,8 @@ def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[
             entry = {**entry, "stale": True}
         items.append({
             "sku": rec.get("sku"), "row": rec.get("row"), "verdict": rec.get("verdict"),
-            "reasons": rec.get("reasons", []), "output": rec.get("output"),
+            "reasons": rec.get("reasons", []), "checks": list(grouped_reasons(rec.get("reasons") or [])),
+            "photo_problems": rec.get("photo_problems") or [], "output": rec.get("output"),
             "record": os.path.relpath(path, out_root), "decision": entry,
         })
     return items

@@ -25,7 +25,7 @@ from ops.errors import EXPECTED, is_transient
 from ops.fetch import shown
 from ops.paths import ProductPaths, image_name, variant_stem
 from ops.publish import publish
-from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now
+from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now, photo_problems
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
 from ops.stop import STOP, RunStopped
@@ -62,6 +62,7 @@ class RowResult:
     error: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     cost: dict[str, Any] | None = None  # ops.cost.product_cost of timings_ms; None when nothing was staged
+    photo_problems: list[dict[str, Any]] = field(default_factory=list)  # renditions withheld (ops.record.photo_problems)
     transient: bool = False  # failed for a reason that may pass: the run tries the row again (not serialised)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
     return RowResult(
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
         record=paths.rel(paths.record), output=paths.rel(paths.folder / primary.output) if primary.output else None,
-        timings_ms=t.ms, cost=_cost(bench, p.usage, t.ms),
+        timings_ms=t.ms, cost=_cost(bench, p.usage, t.ms), photo_problems=photo_problems(channels),
     )
 
 
@@ -164,7 +165,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record)) is not None:
         return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
                          record=rel(paths.record), output=rel(paths.folder / held.output) if held.output else None,
-                         timings_ms=t.ms)
+                         timings_ms=t.ms, photo_problems=held.photo_problems)
     safety = bench.prompts.check(row.scene_prompt or cfg.scene.default_prompt,
                                  row.negative_prompt or cfg.scene.negative_prompt, row.title, row.category)
     if not safety.ok:  # never generated
@@ -173,7 +174,8 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
                          cost=_cost(bench, Usage(), t.ms))
     if not ctx.force and (prev := cached_record(paths.record, key)) is not None:
         return RowResult(row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
-                         record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms)
+                         record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms,
+                         photo_problems=prev.get("photo_problems") or [])
     return safety
 
 
@@ -331,7 +333,8 @@ def product_record(bench: Workbench, p: _Product, variants: list[VariantOutcome]
         "depth_details": staging.depth.details,
         "seed": primary.seed, "prompt": p.safety.prompt, "negative_prompt": p.safety.negative_prompt,
         "checks": [c.to_dict() for c in sku_checks + primary.checks],
-        "verdict": primary.verdict, "reasons": primary.reasons, "variants": [v.to_dict() for v in variants],
+        "verdict": primary.verdict, "reasons": primary.reasons, "photo_problems": photo_problems(channels),
+        "variants": [v.to_dict() for v in variants],
         "selected_variant": primary.index, "prompt_safety": p.safety.to_dict(), "row_digest": review.row_digest(row),
         "timings_ms": dict(p.timer.ms), "cost": _cost(bench, p.usage, p.timer.ms), "cache_key": p.key,
         "config_digest": cfg.digest(),

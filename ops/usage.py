@@ -67,7 +67,7 @@ def product_usage(parts: Parts, staging: Staging, channels: Iterable[ChannelRend
         presets.setdefault(c.preset, c)
     gpu_share = 0.0
     for c in presets.values():
-        if c.scene.get("backend") == "flat":
+        if c.photo_problems or c.scene.get("backend") == "flat":  # withheld: never staged; flat: no model
             continue
         calls[parts.depth.name] += 1
         calls[c.scene["backend"]] += 1

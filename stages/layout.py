@@ -191,6 +191,20 @@ def _frame(cfg: LayoutOptions, W: int, H: int, bw: int, bh: int, area: float) ->
     return scale, limited, cx, cy
 
 
+def uncapped_scale(cfg: LayoutOptions, placement: Placement, canvas: tuple[int, int], area: float) -> float:
+    """The scale `placement`'s mode would have given the product had `max_scale` not capped it.
+
+    `area` is the product's matte area in source pixels (what `coverage` placement aims at). A
+    channel rule that the capped scale misses but this one meets is missed because the photo is too
+    small; one this scale misses too is the placement's own doing (margins, mode), not the photo's.
+    """
+    _, eff = resolve_placement(cfg, placement.preset or placement.mode)
+    x0, y0, x1, y1 = placement.source_box
+    scale, _, _, _ = _frame(dataclasses.replace(eff, max_scale=math.inf), canvas[0], canvas[1], x1 - x0, y1 - y0,
+                            area)
+    return scale
+
+
 def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placement: str = "",
                   canvas: tuple[int, int] | None = None) -> Layout:
     """Lay the product out on the canvas (`canvas` = (width, height), default [layout]) with the

@@ -122,11 +122,14 @@ def check_inputs(photo: Photo, seeds: Sequence[int], frame: Frame) -> None:
 
 
 def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame: Frame = Frame(), *,
-          matte: Matte | None = None, checks: CheckMode = "all", timer: Timer = untimed) -> Staging:
+          matte: Matte | None = None, layout: Layout | None = None, checks: CheckMode = "all",
+          timer: Timer = untimed) -> Staging:
     """One photo staged once per seed: cut out, placed, a scene generated around it, the original
     product pixels put back, then checked.
 
     `matte`: a cut-out already made for this photo (a channel rendition reuses the master's).
+    `layout`: the product already laid out with that matte for this frame (a channel rendition
+    judges its layout before it pays for a scene).
     `checks`: run the content checks on every variant (`all`), only on scenes a trained model
     generated (`trained`: a flat or procedural backdrop holds nothing new to judge), or not at all.
     `timer(step)` times each step; the names are the record's `timings_ms` keys.
@@ -138,7 +141,7 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
         matte = matte or compute_matte(parts.matte, photo.rgb, photo.alpha)
     # 2. layout: the product layer on the canvas and the mask of everything to generate
     with timer("layout"):
-        layout = place_product(photo.rgb, matte.alpha, o.layout, frame.placement, canvas=frame.canvas)
+        layout = layout or place_product(photo.rgb, matte.alpha, o.layout, frame.placement, canvas=frame.canvas)
     # 3. depth: the canvas depth map that conditions the scene
     with timer("depth"):
         depth = None if flat else parts.depth.run(layout, o.layout.horizon)

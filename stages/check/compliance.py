@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -122,6 +124,49 @@ def fill_ratio(layout: Layout) -> float:
     _, _, w, h = cv2.boundingRect(cv2.compare(layout.product_alpha, BBOX_ALPHA, cv2.CMP_GE))
     W, H = layout.size
     return max(w / W, h / H)
+
+
+@dataclass(frozen=True)
+class PhotoProblem:
+    """A channel rule the source photo itself cannot meet: no staging of this photo could pass it."""
+
+    rule: str  # the compliance key, e.g. "min_fill"
+    measured: float
+    needed: float
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def photo_problems(layout: Layout, rules: ComplianceRules, uncapped_scale: float) -> list[PhotoProblem]:
+    """The preset's rules that fail because of the photo, judged on the preset's layout before any
+    scene is made (`uncapped_scale`: the scale the placement would give without `max_scale`,
+    `stages.layout.uncapped_scale`).
+
+    Only `min_fill` can be the photo's fault: the product may not be enlarged beyond `max_scale`
+    (it would turn blurry), so a product photographed too small cannot span the share of the frame
+    the channel asks for. That is the case when the layout was capped by `max_scale`, misses
+    `min_fill`, and the uncapped scale would have met it (box sizes grow in proportion to the
+    scale). A fill miss that the uncapped scale misses too comes from the placement (its margins or
+    mode) and is no photo problem: the compliance check sends it to review as usual. The other
+    rules depend on the canvas (`min_side`) or on the published pixels (`background`,
+    `max_background_std`, `no_text`), not on the photo.
+    """
+    if rules.min_fill <= 0 or layout.placement.limited_by != "max_scale":
+        return []
+    fill = fill_ratio(layout)
+    scale = layout.placement.scale
+    if fill >= rules.min_fill or scale <= 0 or fill * uncapped_scale / scale < rules.min_fill:
+        return []
+    x0, y0, x1, y1 = layout.placement.source_box
+    factor = rules.min_fill / max(fill, 1e-6)
+    W, H = layout.size
+    why = (f"photo too small: the product is {x1 - x0}x{y1 - y0} px in the photo; enlarged at most "
+           f"{scale:.2f}x (max_scale) it spans {fill:.1%} of the {W}x{H} frame, below {rules.min_fill:.0%}; "
+           f"needs a photo with the product at least {math.ceil((x1 - x0) * factor)}x"
+           f"{math.ceil((y1 - y0) * factor)} px ({factor:.2f}x larger)")
+    return [PhotoProblem("min_fill", round(fill, 4), rules.min_fill, why)]
 
 
 def check_compliance(decoded: np.ndarray, layout: Layout, rules: ComplianceRules) -> list[CheckResult]:

@@ -77,6 +77,17 @@ def run(tmp_path_factory, images, dev_keys):
     return tmp, {r["sku"]: r for r in result["results"]}
 
 
+@pytest.fixture(scope="module")
+def again(run):
+    """The first run's summary.json, and the result of the same catalog run again (nothing changed)."""
+    from flows.nightly import nightly_catalog_run
+
+    tmp, _ = run
+    first = json.loads(next((tmp / "out" / "runs").glob("*/summary.json")).read_text())
+    return first, nightly_catalog_run(catalog=str(tmp / "catalog.csv"), config=str(tmp / "config.toml"),
+                                      out=str(tmp / "out"))
+
+
 def _record(tmp, rows, sku):
     path = tmp / "out" / rows[sku]["record"]
     return path.parent, json.loads(path.read_text())
@@ -92,7 +103,10 @@ def test_each_sku_gets_both_presets_signed_verified_and_pixel_identical(run):
         assert [(e["preset"], e["format"]) for e in entries] == [
             ("banner", "png"), ("banner", "jpeg"), ("market", "png"), ("market", "jpeg")]
         source = np.asarray(Image.open(folder / record["source"]).convert("RGB"))
-        for e in entries:
+        # SHOE-1's photo is too small for the market preset's fill: that preset is withheld (see below)
+        withheld = {e["preset"] for e in entries if e["verdict"] == "withheld"}
+        assert withheld == ({"market"} if sku == "SHOE-1" else set())
+        for e in (e for e in entries if e["preset"] not in withheld):
             path = folder / e["output"]
             assert path.name == f"{folder.name}.{e['preset']}.{'png' if e['format'] == 'png' else 'jpg'}"
             ver = verify_file(path, anchors)
@@ -131,36 +145,81 @@ def test_each_preset_is_laid_out_and_staged_for_its_own_canvas(run):
     cx = banner["placement"]["x"] + banner["placement"]["width"] / 2
     assert abs(cx - 640 / 3) <= 1  # on the left third line of the 16:9 canvas, not the master squashed
     assert market["placement"]["preset"] == "packshot" and market["placement"]["mode"] == "center"
-    assert market["scene"]["backend"] == "flat"
+    assert market["scene"] == {}  # withheld (photo too small): never staged
     assert banner["scene"]["backend"] == "procedural" and banner["scene"]["colour_word"] == "pale blue"
     px = np.asarray(Image.open(folder / banner["output"]).convert("RGB"))
     layer = np.asarray(Image.open(folder / banner["product_layer"]))
     backdrop = px[layer[..., 3] == 0]
     assert backdrop.std(axis=0).max() > 2  # a generated sweep, not a flat fill
-    px = np.asarray(Image.open(folder / market["output"]).convert("RGB"))
-    layer = np.asarray(Image.open(folder / market["product_layer"]))
-    assert (px[layer[..., 3] == 0] == 255).all()  # pure white around the product (lossless PNG)
     # the master keeps its own canvas, the row's placement and its [write] format copy
     assert record["canvas"] == [384, 384] and (folder / record["format_copies"][0]["output"]).is_file()
-    _, loafer = _record(tmp, rows, "LOAFER-2")
+    lfolder, loafer = _record(tmp, rows, "LOAFER-2")
+    market = loafer["renditions"][2]
+    assert market["scene"]["backend"] == "flat"
+    px = np.asarray(Image.open(lfolder / market["output"]).convert("RGB"))
+    layer = np.asarray(Image.open(lfolder / market["product_layer"]))
+    assert (px[layer[..., 3] == 0] == 255).all()  # pure white around the product (lossless PNG)
     assert loafer["placement"]["mode"] == "thirds"  # the row's `placement` column
     assert loafer["renditions"][2]["placement"]["mode"] == "center"  # the preset's own placement
 
 
-def test_a_compliance_failure_sends_the_product_to_review_with_the_reason(run):
+def test_a_photo_too_small_for_a_rule_withholds_the_rendition_without_review(run):
     tmp, rows = run
-    _, shoe = _record(tmp, rows, "SHOE-1")  # 333 px tall, max_scale 1.0: cannot fill 85% of 500 px
-    market = {e["format"]: e for e in shoe["renditions"] if e["preset"] == "market"}
-    fill = {c["name"]: c for c in market["jpeg"]["compliance"]}["fill"]
-    assert not fill["passed"] and fill["value"] < 0.85 and not fill["blocking"]
-    assert market["jpeg"]["verdict"] == "review" and market["jpeg"]["output"]  # published, for review
-    assert shoe["verdict"] == "review"
-    assert any(r.startswith("rendition market jpeg fill: product spans") for r in shoe["reasons"])
-    _, loafer = _record(tmp, rows, "LOAFER-2")  # large enough: every rule holds
+    folder, shoe = _record(tmp, rows, "SHOE-1")  # 333 px tall, max_scale 1.0: cannot fill 85% of 500 px
+    market = [e for e in shoe["renditions"] if e["preset"] == "market"]
+    assert [(e["format"], e["output"], e["verdict"], e["product_layer"]) for e in market] == [
+        ("png", None, "withheld", None), ("jpeg", None, "withheld", None)]
+    # nothing of the preset was written: no rendition in any format, no product layer, no temp file
+    assert sorted(p.name for p in folder.iterdir() if ".market." in p.name) == []
+    assert not (folder / "layers" / "market").exists() and not list(folder.rglob("*.tmp"))
+    [problem] = shoe["photo_problems"]
+    assert problem["rendition"] == "market" and problem["rule"] == "min_fill" and problem["needed"] == 0.85
+    assert problem["formats"] == ["png", "jpeg"] and problem["measured"] < 0.85
+    assert problem["why"].startswith("photo too small: the product is ")
+    # not a review reason: the SKU keeps the verdict of its other checks
+    assert not any("market" in r for r in shoe["reasons"]) and shoe["verdict"] == rows["SHOE-1"]["verdict"]
+    assert rows["SHOE-1"]["photo_problems"] == shoe["photo_problems"]
+    _, loafer = _record(tmp, rows, "LOAFER-2")  # large enough: every rule holds, the rendition is published
+    assert loafer["photo_problems"] == [] and rows["LOAFER-2"]["verdict"] == "pass"
     for e in loafer["renditions"]:
         if e["preset"] == "market":
             assert e["compliance"] and all(c["passed"] for c in e["compliance"]), e["compliance"]
-            assert e["verdict"] == "pass"
+            assert e["verdict"] == "pass" and e["output"]
+
+
+def test_the_run_summary_counts_photo_problems_as_their_own_class(again):
+    from flows.launch import summarize
+
+    first, second = again
+    assert {r["sku"]: r["status"] for r in second["results"]}["SHOE-1"] == "cached"  # unchanged: not staged again
+    for s in (first["summary"], second["summary"]):
+        assert s["photo_problems"] == [{"rendition": "market", "rule": "min_fill",
+                                        "label": "photo too small for market", "skus": 1}]
+        assert not any(g["check"].startswith("rendition market") for g in s["review_by_check"])
+    cached = {r["sku"]: r for r in second["results"]}["SHOE-1"]
+    assert cached["photo_problems"] == {r["sku"]: r for r in first["results"]}["SHOE-1"]["photo_problems"]
+    html = Path(second["report"]).read_text()
+    assert "Photo problems: renditions withheld" in html and "photo too small for market: 1 SKU" in html
+    lines: list[str] = []
+    summarize(second, lines.append)
+    assert any(line.startswith("photo problems") and "photo too small for market: 1 SKU" in line for line in lines)
+
+
+def test_an_approved_sku_keeps_its_photo_problems_in_later_summaries(run, again):
+    from flows.nightly import nightly_catalog_run
+    from ops import review
+
+    tmp, _ = run
+    review.decide(tmp / "out", "SHOE-1", "approved", by="merch")
+    try:
+        third = nightly_catalog_run(catalog=str(tmp / "catalog.csv"), config=str(tmp / "config.toml"),
+                                    out=str(tmp / "out"))
+    finally:
+        review.reset(tmp / "out", "SHOE-1")
+    shoe = {r["sku"]: r for r in third["results"]}["SHOE-1"]
+    assert shoe["status"] == "cached" and shoe["reasons"][0].startswith("review: approved by merch")
+    assert shoe["photo_problems"] and shoe["photo_problems"][0]["rendition"] == "market"
+    assert third["summary"]["photo_problems"][0]["skus"] == 1
 
 
 def test_bad_placement_fails_only_its_row_naming_row_sku_and_value(run):
@@ -267,3 +326,72 @@ def test_scenes_from_a_trained_model_pass_the_content_checks_before_publishing(t
 
     clean, seen = channels(procedural, nsfw)  # a procedural backdrop: nothing generated to judge
     assert seen == [] and all(e.verdict == "pass" for e in clean)
+
+
+def test_only_a_rule_the_photo_cannot_meet_withholds_a_rendition(tmp_path, images, dev_keys):
+    """Small canvases, a real photo at two sizes: the 400 px original, and the same photo at half
+    size, whose product (about 125x165 px) cannot span 85% of 300 px without enlarging (max_scale 1)."""
+    import io
+
+    from ops.catalog import CatalogRow
+    from ops.config import load_config
+    from ops.paths import ProductPaths
+    from ops.record import photo_problems
+    from ops.renditions import SourcePhoto, render_channels
+    from ops.workbench import Workbench
+    from stages.encode import thumbnail_jpeg
+    from stages.load import decode_image
+    from stages.matte import compute_matte
+    from stages.pipeline import Brief
+
+    white = {"background": "#ffffff", "formats": ["jpeg", "png"], "width": 300, "height": 300}
+    rules = {"background": "#ffffff", "min_fill": 0.85}
+    cfg = load_config(None, {
+        "layout": {"max_scale": 1.0, "presets": {"packshot": {"placement": "center", "margin": 0.05},
+                                                 "roomy": {"placement": "center", "margin": 0.2}}},
+        "renditions": {"active": ["market", "roomy"], "presets": {
+            "market": {**white, "placement": "packshot", "compliance": rules},
+            "roomy": {**white, "placement": "roomy", "compliance": rules}}}})  # 20% margins: 60% at most
+    bench = Workbench.build(cfg)
+    original = Image.open(images / "19_shoes_black-suede_white.jpg")
+    buf = io.BytesIO()
+    original.resize((original.width // 2, original.height // 2), Image.LANCZOS).save(buf, "JPEG", quality=95)
+    row = CatalogRow(1, "S-1", "shoe.jpg", "Shoe", "shoes")
+
+    def channels(data, slug):
+        image = decode_image(data, cfg.load)
+        source = SourcePhoto(image, data, "image/jpeg", "shoe.jpg", thumbnail_jpeg(image.rgb, 64))
+        matte = compute_matte(bench.parts.matte, image.rgb, None)
+        paths = ProductPaths(tmp_path, slug)
+        return render_channels(bench, source, matte, Brief("white"), 7, row, paths), paths.folder
+
+    # an earlier run published a market rendition of this SKU (say, from a larger photo)
+    small_folder = tmp_path / "products" / "small"
+    (small_folder / "layers" / "market").mkdir(parents=True)
+    for name in ("small.market.jpg", "small.market.png", "layers/market/product.png"):
+        (small_folder / name).write_bytes(b"old")
+
+    small, folder = channels(buf.getvalue(), "small")
+    by = {(e.preset, e.format): e for e in small}
+    for fmt in ("jpeg", "png"):  # market: withheld, and the earlier files are gone
+        e = by["market", fmt]
+        assert (e.output, e.verdict, e.product_layer, e.problems()) == (None, "withheld", None, [])
+        assert e.reasons[0].startswith("photo too small:") and e.photo_problems[0].rule == "min_fill"
+    assert not list(folder.glob("small.market.*")) and not (folder / "layers" / "market").exists()
+    [p] = photo_problems(small)
+    assert (p["rendition"], p["rule"], p["formats"], p["needed"]) == ("market", "min_fill", ["jpeg", "png"], 0.85)
+    assert p["measured"] < 0.85
+    # roomy: the margins, not the photo, keep it under 85% (a larger photo would not help): published, review
+    for fmt in ("jpeg", "png"):
+        e = by["roomy", fmt]
+        assert e.output and e.verdict == "review" and not e.photo_problems
+        assert any(r.startswith(f"rendition roomy {fmt} fill: product spans") for r in e.problems())
+    assert (folder / "small.roomy.jpg").is_file()
+
+    big, folder = channels((images / "19_shoes_black-suede_white.jpg").read_bytes(), "big")
+    by = {(e.preset, e.format): e for e in big}
+    assert photo_problems(big) == []
+    for fmt in ("jpeg", "png"):  # the original photo is big enough: published and compliant
+        assert by["market", fmt].verdict == "pass" and (folder / by["market", fmt].output).is_file()
+        assert by["roomy", fmt].verdict == "review" and not by["roomy", fmt].photo_problems
+    assert verify_file(folder / "big.market.jpg").ok

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.check.compliance import ComplianceRules, check_compliance, fill_ratio, foreign_marks
+from stages.check.compliance import ComplianceRules, check_compliance, fill_ratio, foreign_marks, photo_problems
 from stages.check.pixels import decode_rgb
 from stages.composite import composite
 from stages.depth.geometric import GeometricDepth, GeometricOptions
 from stages.encode import encode_format
-from stages.layout import LayoutOptions, place_product
+from stages.layout import LayoutOptions, place_product, uncapped_scale
 from stages.matte import compute_matte
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 from stages.scene import SceneRequest
@@ -127,3 +127,76 @@ def test_fill_ratio_and_min_side_fail(images):
 def test_rules_left_at_their_defaults_check_nothing(images):
     px, lay = _marketplace(images, background=(245, 245, 245), size=400)
     assert check_compliance(px, lay, ComplianceRules()) == []
+
+
+# Photo problems: a rule the photo cannot meet. Expected figures come from the product's box in the
+# photo and the canvas (geometry), not from the rule under test; canvases are small to stay fast.
+SMALL = "19_shoes_black-suede_white.jpg"  # the product is about 250x330 px in a 400 px photo
+
+
+def _layout_at(images, name, fill_at_cap, size=300, margin=0.05, placement="center"):
+    """The product laid out with max_scale set so the capped box spans `fill_at_cap` of the canvas
+    along its fuller side (box / canvas), on a `size` square canvas."""
+    rgb, alpha = _cutout(images, name)
+    ys, xs = np.nonzero(alpha >= 8)
+    long_share = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) / size
+    opts = LayoutOptions(placement=placement, margin=margin, max_scale=fill_at_cap / long_share)
+    lay = place_product(rgb, alpha, opts, canvas=(size, size))
+    area = float(alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1].sum(dtype=np.int64)) / 255.0
+    return lay, opts, area
+
+
+def _measured_fill(lay):
+    ys, xs = np.nonzero(lay.product_alpha >= 8)
+    W, H = lay.size
+    return max((xs.max() + 1 - xs.min()) / W, (ys.max() + 1 - ys.min()) / H)
+
+
+def test_uncapped_scale_is_what_the_margins_allow(images):
+    lay, opts, area = _layout_at(images, SMALL, 0.5)
+    x0, y0, x1, y1 = lay.placement.source_box
+    assert lay.placement.limited_by == "max_scale"
+    # centre placement, margin 5%: the box may take 90% of the canvas along its tighter side
+    assert uncapped_scale(opts, lay.placement, lay.size, area) == pytest.approx(min(270 / (x1 - x0), 270 / (y1 - y0)))
+
+
+@pytest.mark.parametrize("fill_at_cap, withheld", [(0.5, True), (0.84, True), (0.86, False), (0.89, False)])
+def test_a_photo_too_small_for_the_fill_is_a_photo_problem_near_the_threshold(images, fill_at_cap, withheld):
+    lay, opts, area = _layout_at(images, SMALL, fill_at_cap)
+    assert lay.placement.limited_by == "max_scale"  # the cap, not the margins, decided the size
+    fill = _measured_fill(lay)
+    assert fill == pytest.approx(fill_at_cap, abs=0.01)
+    problems = photo_problems(lay, RULES, uncapped_scale(opts, lay.placement, lay.size, area))
+    if not withheld:
+        assert problems == []
+        return
+    [p] = problems
+    assert (p.rule, p.needed) == ("min_fill", 0.85) and p.measured == pytest.approx(fill, abs=1e-3)
+    x0, y0, x1, y1 = lay.placement.source_box
+    assert p.why.startswith("photo too small:") and f"{x1 - x0}x{y1 - y0} px in the photo" in p.why
+    # the photo it needs: the product 0.85 / fill times as large
+    need = 0.85 / fill
+    assert f"at least {int(np.ceil((x1 - x0) * need))}x{int(np.ceil((y1 - y0) * need))} px" in p.why
+
+
+def test_a_big_enough_photo_has_no_photo_problem(images):
+    rgb, alpha = _cutout(images, BIG_ENOUGH)
+    lay = place_product(rgb, alpha, PACKSHOT, canvas=(300, 300))
+    assert lay.placement.limited_by == "fit" and _measured_fill(lay) >= 0.85
+    assert photo_problems(lay, RULES, lay.placement.scale) == []
+
+
+def test_a_fill_miss_the_margins_cause_is_not_a_photo_problem(images):
+    # margins of 20% leave 60% of the frame: a photo of any size misses 85%, so it stays a review reason
+    lay, opts, area = _layout_at(images, SMALL, 0.5, margin=0.2)
+    assert lay.placement.limited_by == "max_scale" and _measured_fill(lay) < 0.85
+    assert photo_problems(lay, RULES, uncapped_scale(opts, lay.placement, lay.size, area)) == []
+    px = decode_rgb(encode_format(composite(np.full((300, 300, 3), 255, np.uint8), lay), "jpeg", 92))
+    assert "fill" in _failed(check_compliance(px, lay, dataclasses.replace(RULES, min_side=300)))
+    # a big photo under the same margins: not capped at all, the same review reason
+    rgb, alpha = _cutout(images, BIG_ENOUGH)
+    lay = place_product(rgb, alpha, dataclasses.replace(PACKSHOT, margin=0.2), canvas=(300, 300))
+    assert lay.placement.limited_by == "fit" and photo_problems(lay, RULES, lay.placement.scale) == []
+    # a rule without min_fill has no photo problem, however small the photo
+    lay, opts, area = _layout_at(images, SMALL, 0.5)
+    assert photo_problems(lay, dataclasses.replace(RULES, min_fill=0.0), 10.0) == []
