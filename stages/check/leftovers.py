@@ -204,15 +204,16 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
     tex = _texture(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32))[ys, xs]
     m = cy.size  # product points first, then the backdrop sample
     tol_l = max(8.0, 1.5 * float(np.percentile(d_l[m:], 90)))
-    tol_ab = max(5.0, 1.5 * float(np.percentile(d_ab[m:], 90)))
+    spread_ab = float(np.percentile(d_ab[m:], 90))
+    tol_ab = max(5.0, 1.5 * spread_ab)
     t_lo, t_hi = np.percentile(tex[m:], (10, 90))
     same = (d_l[:m] <= tol_l) & (d_ab[:m] <= tol_ab)
-    c, b = colour[:m], ref[:m]
-    cc, bc = np.hypot(c[:, 1], c[:, 2]), np.hypot(b[:, 1], b[:, 2])
-    hue_spread = float(np.percentile(d_ab[m:], 90)) / max(float(np.median(np.hypot(ref[m:, 1], ref[m:, 2]))), 1.0)
+    hue_spread = spread_ab / max(float(np.median(np.hypot(ref[m:, 1], ref[m:, 2]))), 1.0)
     if hue_spread <= PLAIN_HUE_SPREAD:
         # a plain coloured backdrop lit otherwise (a sunlit or shaded patch) keeps its hue, with
         # chroma and lightness within a lighting change
+        c, b = colour[:m], ref[:m]
+        cc, bc = np.hypot(c[:, 1], c[:, 2]), np.hypot(b[:, 1], b[:, 2])
         cos = (c[:, 1] * b[:, 1] + c[:, 2] * b[:, 2]) / np.maximum(cc * bc, 1e-6)
         same |= (bc >= MIN_BACKDROP_CHROMA) & (cos >= np.cos(np.radians(20))) & (cc >= 0.4 * bc) & (cc <= 1.6 * bc) \
             & (c[:, 0] >= 0.75 * b[:, 0]) & (c[:, 0] <= 1.35 * b[:, 0])
@@ -271,9 +272,10 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
     matte kept whole that are part backdrop. The halo check looks for rim pixels *in* the old
     backdrop colour, so a tint (white mixed with some red) is nearer the product than the
     backdrop there and passes. Here each opaque rim pixel (within `spill_width` of the outline,
-    alpha >= 224) is compared, in chroma (opponent colour axes, lightness apart), with the
-    product's colour 2.5-3.5 rim widths further in along the outline's normal: it is tinted when
-    its chroma moved toward the backdrop's by `spill_share` of the way (and at least 8 levels).
+    alpha >= 224) is compared, in chroma along the backdrop's hue (opponent colour axes, lightness
+    apart), with the product's colour 2.5-3.5 rim widths further in along the outline's normal: it
+    is tinted when it gained `spill_share` of the backdrop's chroma the product lacks there (and at
+    least 8 levels).
     A JPEG's own chroma smear and the light a coloured floor bounces onto the product tint a good
     cut-out's rim too (a fifth to a quarter of it at the default on the catalog photos with hand
     masks), so the share over `spill_limit` is what fails. Judged only where the product's colour
@@ -309,14 +311,19 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
     have = n_in > 0
     inner = _opponent(inner[have] / n_in[have, None])
     rim = _opponent(colours_at(rgb, ry[have], rx[have]))
-    toward = bd[1:] - inner[:, 1:]
-    gap = np.hypot(toward[:, 0], toward[:, 1])
-    ok = gap >= MIN_HUE_GAP
+    # chroma along the backdrop's hue only: a rim that loses its own colour (a navy edge going
+    # grey) is not tinted toward an orange backdrop, though grey lies between navy and orange
+    bc = float(np.hypot(bd[1], bd[2]))
+    unit = bd[1:] / bc
+    p_in = np.maximum(inner[:, 1:] @ unit, 0.0)
+    p_rim = np.maximum(rim[:, 1:] @ unit, 0.0)
+    room = bc - p_in
+    ok = room >= MIN_HUE_GAP
     judged = int(ok.sum())
     if judged < 20:
         return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name
-    shift = ((rim[:, 1:] - inner[:, 1:]) * toward).sum(axis=1) / np.maximum(gap, 1e-6)
-    tinted = ok & (shift >= MIN_SHIFT) & (shift >= cfg.spill_share * gap)
+    shift = p_rim - p_in
+    tinted = ok & (shift >= MIN_SHIFT) & (shift >= cfg.spill_share * room)
     return float(tinted.sum()) / judged, judged, "", name
 
 
