@@ -189,3 +189,19 @@ def test_options_are_checked():
         LeftoverOptions(spill_limit=0).check("fidelity.leftovers")
     with pytest.raises(ConfigError, match="leftovers.gap"):
         LeftoverOptions(gap=0.9).check("fidelity.leftovers")
+
+
+def test_a_product_coloured_like_its_backdrop_is_not_judged_for_kept_backdrop(bases):
+    """The hard case (a white sneaker on a white floor): when most of the cut-out has the backdrop's
+    colour and texture, kept backdrop cannot be told from the product; it is not judged, and said so."""
+    base = bases["27_hat_leather-cap_on-white-sheet"]
+    h, w = base.source_alpha.shape
+    alpha = np.zeros_like(base.source_alpha)
+    alpha[h // 2 - h // 6:h // 2 + h // 6, 10:w // 7] = 255  # a "product" cut from the sheet, away from the cap
+    layout = base.layout
+    outline = measure_outline(layout, FidelityOptions())
+    got = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, base.source_rgb, alpha,
+                         base.backdrop, CFG)
+    assert got.backdrop_like > CFG.alike_share and "too alike" in got.regions_note and not got.regions
+    check = next(c for c in leftover_checks(got, CFG) if c.name == "backdrop_region")
+    assert check.passed and "too alike" in check.message
