@@ -1,14 +1,16 @@
-"""Product fidelity beyond pixel identity: object expansion and the old backdrop's halo."""
+"""Product fidelity beyond pixel identity: object expansion and the old backdrop's halo (the cut-out's
+leftovers are in `stages.check.leftovers`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from stages.check import CheckResult
+from stages.check.leftovers import LeftoverOptions
 from stages.check.outline import (
     VISIBLE_ALPHA,
     Box,
@@ -43,6 +45,7 @@ class FidelityOptions:
     halo_limit: float = 0.3  # share of judged rim pixels in the old backdrop colour
     blocking: bool = False  # false: a failed check sends the image to review; true: rejects it
     review_quality: float = 0.5  # a selected variant scoring below this goes to review
+    leftovers: LeftoverOptions = field(default_factory=LeftoverOptions)  # stray parts, kept backdrop, rim spill
 
     def check(self, where: str) -> None:
         for name in ("band", "rim", "min_area", "halo_width"):

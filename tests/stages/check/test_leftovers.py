@@ -1,0 +1,207 @@
+"""Leftover check on real cut-outs: the catalog photos with their hand masks, placed by the layout
+step, with leftovers added by benchmarks/leftover_eval.py (real backdrop strips, a hand, the
+source's own backdrop kept in the mask, a red tint on the rim), from half the check's size floor
+to ten times it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages.check.fidelity import FidelityOptions, halo, measure_outline
+from stages.check.guards import ContentChecks
+from stages.check.leftovers import (
+    LeftoverOptions,
+    find_leftovers,
+    hue_name,
+    leftover_checks,
+)
+from stages.composite import composite
+from stages.errors import ConfigError
+from stages.matte import Matte
+
+
+def _eval_module():
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "leftover_eval.py"
+    spec = importlib.util.spec_from_file_location("leftover_eval", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["leftover_eval"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+le = _eval_module()
+CFG = LeftoverOptions()
+PHOTOS = ["19_shoes_black-suede_white", "20_shoes_beige-loafers_on-beige-floor", "27_hat_leather-cap_on-white-sheet",
+          "32_apparel_black-shorts_on-white-quilt", "23_shoes_white-sneakers_on-brown"]
+
+
+@pytest.fixture(scope="module")
+def bases():
+    return {stem: le.clean_case(stem) for stem in PHOTOS}
+
+
+def failed(case) -> dict[str, bool]:
+    return le.judge(case, CFG)
+
+
+@pytest.mark.parametrize("stem", le.PLAIN + le.TEXTURED)
+def test_good_cut_outs_pass_in_every_placement(stem):
+    for placement in ("", "packshot", "thirds"):
+        case = le.clean_case(stem, placement, canvas=768)
+        assert not any(failed(case).values()), (stem, placement, failed(case))
+
+
+@pytest.mark.parametrize("hand", [False, True], ids=["backdrop-strip", "hand"])
+def test_detached_leftovers_are_stray_parts_above_the_floor(bases, hand):
+    rng = np.random.default_rng(5)
+    for stem, base in bases.items():
+        small = le.island(base, 0.5, rng, CFG, hand=hand)  # half the floor: matting noise, not judged
+        assert small is not None and not any(failed(small).values()), stem
+        for size in (1.5, 10.0):
+            case = le.island(base, size, rng, CFG, hand=hand)
+            assert case is not None
+            result = failed(case)
+            assert result["stray_parts"] and not result["rim_spill"], (stem, size, result)
+
+
+def test_stray_part_message_says_what_and_where(bases):
+    case = le.island(bases["27_hat_leather-cap_on-white-sheet"], 3.0, np.random.default_rng(2), CFG)
+    outline = measure_outline(case.layout, FidelityOptions())
+    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    [part] = found.strays
+    added = (case.layout.product_alpha > 0) & (bases["27_hat_leather-cap_on-white-sheet"].layout.product_alpha == 0)
+    ys, xs = np.nonzero(added)
+    assert abs(part.x - xs.mean()) < 3 and abs(part.y - ys.mean()) < 3 and abs(part.area - added.sum()) <= 2
+    check = next(c for c in leftover_checks(found, CFG) if c.name == "stray_parts")
+    assert not check.passed and not check.blocking
+    assert check.message.startswith(f"stray part: {part.area} px at ({part.x}, {part.y}) of the canvas, detached")
+
+
+def test_a_pair_and_parts_within_the_gap_are_the_product(bases):
+    """Both shoes of a pair are main parts; a piece split off by less than the gap belongs to the product."""
+    base = bases["19_shoes_black-suede_white"]
+    assert not failed(base)["stray_parts"]
+    alpha = base.layout.product_alpha.copy()
+    ys, xs = np.nonzero(alpha >= 128)
+    row = int(np.median(ys))
+    right = int(xs[ys == row].max())
+    alpha[row - 20:row + 20, right - 2:right] = 0  # a 2 px cut separates a sliver from the shoe
+    case = le._with_layer(base, "cut", 0, base.layout.product_rgb, alpha, "")
+    assert not failed(case)["stray_parts"]
+
+
+def test_kept_backdrop_beside_the_product_is_caught(bases):
+    rng = np.random.default_rng(1)
+    caught = 0
+    for stem, base in bases.items():
+        small = le.kept_backdrop(base, 0.5, rng, CFG)
+        assert small is not None and not failed(small)["backdrop_region"], stem
+        case = le.kept_backdrop(base, 10.0, rng, CFG)
+        result = failed(case)
+        caught += result["backdrop_region"]
+        assert not result["stray_parts"], stem  # it touches the product
+    assert caught == len(bases)
+
+
+def test_kept_backdrop_message_and_details(bases):
+    case = le.kept_backdrop(bases["32_apparel_black-shorts_on-white-quilt"], 10.0, np.random.default_rng(3), CFG)
+    outline = measure_outline(case.layout, FidelityOptions())
+    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    check = next(c for c in leftover_checks(found, CFG) if c.name == "backdrop_region")
+    assert not check.passed and "has the backdrop's colour and texture" in check.message
+    region = found.regions[0]
+    # where it says: on the product layer, at the side of the product where the disc was added
+    x, y, w, h = region.box
+    assert case.layout.product_alpha[region.y, region.x] >= 128 or case.layout.product_alpha[y:y + h, x:x + w].any()
+    assert found.details()["regions"][0]["area_px"] == region.area
+
+
+def test_red_rim_spill_is_caught_where_the_halo_check_is_not(bases):
+    """The white-shirt-on-red fringe: the rim is a tint (the product's colour mixed with some red),
+    nearer the product than the red backdrop, so the halo check (rim pixels *in* the backdrop's
+    colour) passes it."""
+    red = le.red_backdrop()
+    assert hue_name(red) == "red"
+    caught = 0
+    for stem, base in bases.items():
+        if stem != "23_shoes_white-sneakers_on-brown":  # shot on red tiles: its rim already has some red
+            assert not failed(le.spill(base, 0.15, 2.0, red, CFG))["rim_spill"], stem  # a faint tint passes
+        case = le.spill(base, 0.5, 2.0, red, CFG)
+        result = failed(case)
+        caught += result["rim_spill"]
+        scene = np.full_like(case.layout.product_rgb, 225)  # a light grey studio sweep
+        final = composite(scene, case.layout)
+        assert halo(final, case.layout, red, FidelityOptions()).passed, stem
+    assert caught == len(bases)
+    case = le.spill(bases["20_shoes_beige-loafers_on-beige-floor"], 0.5, 2.0, red, CFG)
+    outline = measure_outline(case.layout, FidelityOptions())
+    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    check = next(c for c in leftover_checks(found, CFG) if c.name == "rim_spill")
+    assert check.message.startswith("rim of the product tinted toward the backdrop colour (red) over ")
+
+
+def test_a_white_or_grey_backdrop_leaves_no_hue_to_judge(bases):
+    base = bases["20_shoes_beige-loafers_on-beige-floor"]
+    case = le.spill(base, 0.5, 2.0, np.array([200.0, 200.0, 200.0], np.float32), CFG)
+    outline = measure_outline(case.layout, FidelityOptions())
+    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    assert found.spill == 0 and "not coloured" in found.spill_note
+
+
+def test_content_checks_run_the_leftovers_once_per_layout(bases):
+    base = bases["27_hat_leather-cap_on-white-sheet"]
+    case = le.island(base, 10.0, np.random.default_rng(4), CFG)
+
+    class Nsfw:
+        label = "none"
+
+        def score(self, _rgb):
+            return 0.0
+
+    class Studio:
+        learned = False
+
+    checks = ContentChecks(Nsfw(), 0.5, 0.3, FidelityOptions(expansion="off"), Studio())
+    matte = Matte(case.source_alpha, 1.0, "plain-backdrop", {})
+    final = composite(np.full_like(case.layout.product_rgb, 128), case.layout)
+    found, details = checks.run(final, case.layout, case.source_rgb, matte)
+    again = checks.leftovers(case.layout, case.source_rgb, matte, None, measure_outline(case.layout, FidelityOptions()))
+    assert again is checks._last[2]  # the second variant of a layout reuses what was found
+    by_name = {c.name: c for c in found}
+    assert not by_name["stray_parts"].passed and details["leftovers"]["strays"][0]["area_px"] > 0
+    off = dataclasses.replace(FidelityOptions(expansion="off"), leftovers=LeftoverOptions(enabled=False))
+    found, details = ContentChecks(Nsfw(), 0.5, 0.3, off, Studio()).run(final, case.layout, case.source_rgb, matte)
+    assert "stray_parts" not in {c.name for c in found} and "leftovers" not in details
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="leftovers.spill_limit"):
+        LeftoverOptions(spill_limit=0).check("fidelity.leftovers")
+    with pytest.raises(ConfigError, match="leftovers.gap"):
+        LeftoverOptions(gap=0.9).check("fidelity.leftovers")
+
+
+def test_a_product_coloured_like_its_backdrop_is_not_judged_for_kept_backdrop(bases):
+    """The hard case (a white sneaker on a white floor): when most of the cut-out has the backdrop's
+    colour and texture, kept backdrop cannot be told from the product; it is not judged, and said so."""
+    base = bases["27_hat_leather-cap_on-white-sheet"]
+    h, w = base.source_alpha.shape
+    alpha = np.zeros_like(base.source_alpha)
+    alpha[h // 2 - h // 6:h // 2 + h // 6, 10:w // 7] = 255  # a "product" cut from the sheet, away from the cap
+    layout = base.layout
+    outline = measure_outline(layout, FidelityOptions())
+    got = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, base.source_rgb, alpha,
+                         base.backdrop, CFG)
+    assert got.backdrop_like > CFG.alike_share and "too alike" in got.regions_note and not got.regions
+    check = next(c for c in leftover_checks(got, CFG) if c.name == "backdrop_region")
+    assert check.passed and "too alike" in check.message
