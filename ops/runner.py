@@ -183,7 +183,8 @@ def _sku_checks(bench: Workbench, staging: Staging) -> list[CheckResult]:
     """The product's own checks, the same for every variant: framing, the cut-out's confidence, and
     whether its scenes came from a fallback backend."""
     checks = [framing(staging.layout, bench.cfg.check),
-              matte_confidence(staging.matte.confidence, bench.cfg.matte.min_confidence)]
+              matte_confidence(staging.matte.confidence, bench.cfg.matte.min_confidence,
+                               staging.matte.details.get("reasons", []))]
     fallback = next((f for v in staging.variants if (f := fallback_of(v.scene))), None)
     if fallback:
         checks.append(CheckResult(

@@ -124,7 +124,10 @@ def framing(layout: Layout, cfg: CheckOptions) -> CheckResult:
     return CheckResult("framing", True, coverage, limit, f"product covers {coverage:.1%} of the canvas", False)
 
 
-def matte_confidence(confidence: float, minimum: float) -> CheckResult:
+def matte_confidence(confidence: float, minimum: float, reasons: list[str] | tuple[str, ...] = ()) -> CheckResult:
+    """The matte backend's trust in its cut-out; below `minimum` the message carries the
+    backend's own reasons (what it found and where), so a reviewer knows what to look at."""
     ok = confidence >= minimum
-    msg = "cut-out looks reliable" if ok else "low cut-out confidence: background not plain or product cropped"
+    why = "; ".join(reasons) if reasons else "background not plain or product cropped"
+    msg = "cut-out looks reliable" if ok else f"low cut-out confidence: {why}"
     return CheckResult("matte_confidence", ok, round(confidence, 4), f">= {minimum}", msg, False)

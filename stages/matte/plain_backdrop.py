@@ -13,6 +13,7 @@ from stages.matte.backdrop import (
     SHADOW_MIN_RATIO, Z_BG, Z_FG, BackdropFit, cast_shadows, gradient, labels, local_means, measure_backdrop, ramp,
 )
 from stages.matte.base import Matte, check_rgb
+from stages.matte.leftovers import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
 
 EDGE_REACH = 2  # the mixed edge zone spans this many soft-edge widths into the product
 HALO_SLACK = 0.25  # a halo colour lies within 2x this of |F - B| off the backdrop-product line
@@ -70,7 +71,13 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
     z_eff = np.where(shadow, np.float32(0.0), fit.z)
     speck = max(16, int(h * w * 4e-4))
     band = max(2, round(min(h, w) / 160))  # width of the soft edge, px
-    product, strong, texture, clutter = _select_product(z_eff, speck, band)
+    product, strong, texture, clutter = _select_product(z_eff, speck, band, fit.z)
+    reflection = floor_reflection(product, fit.planes, fit.backdrop)
+    if reflection is not None:
+        product[reflection.contact_row:] = False
+    product, pieces = backdrop_pieces(product, fit.planes, fit.backdrop, band)
+    region, *joined = joined_backdrop(product, fit.planes, fit.backdrop, band)
+    product &= ~region
     alpha = _edge_alpha(fit.planes, fit.backdrop, z_eff, product, strong, band, fit.sigma_c)
     fg = alpha > 0.5  # quality measures look at the product itself, kept shadows aside
     kept_shadow = 0.0
@@ -78,6 +85,7 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
         alpha, kept_shadow = _keep_shadows(alpha, shadow, product, fit.ratio)
     alpha8 = np.round(alpha * 255.0).astype(np.uint8)
     confidence, details = _confidence(fg, product, strong, fit, texture, clutter)
+    confidence, details = _leftovers(confidence, details, product, pieces, reflection, joined)
     spots = ((0, 0), (0, -1), (-1, 0), (-1, -1), (h // 2, w // 2))
     details = {
         # backdrop estimate at the top-left, top-right, bottom-left, bottom-right corners and centre
@@ -144,6 +152,42 @@ def _confidence(fg: np.ndarray, product: np.ndarray, strong: np.ndarray, fit: Ba
         "coverage": round(coverage, 4), "scores": {k: round(v, 3) for k, v in scores.items()},
         "reasons": [why for s, why in scored.values() if s < 0.9],
     }
+
+
+def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, pieces: np.ndarray,
+               reflection: Reflection | None, joined: list[Any]) -> tuple[float, dict[str, Any]]:
+    """Lower the confidence for what was cut away as not product: it may have been product.
+
+    A removed floor reflection always sends the cut-out to review (the contact line is a guess);
+    removed pieces of backdrop colour do once they hold about 1% of the cut-out (specks go
+    silently; a reason shows from 0.6%), and so does a removed region of backdrop colour joined
+    to the product (the reason gives its box).
+    """
+    scores, reasons = dict(details["scores"]), list(details["reasons"])
+    removed = int(pieces.sum())
+    share = removed / max(1, int(product.sum()) + removed)
+    scores["backdrop_pieces"] = 0.4 + 0.6 * ramp(share, 0.005, 0.01)
+    if scores["backdrop_pieces"] < 0.9:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(pieces.view(np.uint8), connectivity=8)
+        x, y = stats[1:, 0].min(), stats[1:, 1].min()
+        x1, y1 = (stats[1:, 0] + stats[1:, 2]).max(), (stats[1:, 1] + stats[1:, 3]).max()
+        reasons.append(f"{n - 1} detached piece(s) of backdrop colour beside the product ({share:.1%} of the "
+                       f"cut-out, within x {x}-{x1}, y {y}-{y1}) were left out: backdrop paper, sheet or product?")
+    scores["floor_reflection"] = 1.0 if reflection is None else 0.4
+    if reflection is not None:
+        reasons.append(f"a faded mirror image of the product's base below row {reflection.contact_row} "
+                       f"(a floor reflection, {reflection.share:.1%} of the cut-out) was cut away: check the base")
+    joined_share, box = joined
+    scores["joined_backdrop"] = 0.4 + 0.6 * ramp(joined_share, 0.005, 0.012)
+    if scores["joined_backdrop"] < 0.9:
+        reasons.append(f"a region of backdrop colour joined to the product ({joined_share:.1%} of the cut-out, "
+                       f"within x {box[0]}-{box[2]}, y {box[1]}-{box[3]}) was cut away: backdrop or product?")
+    details = {**details, "backdrop_pieces": round(share, 4), "joined_backdrop": round(joined_share, 4),
+               "floor_reflection": None if reflection is None else vars(reflection),
+               "scores": {k: round(v, 3) for k, v in scores.items()}, "reasons": reasons}
+    return float(np.prod(list(scores.values()))), details
+
+
 def _thin_contacts(fg: np.ndarray) -> int:
     """Narrow runs of product on the frame: backdrop lines (grout, bed edges) or a cut-off part."""
     count = 0
@@ -154,17 +198,23 @@ def _thin_contacts(fg: np.ndarray) -> int:
     return count
 
 
-def _select_product(z_eff: np.ndarray, speck: int, band: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _select_product(z_eff: np.ndarray, speck: int, band: int,
+                    z: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Hysteresis: faint pixels count only when attached to enough clearly different ones.
 
     Objects hugging one side of the frame (bed edge, wall, headboard) are dropped as clutter
-    unless they are the main object. Returns (product, strong, texture share, clutter share).
+    unless they are the main object. With nothing clearly different, the largest faint region
+    (shadow-like ones included: `z` is the distance before shadows were zeroed) is the product.
+    Enclosed gaps as thin as lettering are filled. Returns (product, strong, texture share,
+    clutter share).
     """
     h, w = z_eff.shape
     weak, strong = z_eff >= Z_BG, z_eff >= Z_FG
     n, lab, stats, _ = cv2.connectedComponentsWithStats(weak.view(np.uint8), connectivity=8)
     keep = np.bincount(lab[strong], minlength=n) >= speck
     keep[0] = False
+    if not keep.any():
+        weak, n, lab, stats, keep = _faint_object(z, speck)  # shadow-like darkenings included
     outside = ~keep[lab]
     texture = float((weak & outside).sum() / max(1, int(outside.sum())))
     areas = stats[:, cv2.CC_STAT_AREA] * keep
@@ -189,7 +239,26 @@ def _select_product(z_eff: np.ndarray, speck: int, band: int) -> tuple[np.ndarra
     small = np.bincount(lab.ravel(), minlength=n) < speck
     small[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = False
     product |= small[lab]
+    product, _ = fill_thin_holes(product, band)
     return product, strong, texture, clutter / (h * w)
+
+
+def _faint_object(z: np.ndarray, speck: int):
+    """The largest smoothed faint region clear of the frame, for a photo with nothing clearly
+    different from the backdrop: a white product on white gives a faint cut-out (which the
+    separation score sends to review) rather than an empty one that fails the row. A photo
+    with no such region (a blank backdrop) still gives an empty cut-out."""
+    h, w = z.shape
+    weak = cv2.GaussianBlur(z, (0, 0), 1.5) >= Z_BG
+    weak = cv2.morphologyEx(weak.view(np.uint8), cv2.MORPH_OPEN, _K3).view(bool)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(weak.view(np.uint8), connectivity=8)
+    x, y, cw, ch, area = (stats[:, i] for i in range(5))
+    inside = (x > 0) & (y > 0) & (x + cw < w) & (y + ch < h) & (area >= 4 * speck)
+    inside[0] = False
+    keep = np.zeros(n, bool)
+    if inside.any():
+        keep[int(np.argmax(np.where(inside, area, 0)))] = True
+    return weak, n, lab, stats, keep
 
 
 def _edge_alpha(planes, bg, z_eff, product, strong, band, sigma_c) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stages.check import CheckResult
-from stages.check.pixels import CheckOptions, decode_rgb, format_pixels, lossy_pixels, product_pixels
+from stages.check.pixels import CheckOptions, decode_rgb, format_pixels, lossy_pixels, matte_confidence, product_pixels
 from stages.composite import composite
 from stages.encode import encode_png
 from stages.layout import LayoutOptions, place_product
@@ -119,3 +119,12 @@ def test_a_see_through_cut_out_goes_to_review_not_reject(staged):
         assert "cut-out has no opaque pixels (alpha >= 255)" in res.message
     # the same soft alpha has a core once the core level is below it
     assert product_pixels(out, soft, CheckOptions(core_alpha=254)).blocking
+
+
+def test_low_matte_confidence_says_what_the_matte_found():
+    reasons = ["a faded mirror image of the product's base below row 469 (a floor reflection) was cut away"]
+    low = matte_confidence(0.4, 0.5, reasons)
+    assert not low.passed and "floor reflection" in low.message and "row 469" in low.message
+    assert "background not plain" in matte_confidence(0.4, 0.5).message  # a backend that gives no reasons
+    good = matte_confidence(0.9, 0.5, ["brightness varies by 20 levels"])
+    assert good.passed and good.message == "cut-out looks reliable"
