@@ -13,7 +13,7 @@ from stages.matte.backdrop import (
     SHADOW_MIN_RATIO, Z_BG, Z_FG, BackdropFit, cast_shadows, gradient, labels, local_means, measure_backdrop, ramp,
 )
 from stages.matte.base import Matte, check_rgb
-from stages.matte.leftovers import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
+from stages.matte.cleanup import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
 
 EDGE_REACH = 2  # the mixed edge zone spans this many soft-edge widths into the product
 HALO_SLACK = 0.25  # a halo colour lies within 2x this of |F - B| off the backdrop-product line
