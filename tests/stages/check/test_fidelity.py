@@ -1,8 +1,10 @@
 """Object expansion and halo checks on composites made by the real stages from catalog photos.
 
-Extensions are built by benchmarks/fidelity_eval.py (the same cases the benchmark measures):
-the product's silhouette is extended into the band around it in the generated scene, then the
-product is composited back, as a generator that "draws more product" would leave it.
+The expansion cases are drawn here, apart from the detector's colour references: a bar of a colour
+picked for the test (not measured from the product) grows out of the product's outline up,
+sideways or down, on the photo's own backdrop (a real background, not the procedural scene the
+thresholds were set on). benchmarks/fidelity_eval.py measures the rates over many more cases and
+names the blind spots; nothing here pins its rates.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import pytest
 from stages.check.fidelity import backdrop_colour, expansion_check, expansion_heuristic, expansion_resegment, halo
 from stages.check.guards import ContentChecks, expansion_method
 from stages.check.nsfw.opennsfw import OpenNsfw, OpennsfwOptions
+from stages.check.outline import product_size
 from stages.composite import composite
 from stages.depth.geometric import GeometricDepth, GeometricOptions
 from stages.layout import place_product
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 from stages.scene import SceneRequest
 from stages.scene.procedural import ProceduralOptions, ProceduralScene
+
+DARK = (30, 28, 28)  # "more" of a black suede, leather or navy product, chosen by eye
+PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
+          "31_apparel_shorts-on-hanger_white-wall.jpg"]
 
 
 def _eval_module(repo):
@@ -45,50 +52,84 @@ def cfg(fe):
 
 
 @pytest.fixture(scope="module")
-def cases(fe, cfg):
-    photos = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
-              "20_shoes_beige-loafers_on-beige-floor.jpg"]
-    return fe.clean_cases(cfg, photos, ["sage green wall", "warm terracotta backdrop"])
+def sources(fe, cfg):
+    found, skipped = fe.load_sources(cfg, [fe.IMAGES / name for name in PHOTOS])
+    assert not skipped
+    return {s.name: s for s in found}
 
 
-def test_clean_composites_show_no_expansion(cases, cfg):
+@pytest.fixture(scope="module")
+def cases(fe, cfg, sources):
+    """Each photo on the largest product-free crop of its own backdrop."""
+    found, notes = fe.clean_cases(cfg, list(sources.values()), np.random.default_rng(1), backgrounds=("own-backdrop",))
+    assert len(found) == len(PHOTOS), notes
+    return found
+
+
+def _bar(layout, length_px: float, where: str) -> np.ndarray:
+    """A bar 8% of the product's size wide leaving the product's extreme point `where` (up, right,
+    down), reaching `length_px` out of it; it starts 3 px inside the product so it is attached."""
+    alpha = layout.product_alpha >= 128
+    half = int(round(0.04 * product_size(layout.product_alpha)))
+    ys, xs = np.nonzero(alpha)
+    m = np.zeros(alpha.shape, np.uint8)
+    if where == "up":
+        y = ys.min()
+        x = int(np.median(xs[ys == y]))
+        cv2.rectangle(m, (x - half, int(round(y - length_px))), (x + half, y + 3), 1, -1)
+    elif where == "right":
+        x = xs.max()
+        y = int(np.median(ys[xs == x]))
+        cv2.rectangle(m, (x - 3, y - half), (int(round(x + length_px)), y + half), 1, -1)
+    else:
+        y = ys.max()
+        x = int(np.median(xs[ys == y]))
+        cv2.rectangle(m, (x - half, y - 3), (x + half, int(round(y + length_px))), 1, -1)
+    return m.astype(bool)
+
+
+def _extended(fe, case, cfg, multiple: float, where: str, colour=DARK):
+    length = multiple * cfg.fidelity.expansion_limit * product_size(case.layout.product_alpha)
+    return fe.paint(case, _bar(case.layout, length, where), colour)
+
+
+def test_clean_composites_on_a_real_backdrop_are_not_flagged(cases, cfg):
     for c in cases:
-        exp = expansion_heuristic(c.final, c.layout, cfg.fidelity)
-        check = expansion_check(exp, cfg.fidelity)
-        assert check.passed, (c.photo, c.prompt, check.message)
+        check = expansion_check(expansion_heuristic(c.final, c.layout, cfg.fidelity), cfg.fidelity)
+        assert check.passed, (c.photo, check.message)
 
 
-@pytest.mark.parametrize("kind", ["elongate", "strap", "blob"])
-def test_product_extended_into_the_band_is_caught(cases, cfg, fe, kind):
-    rng = np.random.default_rng(3)
-    caught = 0
+@pytest.mark.parametrize("where", ["up", "right", "down"])
+def test_dark_extension_five_times_the_limit_is_caught(cases, cfg, fe, where):
     for c in cases:
-        image, region = fe.extend(c, kind, 0.08, rng)
-        assert region.sum() > 10
+        image, region = _extended(fe, c, cfg, 5.0, where)
+        assert region.sum() > 20
         # the product's own pixels are still intact: pixel identity cannot see this
         core = c.layout.product_alpha == 255
         assert np.array_equal(image[core], c.final[core])
         check = expansion_check(expansion_heuristic(image, c.layout, cfg.fidelity), cfg.fidelity)
-        caught += not check.passed
-        if not check.passed:
-            assert check.name == "expansion" and "extended the product" in check.message
-    assert caught >= len(cases) - 1, f"{kind}: caught {caught} of {len(cases)}"
+        assert not check.passed, (c.photo, where, check.message)
+        assert check.name == "expansion" and "extended the product" in check.message
 
 
-def test_detection_and_false_alarm_rates_on_built_cases(cases, cfg, fe):
-    res = fe.evaluate(cfg, cases, sizes=(0.06, 0.10))
-    assert res["false_alarm_rate"] == 0.0, res["false_alarm_cases"]
-    assert res["visible_detection_rate"] >= 0.8, res["missed"]
+@pytest.mark.parametrize("where", ["up", "right"])
+def test_extension_just_past_the_limit_is_caught(cases, cfg, fe, where):
+    """Three times the limit: past the rim that is never judged, still a small stub on the canvas."""
+    for c in cases:
+        image, _ = _extended(fe, c, cfg, 3.0, where)
+        exp = expansion_heuristic(image, c.layout, cfg.fidelity)
+        assert exp.score > cfg.fidelity.expansion_limit, (c.photo, where, exp)
 
 
-def test_resegment_path_with_the_plain_backdrop_matte_as_resegmenter(cfg, fe):
+def test_resegment_path_with_the_plain_backdrop_matte_as_resegmenter(cfg, fe, sources):
     """The learned-matte path, exercised with the plain-backdrop matte cutting the final image out
-    again (it does honest work on the procedural scene's plain sweep; no learned weights exist here)."""
+    again (it does honest work on the procedural scene's plain sweep)."""
     studio = PlainBackdropMatte(PlainBackdropOptions())
-    [c] = fe.clean_cases(cfg, ["27_hat_leather-cap_on-white-sheet.jpg"], ["clean studio backdrop"])
+    [c], _ = fe.clean_cases(cfg, [sources[PHOTOS[1]]], np.random.default_rng(0), backgrounds=("procedural",),
+                            prompts=["clean studio backdrop"])
     clean = expansion_resegment(c.final, c.layout, cfg.fidelity, studio.run(c.final).alpha)
     assert expansion_check(clean, cfg.fidelity).passed, clean
-    image, _ = fe.extend(c, "elongate", 0.10, np.random.default_rng(1))
+    image, _ = _extended(fe, c, cfg, 10.0, "up")
     grown = expansion_resegment(image, c.layout, cfg.fidelity, studio.run(image).alpha)
     check = expansion_check(grown, cfg.fidelity)
     assert not check.passed and grown.method == "resegment" and grown.score > clean.score
@@ -135,7 +176,7 @@ def test_halo_is_not_judged_where_it_could_not_be_seen(fe, cfg):
     assert check.passed
 
 
-def test_content_checks_pick_the_expansion_method_and_run_the_resegmenter(cfg, fe):
+def test_content_checks_pick_the_expansion_method_and_run_the_resegmenter(cfg, fe, sources):
     assert expansion_method("auto", PlainBackdropMatte.learned) == "heuristic"
     assert expansion_method("auto", True) == "resegment" and expansion_method("off", True) == "off"
     studio = PlainBackdropMatte(PlainBackdropOptions())
@@ -143,8 +184,9 @@ def test_content_checks_pick_the_expansion_method_and_run_the_resegmenter(cfg, f
     checks = ContentChecks(OpenNsfw.load(OpennsfwOptions()), cfg.nsfw.threshold, cfg.nsfw.review_threshold,
                            fidelity, studio)
     assert checks.expansion == "resegment"
-    [c] = fe.clean_cases(cfg, ["27_hat_leather-cap_on-white-sheet.jpg"], ["clean studio backdrop"])
-    image, _ = fe.extend(c, "elongate", 0.10, np.random.default_rng(1))
+    [c], _ = fe.clean_cases(cfg, [sources[PHOTOS[1]]], np.random.default_rng(0), backgrounds=("procedural",),
+                            prompts=["clean studio backdrop"])
+    image, _ = _extended(fe, c, cfg, 10.0, "up")
     matte = studio.run(c.source_rgb)
     found, details = checks.run(image, c.layout, c.source_rgb, matte)
     by_name = {ch.name: ch for ch in found}
