@@ -30,7 +30,7 @@ from stages.scene.procedural import ProceduralOptions, ProceduralScene
 
 DARK = (30, 28, 28)  # "more" of a black suede, leather or navy product, chosen by eye
 PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
-          "31_apparel_shorts-on-hanger_white-wall.jpg"]
+          "32_apparel_black-shorts_on-white-quilt.jpg"]
 
 
 def _eval_module(repo):
