@@ -12,6 +12,7 @@ from stages.errors import ConfigError
 from stages.matte.backdrop import (
     SHADOW_MIN_RATIO, Z_BG, Z_FG, BackdropFit, cast_shadows, gradient, labels, local_means, measure_backdrop, ramp,
 )
+from stages.matte.attached_shadow import AttachedShadow, attached_shadow
 from stages.matte.base import Matte, check_rgb
 from stages.matte.cleanup import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
 
@@ -78,6 +79,8 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
     product, pieces = backdrop_pieces(product, fit.planes, fit.backdrop, band)
     region, *joined = joined_backdrop(product, fit.planes, fit.backdrop, band)
     product &= ~region
+    band_px, band_shadow = attached_shadow(product, fit.ratio, fit.chroma, fit.lum, fit.sigma_c)
+    product &= ~band_px  # the bands with a soft far edge
     alpha = _edge_alpha(fit.planes, fit.backdrop, z_eff, product, strong, band, fit.sigma_c)
     fg = alpha > 0.5  # quality measures look at the product itself, kept shadows aside
     kept_shadow = 0.0
@@ -85,7 +88,8 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
         alpha, kept_shadow = _keep_shadows(alpha, shadow, product, fit.ratio)
     alpha8 = np.round(alpha * 255.0).astype(np.uint8)
     confidence, details = _confidence(fg, product, strong, fit, texture, clutter)
-    confidence, details = _leftovers(confidence, details, product, pieces, reflection, joined)
+    confidence, details = _leftovers(confidence, details, product, pieces, reflection, joined,
+                                     band_shadow)
     spots = ((0, 0), (0, -1), (-1, 0), (-1, -1), (h // 2, w // 2))
     details = {
         # backdrop estimate at the top-left, top-right, bottom-left, bottom-right corners and centre
@@ -155,13 +159,16 @@ def _confidence(fg: np.ndarray, product: np.ndarray, strong: np.ndarray, fit: Ba
 
 
 def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, pieces: np.ndarray,
-               reflection: Reflection | None, joined: list[Any]) -> tuple[float, dict[str, Any]]:
+               reflection: Reflection | None, joined: list[Any],
+               band: AttachedShadow | None) -> tuple[float, dict[str, Any]]:
     """Lower the confidence for what was cut away as not product: it may have been product.
 
     A removed floor reflection always sends the cut-out to review (the contact line is a guess);
     removed pieces of backdrop colour do once they hold about 1% of the cut-out (specks go
     silently; a reason shows from 0.6%), and so does a removed region of backdrop colour joined
-    to the product (the reason gives its box).
+    to the product (the reason gives its box). A shadow band joined to the product that was
+    cut away lowers it from 2% of the cut-out; one kept (its far edge is sharp: a grey part
+    or a shadow?) sends the cut-out to review from 0.2% (the size of a stray part).
     """
     scores, reasons = dict(details["scores"]), list(details["reasons"])
     removed = int(pieces.sum())
@@ -182,7 +189,20 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
     if scores["joined_backdrop"] < 0.9:
         reasons.append(f"a region of backdrop colour joined to the product ({joined_share:.1%} of the cut-out, "
                        f"within x {box[0]}-{box[2]}, y {box[1]}-{box[3]}) was cut away: backdrop or product?")
+    scores["attached_shadow"] = 1.0
+    if band is not None:
+        x0, y0, x1, y1 = band.box
+        if band.cut:
+            scores["attached_shadow"] = 0.4 + 0.6 * ramp(band.share, 0.02, 0.04)
+            what = "was cut away: check the product's edge there"
+        else:
+            scores["attached_shadow"] = 0.4 + 0.6 * ramp(band.share, 0.001, 0.002)
+            what = "was kept as product (its far edge is sharp): a shadow or a grey part?"
+        if scores["attached_shadow"] < 0.9:
+            reasons.append(f"a smooth band of darkened backdrop colour along the outline, like a shadow "
+                           f"({band.share:.1%} of the cut-out, within x {x0}-{x1}, y {y0}-{y1}) {what}")
     details = {**details, "backdrop_pieces": round(share, 4), "joined_backdrop": round(joined_share, 4),
+               "attached_shadow": None if band is None else {**vars(band), "box": list(band.box)},
                "floor_reflection": None if reflection is None else vars(reflection),
                "scores": {k: round(v, 3) for k, v in scores.items()}, "reasons": reasons}
     return float(np.prod(list(scores.values()))), details
