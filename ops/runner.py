@@ -34,7 +34,7 @@ from ops.workbench import Workbench
 from provenance.iptc import composite_source_type
 from stages.check import CheckResult, verdict
 from stages.check.nsfw import is_quarantined
-from stages.check.pixels import format_pixels, framing, matte_confidence, product_pixels
+from stages.check.pixels import cropped, format_pixels, framing, matte_confidence, product_pixels
 from stages.check.prompt_safety import PromptCheck
 from stages.encode import encode_format, encode_png, encode_rgba, thumbnail_jpeg
 from stages.errors import StageError
@@ -180,9 +180,10 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
 
 
 def _sku_checks(bench: Workbench, staging: Staging) -> list[CheckResult]:
-    """The product's own checks, the same for every variant: framing, the cut-out's confidence, and
-    whether its scenes came from a fallback backend."""
+    """The product's own checks, the same for every variant: framing, whether the photo crops the
+    product, the cut-out's confidence, and whether its scenes came from a fallback backend."""
     checks = [framing(staging.layout, bench.cfg.check),
+              cropped(staging.matte.alpha, bench.cfg.check.max_edge_contact),
               matte_confidence(staging.matte.confidence, bench.cfg.matte.min_confidence,
                                staging.matte.details.get("reasons", []))]
     fallback = next((f for v in staging.variants if (f := fallback_of(v.scene))), None)

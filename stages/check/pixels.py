@@ -23,12 +23,15 @@ class CheckOptions:
     min_coverage: float = 0.02  # product area as a fraction of the canvas
     max_coverage: float = 0.90
     lossy_mean_tolerance: float = 4.0  # JPEG files: mean |diff| over the product core (max is recorded too)
+    max_edge_contact: float = 0.02  # share of a photo side the cut-out may meet before the product counts as cropped
 
     def check(self, where: str) -> None:
         if not 0 <= self.pixel_tolerance <= 255:
             raise ConfigError(f"{where}.pixel_tolerance = {self.pixel_tolerance}: must be 0..255")
         if not 1 <= self.core_alpha <= 255:
             raise ConfigError(f"{where}.core_alpha = {self.core_alpha}: must be 1..255")
+        if not 0 <= self.max_edge_contact <= 1:
+            raise ConfigError(f"{where}.max_edge_contact = {self.max_edge_contact}: must be 0..1")
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -122,6 +125,32 @@ def framing(layout: Layout, cfg: CheckOptions) -> CheckResult:
     if not cfg.min_coverage <= coverage <= cfg.max_coverage:
         return CheckResult("framing", False, coverage, limit, f"product covers {coverage:.1%} of the canvas", False)
     return CheckResult("framing", True, coverage, limit, f"product covers {coverage:.1%} of the canvas", False)
+
+
+EDGE_PX = 1  # the photo's outer rows and columns read by `cropped`
+
+
+def cropped(matte_alpha: np.ndarray, max_contact: float) -> CheckResult:
+    """Whether the photo cuts the product off: the cut-out (alpha >= 128 on the source photo) meets
+    a side of the photo along more than `max_contact` of that side's length.
+
+    A product that runs off the photo shows a straight cut edge once it stands in a scene (a hem,
+    a sleeve, a shoelace ending in mid-air), whichever backend cut it out; only a person can say
+    whether that is acceptable, or a new photo is needed. A couple of pixels of contact (a lace
+    tip, a soft edge grazing the frame) are noise, hence the allowance.
+    """
+    fg = matte_alpha >= 128
+    b = min(EDGE_PX, *fg.shape)
+    sides = {"top": fg[:b].any(axis=0), "bottom": fg[-b:].any(axis=0),
+             "left": fg[:, :b].any(axis=1), "right": fg[:, -b:].any(axis=1)}
+    contact = {side: float(run.mean()) for side, run in sides.items()}
+    side, worst = max(contact.items(), key=lambda kv: kv[1])
+    limit = f"<= {max_contact:.0%} of each side"
+    cut = [f"{s} ({v:.0%})" for s, v in contact.items() if v > max_contact]
+    if cut:
+        msg = f"the product runs off the photo's edge: {', '.join(cut)} of the side: the photo crops it"
+        return CheckResult("cropped", False, round(worst, 4), limit, msg, False)
+    return CheckResult("cropped", True, round(worst, 4), limit, "the product lies inside the photo", False)
 
 
 def matte_confidence(confidence: float, minimum: float, reasons: list[str] | tuple[str, ...] = ()) -> CheckResult:

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from stages.check import CheckResult
-from stages.check.pixels import CheckOptions, decode_rgb, format_pixels, lossy_pixels, matte_confidence, product_pixels
+from stages.check.pixels import (
+    CheckOptions, cropped, decode_rgb, format_pixels, lossy_pixels, matte_confidence, product_pixels,
+)
 from stages.composite import composite
 from stages.encode import encode_png
 from stages.layout import LayoutOptions, place_product
@@ -128,3 +130,26 @@ def test_low_matte_confidence_says_what_the_matte_found():
     assert "background not plain" in matte_confidence(0.4, 0.5).message  # a backend that gives no reasons
     good = matte_confidence(0.9, 0.5, ["brightness varies by 20 levels"])
     assert good.passed and good.message == "cut-out looks reliable"
+
+
+def test_a_product_the_photo_cuts_off_is_sent_to_review(repo):
+    """The hand-made mask of a real photo, framed tighter and tighter on the right: once the frame
+    cuts through the product along more than the allowance of its side, the SKU goes to review."""
+    mask = np.asarray(Image.open(repo / "tests" / "data" / "masks" / "19_shoes_black-suede_white.png").convert("L"))
+    run = (mask >= 128).mean(axis=0)  # per column: the share of the side a frame there would meet
+    cols = np.nonzero(run)[0]
+    whole = cropped(mask, 0.02)
+    assert whole.passed and whole.value == 0.0 and not whole.blocking
+    grazing = max(c for c in cols if run[c] <= 0.015)  # the frame grazes the toe: below the allowance
+    near = min(c for c in cols if run[c] > 0.03)  # ... and just beyond it
+    deep = cols[-1] - 40  # 40 px into the product
+    res = cropped(mask[:, : grazing + 1], 0.02)
+    assert res.passed and abs(res.value - run[grazing]) < 1e-3
+    for c in (near, deep):
+        res = cropped(mask[:, : c + 1], 0.02)
+        assert not res.passed and not res.blocking and res.name == "cropped"
+        assert "right" in res.message and abs(res.value - run[c]) < 1e-3
+    # the other sides read the same way, and a looser allowance lets a small cut through
+    assert "left" in cropped(mask[:, cols[0] + 20:], 0.02).message
+    assert "bottom" in cropped(np.ascontiguousarray(mask[:, : deep + 1].T), 0.02).message
+    assert cropped(mask[:, : near + 1], 0.5).passed
