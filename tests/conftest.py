@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +31,26 @@ for var in ("STAGE_SIGN_CERT_CHAIN", "STAGE_SIGN_PRIVATE_KEY", "STAGE_TRUST_ANCH
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "catalog" / "images"
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def load_benchmark(name: str) -> Any:
+    """A script of benchmarks/ (not a package) imported as the module `name`, for its tests."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Toy-sized tensors: thread hand-offs cost more than they save (20x more on a busy machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def missing_tool(reason: str) -> None:

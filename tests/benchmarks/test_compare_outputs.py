@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark  # tests/ is on sys.path
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("compare_outputs", REPO / "benchmarks" / "compare_outputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
-
-co = _load()
+co = load_benchmark("compare_outputs")
 
 OLD_RECORD = {  # the layout of pipeline 0.1
     "sku": "A", "run_id": "r1", "created_at": "2026-12-01T00:00:00+00:00", "pipeline_version": "0.1.0",

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stages.check.outline import outside_distance
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark  # tests/ is on sys.path
+
 PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg"]
 
 
-def _load_eval():
-    spec = importlib.util.spec_from_file_location("fidelity_eval", REPO / "benchmarks" / "fidelity_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-fe = _load_eval()
+fe = load_benchmark("fidelity_eval")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ of at least 0.97; textured ones must not be trusted (confidence below min_confid
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,6 +17,8 @@ from PIL import Image
 from ops.config import MatteConfig
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 
+from conftest import load_benchmark  # tests/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[2]
 MASKS = REPO / "tests" / "data" / "masks"
 PLAIN = ["19", "20", "22", "27", "28", "32"]
@@ -26,15 +26,7 @@ TEXTURED = ["15", "23"]
 MIN_IOU = 0.97
 
 
-def _load_eval():
-    spec = importlib.util.spec_from_file_location("matte_eval", REPO / "benchmarks" / "matte_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = _load_eval()
+ev = load_benchmark("matte_eval")
 
 
 @pytest.fixture(scope="module")

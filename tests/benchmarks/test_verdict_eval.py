@@ -3,25 +3,15 @@ the figures drawn from the judged photos."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark  # tests/ is on sys.path
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("verdict_eval", REPO / "benchmarks" / "verdict_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
-
-V = _load()
+V = load_benchmark("verdict_eval")
 
 
 def _disc(shape, centre, r):

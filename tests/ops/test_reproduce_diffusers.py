@@ -18,15 +18,7 @@ from tests.stages.scene import tiny_diffusers
 PHOTO = "19_shoes_black-suede_white.jpg"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Toy-sized tensors: thread hand-offs cost more than they save."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: toy tensors run on one thread
 
 
 @pytest.mark.parametrize("kind", ["sd15", "sdxl"])

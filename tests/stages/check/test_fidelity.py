@@ -10,8 +10,6 @@ names the blind spots; nothing here pins its rates.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 
 import cv2
 import numpy as np
@@ -28,22 +26,16 @@ from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 from stages.scene import SceneRequest
 from stages.scene.procedural import ProceduralOptions, ProceduralScene
 
+from conftest import load_benchmark  # tests/ is on sys.path
+
 DARK = (30, 28, 28)  # "more" of a black suede, leather or navy product, chosen by eye
 PHOTOS = ["19_shoes_black-suede_white.jpg", "27_hat_leather-cap_on-white-sheet.jpg",
           "32_apparel_black-shorts_on-white-quilt.jpg"]
 
 
-def _eval_module(repo):
-    spec = importlib.util.spec_from_file_location("fidelity_eval", repo / "benchmarks" / "fidelity_eval.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fidelity_eval"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def fe(repo):
-    return _eval_module(repo)
+def fe():
+    return load_benchmark("fidelity_eval")
 
 
 @pytest.fixture(scope="module")

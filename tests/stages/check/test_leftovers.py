@@ -6,9 +6,6 @@ to ten times it."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,17 +22,10 @@ from stages.composite import composite
 from stages.errors import ConfigError
 from stages.matte import Matte
 
-
-def _eval_module():
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "leftover_eval.py"
-    spec = importlib.util.spec_from_file_location("leftover_eval", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["leftover_eval"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark  # tests/ is on sys.path
 
 
-le = _eval_module()
+le = load_benchmark("leftover_eval")
 CFG = LeftoverOptions()
 PHOTOS = ["19_shoes_black-suede_white", "20_shoes_beige-loafers_on-beige-floor", "27_hat_leather-cap_on-white-sheet",
           "32_apparel_black-shorts_on-white-quilt", "23_shoes_white-sneakers_on-brown"]

@@ -39,15 +39,7 @@ FAST = dict(steps=2, strength=1.0, dtype="float32", device="cpu", max_side=0, va
             prompt_template="{prompt}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Toy-sized tensors: thread hand-offs cost more than they save (20x more on a busy machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: toy tensors run on one thread
 
 
 @pytest.fixture(scope="module")
