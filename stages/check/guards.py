@@ -3,7 +3,7 @@ expansion, halo and the cut-out's leftovers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,18 @@ def expansion_method(setting: str, learned_matte: bool) -> str:
     return setting
 
 
+@dataclass(frozen=True)
+class LayoutMeasures:
+    """What the checks measure once per layout and share across its variants: none of it depends
+    on the scene. The product's distance maps, the source backdrop's colour (None for a photo with
+    its own transparency: it had no backdrop to leave a fringe) and the cut-out's leftovers (None
+    when that check is off)."""
+
+    outline: Outline
+    backdrop: np.ndarray | None
+    leftovers: Leftovers | None
+
+
 @dataclass
 class ContentChecks:
     nsfw: NsfwBackend
@@ -34,52 +46,43 @@ class ContentChecks:
     nsfw_review_threshold: float
     fidelity: FidelityOptions
     matte: MatteBackend  # re-segments the final image when the expansion method is `resegment`
-    # the leftovers of the last layout judged: (layout, matte, found), the same for all its variants
-    _last: tuple[Layout, Matte, Leftovers] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def expansion(self) -> str:
         return expansion_method(self.fidelity.expansion, self.matte.learned)
 
-    def outline(self, layout: Layout) -> Outline:
-        """The product's distance maps for `run`: measure once per layout, share across variants."""
-        return measure_outline(layout, self.fidelity)
+    def measure(self, layout: Layout, source_rgb: np.ndarray, matte: Matte) -> LayoutMeasures:
+        """The per-layout measures for `run`: measure once per layout, share across variants."""
+        cfg = self.fidelity
+        outline = measure_outline(layout, cfg)
+        backdrop = None if matte.backend == "source-alpha" else backdrop_colour(source_rgb, matte.alpha, matte.details)
+        found = None
+        if cfg.leftovers.enabled:
+            found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, source_rgb,
+                                   matte.alpha, backdrop, cfg.leftovers)
+        return LayoutMeasures(outline, backdrop, found)
 
     def run(self, staged: np.ndarray, layout: Layout, source_rgb: np.ndarray, matte: Matte,
-            outline: Outline | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
+            measures: LayoutMeasures | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
         """NSFW, expansion, halo and leftovers on one composited variant; returns the checks and diagnostics."""
         cfg = self.fidelity
+        m = measures or self.measure(layout, source_rgb, matte)
         score = self.nsfw.score(staged)
         checks = [nsfw_check(score, self.nsfw_threshold, self.nsfw_review_threshold, self.nsfw.label)]
         details: dict[str, Any] = {"nsfw": {"backend": self.nsfw.label, "score": round(score, 4)}}
         method = self.expansion
-        outline = outline or self.outline(layout)  # distance maps shared by both checks
         if method != "off":
             if method == "resegment":
                 exp = expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha)
             else:
-                exp = expansion_heuristic(staged, layout, cfg, outline)
+                exp = expansion_heuristic(staged, layout, cfg, m.outline)
             checks.append(expansion_check(exp, cfg))
             details["expansion"] = {"method": exp.method, "score": exp.score, "reach_px": exp.reach_px,
                                     "regions": exp.regions}
-        # a photo with its own transparency has no backdrop to leave a fringe
-        backdrop = None if matte.backend == "source-alpha" else backdrop_colour(source_rgb, matte.alpha, matte.details)
-        checks.append(halo(staged, layout, backdrop, cfg, outline))
-        details["halo"] = {"source_backdrop_rgb": None if backdrop is None else [round(float(v), 1) for v in backdrop]}
-        if cfg.leftovers.enabled:
-            found = self.leftovers(layout, source_rgb, matte, backdrop, outline)
-            checks += leftover_checks(found, cfg.leftovers)
-            details["leftovers"] = found.details()
+        checks.append(halo(staged, layout, m.backdrop, cfg, m.outline))
+        details["halo"] = {"source_backdrop_rgb": None if m.backdrop is None else
+                           [round(float(v), 1) for v in m.backdrop]}
+        if m.leftovers is not None:
+            checks += leftover_checks(m.leftovers, cfg.leftovers)
+            details["leftovers"] = m.leftovers.details()
         return checks, details
-
-    def leftovers(self, layout: Layout, source_rgb: np.ndarray, matte: Matte, backdrop: np.ndarray | None,
-                  outline: Outline) -> Leftovers:
-        """What the cut-out left on the product layer: it depends on the layout and the matte, not on
-        the scene, so it is found once for all the variants of a layout."""
-        last = self._last
-        if last is not None and last[0] is layout and last[1] is matte:
-            return last[2]
-        found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, source_rgb,
-                               matte.alpha, backdrop, self.fidelity.leftovers)
-        self._last = (layout, matte, found)
-        return found

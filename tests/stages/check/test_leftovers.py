@@ -164,9 +164,11 @@ def test_content_checks_run_the_leftovers_once_per_layout(bases):
     checks = ContentChecks(Nsfw(), 0.5, 0.3, FidelityOptions(expansion="off"), Studio())
     matte = Matte(case.source_alpha, 1.0, "plain-backdrop", {})
     final = composite(np.full_like(case.layout.product_rgb, 128), case.layout)
-    found, details = checks.run(final, case.layout, case.source_rgb, matte)
-    again = checks.leftovers(case.layout, case.source_rgb, matte, None, measure_outline(case.layout, FidelityOptions()))
-    assert again is checks._last[2]  # the second variant of a layout reuses what was found
+    measures = checks.measure(case.layout, case.source_rgb, matte)  # once per layout
+    found, details = checks.run(final, case.layout, case.source_rgb, matte, measures)
+    again = checks.run(final, case.layout, case.source_rgb, matte, measures)
+    assert again[1]["leftovers"] == details["leftovers"] == measures.leftovers.details()  # every variant reuses it
+    assert checks.run(final, case.layout, case.source_rgb, matte)[1]["leftovers"] == details["leftovers"]
     by_name = {c.name: c for c in found}
     assert not by_name["stray_parts"].passed and details["leftovers"]["strays"][0]["area_px"] > 0
     off = dataclasses.replace(FidelityOptions(expansion="off"), leftovers=LeftoverOptions(enabled=False))
