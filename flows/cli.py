@@ -4,9 +4,10 @@ machine, report on runs."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from flows.exitcodes import EXIT_OK, EXIT_PARTIAL, EXIT_RUN_FAILED, EXIT_STOPPED, EXIT_USAGE  # noqa: F401
 
@@ -37,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
         cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
-        ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
+        if args.shards == 1:  # another run on this folder: fail before the slow start (shards share it)
+            ensure_free(output_root(cfg, args.out))
     except EXPECTED as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED
@@ -52,8 +54,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.stopping import StoppableTaskRunner
 
     flow_fn = nightly.nightly_catalog_run.with_options(task_runner=StoppableTaskRunner(max_workers=cfg.run.workers))
+    if args.shards < 1 or not 0 <= args.shard < args.shards:
+        console.print(f"[red]error:[/red] --shard {args.shard} --shards {args.shards}: need 0 <= shard < shards",
+                      highlight=False)
+        return EXIT_USAGE
     params = {"catalog": args.catalog, "config": args.config, "out": args.out, "force": args.force,
-              "sheet": args.sheet}
+              "sheet": args.sheet, "shard": args.shard, "shards": args.shards}
     with Progress(TextColumn("staging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.quiet) as bar:
         job = bar.add_task("products", total=total)
@@ -69,7 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ops.config import load_config
     from provenance.errors import SigningError
-    from provenance.verify import load_trust_anchors, verify_file
+    from ops.location import is_url
+    from ops.store_products import signed_objects
+    from provenance.verify import Verification, load_trust_anchors, verify_file
     from stages.errors import StagingError
 
     try:
@@ -81,7 +89,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (StagingError, SigningError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    results = [verify_file(Path(p), anchors) for p in args.files]
+    results = []
+    for p in args.files:
+        if is_url(p):  # an object, or every signed image under a prefix, of an object store
+            try:
+                found = signed_objects(p, cfg.storage.endpoint_url, cfg.storage.region)
+            except StagingError as exc:
+                found = [(p, None, str(exc))]
+            for url, data, why in found:
+                if data is None:
+                    results.append(Verification(url, False, None, [why], False, None))
+                else:
+                    results.append(dataclasses.replace(verify_file(Path(PurePosixPath(url).name), anchors, data),
+                                                       path=url))
+        else:
+            results.append(verify_file(Path(p), anchors))
     if args.json:
         print(json.dumps([{"path": r.path, "ok": r.ok, "trusted": r.trusted, "state": r.state,
                            "failures": r.failures} for r in results], indent=2))
@@ -136,13 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sheet", help="worksheet of an XLSX catalog (default: the first)")
     run.add_argument("--config", default=_default_config(),
                      help="config.toml (default: ./config.toml when there is one, else the built-in defaults)")
-    run.add_argument("--out", help="output folder (default: [run].output_dir)")
+    run.add_argument("--out", help="output folder or object-store URL: s3://bucket/prefix, gs://... "
+                                   "(default: [run].output_dir)")
+    run.add_argument("--shard", type=int, default=0, help="stage only this share of the catalog (0-based; "
+                                                          "with --shards, one per worker)")
+    run.add_argument("--shards", type=int, default=1, help="how many shares the catalog is split over")
     run.add_argument("--force", action="store_true", help="regenerate products whose inputs did not change")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--verbose", action="store_true", help="show Prefect's INFO logs")
     run.set_defaults(func=cmd_run)
     verify = sub.add_parser("verify", help="verify the content credentials of images")
-    verify.add_argument("files", nargs="+")
+    verify.add_argument("files", nargs="+", help="image files, or object URLs (s3://, gs://): an image, or a "
+                                                "prefix whose signed images are all verified")
     verify.add_argument("--config", default=_default_config())
     verify.add_argument("--trust-anchors", help="PEM bundle of trusted root certificates")
     verify.add_argument("--json", action="store_true", help="machine-readable output")

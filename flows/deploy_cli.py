@@ -140,7 +140,7 @@ def add_parsers(sub: Any, default_config: str | None) -> None:
     rerun.add_argument("--seed", type=int, help="seed instead of the catalog's")
     rerun.add_argument("--variants", type=int, help="number of variants instead of the catalog's")
     rerun.add_argument("--config", default=default_config)
-    rerun.add_argument("--out", help="output folder (default: [run].output_dir)")
+    rerun.add_argument("--out", help="output folder or object-store URL (default: [run].output_dir)")
     rerun.add_argument("--verbose", action="store_true", help="show Prefect's INFO logs")
     rerun.set_defaults(func=cmd_rerun)
     deploy = sub.add_parser("deploy", help="create the work pool and the deployments of prefect.yaml")

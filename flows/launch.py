@@ -82,7 +82,7 @@ def summarize(result: dict[str, Any], say: Callable[[str], None]) -> int:
             say(f"  report file not written: {why}")
         say(f"run failed: the run report in {result['run_dir']} is incomplete; the rows above are the run's summary")
         return EXIT_RUN_FAILED
-    say(f"report: {result['report']}")
+    say(f"report: {result.get('report_url') or result['report']}")
     if result.get("state") == "stopped":
         stop = result["stop"]
         say(f"stopped ({stop['reason']}): {len(stop['not_done'])} SKU(s) not done, listed in the report; "

@@ -32,12 +32,15 @@ from ops.catalog import Catalog, CatalogRow, read_catalog
 from ops.config import Config, load_config
 from ops.context import RunContext
 from ops.ledger import Ledger
+from ops.location import location_for
+from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
 from ops.prepass import prepass
 from ops.report import ReportError, write_run_report
 from ops.results_log import ResultLog
-from ops.runlock import SkuLocks, hold, output_root
+from ops.runlock import SkuLocks, hold
 from ops.runner import RowResult, process_row
+from ops.store_products import RemoteOutputs, upload_tree
 from ops.stop import STOP
 from ops.workbench import BenchUnavailable, Workbench, shared_workbench
 from stages.pipeline import PIPELINE_VERSION
@@ -199,7 +202,8 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     if shards < 1 or not 0 <= shard < shards:
         raise ValueError(f"shard = {shard}, shards = {shards}: need shards >= 1 and 0 <= shard < shards")
     cfg = config_for(config)
-    out_root = output_root(cfg, out)
+    where = location_for(cfg, out)
+    out_root = where.root
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
     # one full run per output folder: a second one fails at `hold`, naming this one
     with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared=tag):
@@ -210,16 +214,16 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
             rows = [r for r in rows if shard_of(r.sku, shards) == shard]
             errors = [e for e in errors if shard == 0]  # invalid rows are reported once, by shard 0
             logger.info("shard %d of %d: %d of the catalog's rows", shard, shards, len(rows))
-        ctx = new_context(out_root, config, started, force)
+        ctx = new_context(out_root, config, started, force, output_url=where.url)
         extra = {"shard": shard, "shards": shards} if shards > 1 else {}
         return ended(run_rows(ctx, cfg, rows, errors, cat.path, extra, exclusive=shards == 1))
 
 
 def new_context(out_root: Path, config: str | None, started: datetime, force: bool,
-                note: str | None = None) -> RunContext:
+                note: str | None = None, output_url: str | None = None) -> RunContext:
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     return RunContext(out_root, run_id, force, started.timestamp(), note,
-                      str(Path(config).resolve()) if config else None)
+                      str(Path(config).resolve()) if config else None, output_url)
 
 
 def _sweep_after_crash(logger: Any, out_root: Path, started_ts: float, exclusive: bool) -> None:
@@ -260,7 +264,8 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     t0 = time.perf_counter()
     log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl", cfg.cost.currency)
     try:
-        pre = prepass(rows, cfg, ctx.out_root, ledger, ctx.force, sink=log.append)
+        remote = RemoteOutputs(store_for(cfg, ctx.output_url)) if ctx.output_url and not ctx.force else None
+        pre = prepass(rows, cfg, ctx.out_root, ledger, ctx.force, sink=log.append, remote=remote)
         prepass_s = time.perf_counter() - t0
         _advance(pre.skipped)
         logger.info("run %s: %d rows, %d unchanged (skipped), %d to stage in batches of %d; %d invalid",
@@ -318,7 +323,7 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
     run_dir = ctx.out_root / "runs" / ctx.run_id
     meta = {
         "run_id": ctx.run_id, "catalog": catalog_path, "config": ctx.config, "config_digest": cfg.digest(),
-        "pipeline_version": PIPELINE_VERSION, "output_root": str(ctx.out_root),
+        "pipeline_version": PIPELINE_VERSION, "output_root": str(ctx.out_root), "output_url": ctx.output_url,
         "started_at": datetime.fromtimestamp(ctx.started_ts, UTC).isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"), **(extra_meta or {}),
     }
@@ -329,6 +334,14 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
     except ReportError as exc:  # e.g. disk full: the summary is still returned, and the CLI prints it
         logger.error("%s", exc)
         paths, report_errors = exc.written, exc.failures
+    report_url = None
+    if ctx.output_url:  # the report goes where the products are
+        try:
+            upload_tree(store_for(cfg, ctx.output_url), run_dir, f"runs/{ctx.run_id}")
+            report_url = f"{ctx.output_url}/runs/{ctx.run_id}/report.html" if paths.get("html") else None
+        except Exception as exc:
+            logger.error("could not upload the run report to %s: %s: %s", ctx.output_url, type(exc).__name__, exc)
+            report_errors.append(f"upload to {ctx.output_url}/runs/{ctx.run_id}: {type(exc).__name__}: {exc}")
     report = paths.get("html")
     timings = {**timings, "processed_rows": log.timed_rows,
                "mean_ms": {k: round(v / log.timed_rows, 2) for k, v in sorted(log.timing_ms.items())}
@@ -338,6 +351,7 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
     except Exception as exc:  # artifacts are a convenience; the run's own report is the record
         logger.warning("could not create Prefect artifacts: %s: %s", type(exc).__name__, exc)
     return {**meta, "summary": summary, "run_dir": str(run_dir), "report": str(report) if report else None,
+            "report_url": report_url,
             "report_errors": report_errors, "results": log.returned(), "results_complete": log.complete,
             "catalog_errors": errors, "timings": timings}
 

@@ -13,10 +13,20 @@ VERDICTS = ("pass", "review", "reject")
 
 
 def _out_root(args: argparse.Namespace):
+    """The output folder whose records the command reads. For an object-store output, the scratch
+    folder with the store's records copied in (those the command needs: `ops.store_products.mirror_records`)."""
     from ops.config import load_config
-    from ops.runlock import output_root
+    from ops.location import location_for
+    from ops.objectstore import store_for
+    from ops.paths import sku_slug
+    from ops.store_products import mirror_records
 
-    return output_root(load_config(args.config), args.out)
+    cfg = load_config(args.config)
+    where = location_for(cfg, args.out)
+    if where.url and args.review_command != "reset":
+        slugs = None if args.review_command == "list" else [sku_slug(args.sku)]
+        mirror_records(store_for(cfg, where.url), where.root, slugs, with_output=args.review_command == "approve")
+    return where.root, where.name
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -25,7 +35,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from stages.errors import StagingError
 
     try:
-        out = _out_root(args)
+        out, shown = _out_root(args)
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
             items = review.queue(out, wanted)
@@ -34,7 +44,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                 return EXIT_OK
             for line in grouped_lines(items, printable):
                 print(line)
-            print(f"{len(items)} SKU(s) with verdict {args.verdict} in {out}", file=sys.stderr)
+            print(f"{len(items)} SKU(s) with verdict {args.verdict} in {shown}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
             found = review.reset(out, args.sku)
@@ -93,7 +103,7 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str | None) -> 
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default=default_config, help="config.toml (default: ./config.toml)")
-        p.add_argument("--out", help="output folder (default: [run].output_dir)")
+        p.add_argument("--out", help="output folder or object-store URL (default: [run].output_dir)")
         p.set_defaults(func=cmd_review)
 
     ls = rv_sub.add_parser("list", help="SKUs waiting for review (or with another verdict)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ops.catalog import CatalogRow
@@ -35,21 +36,29 @@ def cached_record(record_path: Path, key: str) -> dict[str, Any] | None:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("cache_key") != key or not record.get("output"):
+    return current_record(record, key, lambda name: (record_path.parent / name).is_file())
+
+
+def current_record(record: Any, key: str, present: Callable[[str], bool]) -> dict[str, Any] | None:
+    """`record` when it was made with cache key `key` by the configured scene backend and every file
+    it published is `present` (names relative to the record's folder); else None."""
+    if not isinstance(record, dict) or record.get("cache_key") != key or not record.get("output"):
         return None
     if record.get("scene_fallback"):  # made by a fallback backend: try the configured one again
         return None
-    if not all((record_path.parent / name).is_file() for name in published_files(record)):
+    if not all(present(name) for name in published_files(record)):
         return None
     return record
 
 
-def outputs_present(out_root: Path, output: str, cfg: Config) -> bool:
+def outputs_present(out_root: Path, output: str, cfg: Config, exists: Callable[[str], bool] | None = None) -> bool:
     """Whether every file a passed product publishes is still there: the master, its format copies
-    and each active channel rendition (names follow from the config, so nothing is read)."""
-    master = out_root / output
+    and each active channel rendition (names follow from the config, so nothing is read).
+    `exists` tests a name relative to the output root (default: a file under `out_root`)."""
+    master = PurePosixPath(output)
     folder = master.parent
     names = [master.name] + [image_name(master.stem, f) for f in cfg.write.format_copies]
     for name in cfg.renditions.active:
         names += [channel_name(folder.name, name, f) for f in cfg.renditions.presets[name].formats]
-    return all((folder / n).is_file() for n in names)
+    exists = exists or (lambda rel: (out_root / rel).is_file())
+    return all(exists(str(folder / n)) for n in names)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ops.cost import CostOptions
 from ops.fetch import HostPolicy
+from ops.location import check_output_url, is_url
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -44,6 +45,9 @@ class RunOptions:
     workers: int = 2  # concurrent batch tasks in one flow run
     max_variants: int = 8  # upper bound for a row's `variants`
     stop_timeout_s: float = 60.0  # after a stop request, how long products in progress may take to finish
+    # an object-store output's local staging folder ("": $XDG_CACHE_HOME/product-staging/scratch); a
+    # folder per output URL is made inside it (ops.location.scratch_root)
+    scratch_dir: str = ""
 
     def check(self, where: str) -> None:
         if not 0 <= self.stop_timeout_s <= 3600:
@@ -54,6 +58,25 @@ class RunOptions:
             raise ConfigError(f"{where}.workers = {self.workers}: must be >= 1")
         if not 1 <= self.max_variants <= 64:
             raise ConfigError(f"{where}.max_variants = {self.max_variants}: must be 1..64")
+        if is_url(self.output_dir):
+            try:
+                check_output_url(self.output_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.output_dir: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """[storage]: non-secret settings of an object-store output; credentials come from the environment."""
+
+    # an S3-compatible server (MinIO, Ceph, R2 ...); "": AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS
+    endpoint_url: str = ""
+    region: str = ""  # "": AWS_DEFAULT_REGION or the profile's
+
+    def check(self, where: str) -> None:
+        if self.endpoint_url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#@]*)?", self.endpoint_url):
+            raise ConfigError(f"{where}.endpoint_url = {self.endpoint_url!r}: expected http(s)://host[:port], "
+                              "without credentials")
 
 
 @dataclass(frozen=True)
@@ -180,6 +203,7 @@ class Config:
     write: WriteOptions = field(default_factory=WriteOptions)
     renditions: RenditionsOptions = field(default_factory=RenditionsOptions)
     schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
+    storage: StorageOptions = field(default_factory=StorageOptions)
     cost: CostOptions = field(default_factory=CostOptions)  # prices only: never part of the digest
     base_dir: str = "."  # the config file's folder: relative paths in the config resolve against it
     path: str = ""  # the file read; "" = the built-in defaults

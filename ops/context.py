@@ -11,12 +11,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RunContext:
-    out_root: Path  # the output folder (absolute)
+    out_root: Path  # the local folder this process writes (absolute): the output folder, or an output URL's scratch folder
     run_id: str
     force: bool = False  # regenerate products whose inputs did not change
     started_ts: float = 0.0  # the run's start (time.time()): older temp files were left by an interrupted run
     note: str | None = None  # kept with every ledger event of the run (a rerun's reason)
     config: str | None = None  # the config file the run reads (None: built-in defaults)
+    output_url: str | None = None  # the object-store output (s3://, gs://) products are published to; None: out_root
 
 
 class StepTimer:

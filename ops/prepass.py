@@ -18,6 +18,7 @@ from ops.review import ReviewError, held_decision, load_state
 from ops.runner import RowResult
 from ops.sources import reference_for
 from ops.stop import STOP
+from ops.store_products import RemoteOutputs
 
 
 @dataclass
@@ -46,9 +47,10 @@ def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], ou
             "output": os.path.relpath(record_path.parent / output, out_root), "photo_problems": photo_problems or []}
 
 
-def _from_record(out_root: Path, slug: str, key: str) -> dict[str, Any] | None:
+def _from_record(out_root: Path, slug: str, key: str, remote: RemoteOutputs | None = None) -> dict[str, Any] | None:
     path = record_path(out_root, slug)
-    record = cached_record(path, key)  # the same test a batch task makes before staging
+    # the same test a batch task makes before staging
+    record = cached_record(path, key) if remote is None else remote.record(slug, key)
     if record is None or record.get("verdict") not in ("pass", "review"):
         return None
     return _hit(out_root, path, record["verdict"], record.get("reasons", []), record["output"],
@@ -66,7 +68,8 @@ def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> di
 
 
 def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
-            sink: Callable[[list[dict[str, Any]]], None] | None = None) -> Prepass:
+            sink: Callable[[list[dict[str, Any]]], None] | None = None,
+            remote: RemoteOutputs | None = None) -> Prepass:
     """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
 
     Each row's cache key (`ops.cache.cache_key`: the row's fields, the source photo's SHA-256,
@@ -86,9 +89,13 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
     handed to `sink` in chunks as they are found (a 50,000-row catalog would otherwise hold them
     all); without a sink they are in `.cached`. A stop request (`ops.stop`) ends the pass: the rows
     not yet looked at go to the to-do list.
+
+    For an object-store output (`remote`: one listing of its products, taken once) the files are
+    looked up in that listing and records read from the store; a SKU the ledger does not know,
+    or one a reviewer approved, goes to its batch task, whose cache test reads the store.
     """
     result = Prepass()
-    look = _Lookup(cfg, out_root, ledger.source_digests(), {} if force else ledger.current(), force)
+    look = _Lookup(cfg, out_root, ledger.source_digests(), {} if force else ledger.current(), force, remote)
     for i, row in enumerate(rows):
         if STOP.requested:  # the rest is not looked at: the run reports those rows as not done
             result.todo.extend(rows[i:])
@@ -118,8 +125,9 @@ class _Lookup:
     """What the pre-pass knows before it looks at a row: photo digests, current outputs, decisions."""
 
     def __init__(self, cfg: Config, out_root: Path, known: dict[str, tuple[int, int, str]],
-                 current: dict[str, Current], force: bool) -> None:
+                 current: dict[str, Current], force: bool, remote: RemoteOutputs | None = None) -> None:
         self.cfg, self.out_root, self.known, self.current, self.force = cfg, out_root, known, current, force
+        self.remote = remote
         self.learned: list[tuple[str, int, int, str]] = []
         try:  # slug -> a reviewer's decision, which holds while the photo and the row are unchanged
             self.decisions: dict[str, Any] | None = {} if force else load_state(out_root)
@@ -136,14 +144,17 @@ class _Lookup:
             return None, key
         prev, name = self.current.get(row.sku), sku_slug(row.sku)
         if (decision := self.decisions.get(name)) is not None:
-            approved = decision.get("decision") == "approved"
+            approved = decision.get("decision") == "approved" and self.remote is None
             return (_approved(self.out_root, row, name, source_sha) if approved else None), key
+        if prev is None and self.remote is not None:
+            return None, key
         if prev is None or (prev.cache_key == key and prev.verdict == "review"):
-            return _from_record(self.out_root, name, key), key
+            return _from_record(self.out_root, name, key, self.remote), key
         if prev.cache_key == key and prev.verdict == "pass" and prev.output:
-            if outputs_present(self.out_root, prev.output, cfg):
+            exists = self.remote.exists if self.remote is not None else None
+            if outputs_present(self.out_root, prev.output, cfg, exists):
                 return {"verdict": prev.verdict, "reasons": prev.reasons, "record": prev.record,
                         "output": prev.output}, key
             # a rendition withheld for a photo problem has no file: the record says which are due
-            return _from_record(self.out_root, name, key), key
+            return _from_record(self.out_root, name, key, self.remote), key
         return None, key

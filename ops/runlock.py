@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.config import Config
+from ops.location import location_for
 from stages.errors import StagingError
 
 LOCK_NAME = ".lock"
@@ -25,8 +26,9 @@ class RunLockedError(StagingError):
 
 
 def output_root(cfg: Config, out: str | os.PathLike[str] | None) -> Path:
-    """The run's output folder: `out` when given, else `[run].output_dir` of the config."""
-    return Path(out).resolve() if out else cfg.resolve(cfg.run.output_dir).resolve()
+    """The run's local output folder: `out` when given, else `[run].output_dir` of the config (for an
+    object-store URL, this worker's scratch folder: `ops.location`)."""
+    return location_for(cfg, out).root
 
 
 def _holder(fd: int) -> str:

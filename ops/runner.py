@@ -21,6 +21,7 @@ from ops.cache import cache_key, cached_record
 from ops.catalog import CatalogRow
 from ops.context import RunContext, StepTimer
 from ops.cost import product_cost
+from ops.objectstore import store_for
 from ops.errors import EXPECTED, is_transient
 from ops.fetch import shown
 from ops.paths import ProductPaths, image_name, variant_stem
@@ -29,6 +30,7 @@ from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now, photo_
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
 from ops.stop import STOP, RunStopped
+from ops.store_products import publish_product, remote_record, withdraw_product
 from ops.usage import Usage, product_usage
 from ops.workbench import Workbench
 from provenance.iptc import composite_source_type
@@ -145,6 +147,10 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
                 primary.reasons = primary.reasons + more
         p.usage = product_usage(bench.parts, p.staging, channels)
         _write_product(bench, p, variants, primary, sku_checks, channels)
+        if ctx.output_url:  # the record last, after every file it lists (ops.store_products)
+            with t("upload"):
+                publish_product(store_for(bench.cfg, ctx.output_url), ctx.out_root, paths.slug,
+                                [v.quarantined for v in variants if v.quarantined])
     return RowResult(
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
         record=paths.rel(paths.record), output=paths.rel(paths.folder / primary.output) if primary.output else None,
@@ -163,6 +169,9 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     cfg, rel = bench.cfg, paths.rel
     # a reviewer's decision holds while the photo and the row are unchanged, even with --force
     if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record)) is not None:
+        if ctx.output_url and held.status == "rejected":
+            with t("upload"):  # the store's copy is the published one
+                withdraw_product(store_for(bench.cfg, ctx.output_url), paths.slug)
         return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
                          record=rel(paths.record), output=rel(paths.folder / held.output) if held.output else None,
                          timings_ms=t.ms, photo_problems=held.photo_problems)
@@ -172,11 +181,20 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
         return RowResult(row.row, row.sku, "rejected", verdict="reject",
                          reasons=[f"prompt_safety: {r}" for r in safety.blocked], timings_ms=t.ms,
                          cost=_cost(bench, Usage(), t.ms))
-    if not ctx.force and (prev := cached_record(paths.record, key)) is not None:
+    if not ctx.force and (prev := _current(bench, ctx, paths, key, t)) is not None:
         return RowResult(row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
                          record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms,
                          photo_problems=prev.get("photo_problems") or [])
     return safety
+
+
+def _current(bench: Workbench, ctx: RunContext, paths: ProductPaths, key: str, t: StepTimer) -> dict[str, Any] | None:
+    """The product's record when its output is current (`ops.cache`): for an object-store output the
+    store's record and objects (`ops.store_products.remote_record`), not the scratch folder's."""
+    if not ctx.output_url:
+        return cached_record(paths.record, key)
+    with t("store_check"):
+        return remote_record(store_for(bench.cfg, ctx.output_url), paths.slug, key)
 
 
 def _sku_checks(bench: Workbench, staging: Staging) -> list[CheckResult]:
