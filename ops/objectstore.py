@@ -83,6 +83,36 @@ class Store:
                 pass
             raise UploadMismatch(f"upload of {self.url}/{rel}: {problem}; the object was removed")
 
+    def put_all(self, files: dict[str, bytes], folder: str) -> None:
+        """Upload several objects of one folder at once (concurrent whole-object PUTs), then check
+        them all against the local bytes from one listing of `folder` (size and ETag/md5Hash, or a
+        read-back where the store gives no MD5), as `put` does one by one; the objects that do
+        not match are deleted and `UploadMismatch` raised."""
+        if not files:
+            return
+        if self.scheme == "file" or len(files) == 1:
+            for rel, data in files.items():
+                self.put(rel, data)
+            return
+        try:
+            self.fs.pipe({self.path(rel): data for rel, data in files.items()})
+            self.fs.invalidate_cache(self.path(folder.rstrip("/")))
+            found = self.fs.find(self.path(folder.rstrip("/")), detail=True)
+        except Exception as exc:
+            raise StoreError(f"upload to {self.url}/{folder} failed: {type(exc).__name__}: {exc}") from exc
+        bad = {}
+        for rel, data in files.items():
+            target = self.path(rel)
+            problem = self._mismatch(target, found.get(target), data, hashlib.md5(data).hexdigest())
+            if problem:
+                bad[target] = f"{rel}: {problem}"
+        if bad:
+            try:
+                self.fs.rm(list(bad))
+            except Exception:  # noqa: S110 - the mismatch is the error to report
+                pass
+            raise UploadMismatch(f"upload to {self.url}: {'; '.join(bad.values())}; removed")
+
     def _info(self, target: str) -> dict[str, Any]:
         self.fs.invalidate_cache(target)
         return self.fs.info(target)

@@ -54,15 +54,12 @@ def publish_product(store: Store, out_root: Path, slug: str, quarantined: list[s
             store.put(f"{QUARANTINE}/{slug}/{sidecar.name}", sidecar.read_bytes())
     record_bytes = paths.record.read_bytes()
     names = listed_files(json.loads(record_bytes))
-    sent = 0
-    for name in names:
-        data = (paths.folder / name).read_bytes()
-        store.put(_folder(slug) + name, data)
-        sent += len(data)
+    files = {_folder(slug) + name: (paths.folder / name).read_bytes() for name in names}
+    store.put_all(files, _folder(slug))
     store.put(_folder(slug) + paths.record.name, record_bytes)
-    keep = {_folder(slug) + n for n in [*names, paths.record.name]}
+    keep = {*files, _folder(slug) + paths.record.name}
     store.delete(sorted(set(store.listing(_folder(slug))) - keep))
-    return sent + len(record_bytes)
+    return sum(map(len, files.values())) + len(record_bytes)
 
 
 def withdraw_product(store: Store, slug: str) -> list[str]:

@@ -56,3 +56,19 @@ def test_stored_bytes_that_differ_from_the_local_ones_are_removed(store, monkeyp
     with pytest.raises(UploadMismatch, match="ETag .* is not the MD5"):
         st.put("products/a/a.png", b"the checked bytes")
     assert srv.keys(bucket) == {}
+
+
+def test_several_uploads_are_checked_from_one_listing_and_bad_ones_removed(store, monkeypatch):
+    st, srv, bucket = store
+    files = {"products/a/a.png": b"png bytes", "products/a/layers/m.png": b"mask", "products/a/a.jpg": b"jpeg"}
+    st.put_all(files, "products/a/")
+    assert st.listing("products/a/") == {k: len(v) for k, v in files.items()}
+    real = st.fs.pipe
+
+    def corrupting(paths, **kw):
+        return real({k: (v + b"?" if k.endswith(".jpg") else v) for k, v in paths.items()}, **kw)
+
+    monkeypatch.setattr(st.fs, "pipe", corrupting)
+    with pytest.raises(UploadMismatch, match="b.jpg: 5 bytes stored, 4 sent"):
+        st.put_all({"products/b/b.png": b"png", "products/b/b.jpg": b"jpeg"}, "products/b/")
+    assert st.listing("products/b/") == {"products/b/b.png": 3}

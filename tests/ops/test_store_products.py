@@ -11,7 +11,7 @@ from ops import objectstore
 from ops.catalog import read_catalog
 from ops.config import load_config
 from ops.context import RunContext
-from ops.objectstore import StoreError, open_store
+from ops.objectstore import open_store
 from ops.paths import sku_slug
 from ops.runner import process_row
 from ops.store_products import listed_files, publish_product, remote_record, withdraw_product
@@ -45,11 +45,15 @@ def url(s3_server):  # noqa: F811
 def _puts(monkeypatch) -> list[tuple[str, str]]:
     """Record every upload and delete, in order."""
     calls: list[tuple[str, str]] = []
-    put, delete = objectstore.Store.put, objectstore.Store.delete
+    put, put_all, delete = objectstore.Store.put, objectstore.Store.put_all, objectstore.Store.delete
 
     def traced_put(self, rel, data):
         put(self, rel, data)
         calls.append(("put", rel))
+
+    def traced_put_all(self, files, folder):
+        put_all(self, files, folder)
+        calls.extend(("put", rel) for rel in files)
 
     def traced_delete(self, rels):
         rels = list(rels)
@@ -57,6 +61,7 @@ def _puts(monkeypatch) -> list[tuple[str, str]]:
         calls.extend(("delete", r) for r in rels)
 
     monkeypatch.setattr(objectstore.Store, "put", traced_put)
+    monkeypatch.setattr(objectstore.Store, "put_all", traced_put_all)
     monkeypatch.setattr(objectstore.Store, "delete", traced_delete)
     return calls
 
@@ -87,20 +92,20 @@ def test_a_failed_upload_publishes_no_record_and_keeps_the_old_one(bench, row, u
     assert first.status == "ok", first.error
     store = open_store(url)
     old_record = store.get(f"products/{slug}/{slug}.json")
-    put, sent = objectstore.Store.put, []
+    calls = _puts(monkeypatch)
+    pipe = store.fs.pipe
 
-    def dropping(self, rel, data):
-        if len(sent) == 3:
-            raise StoreError(f"upload of {rel} failed: ConnectionResetError")
-        put(self, rel, data)
-        sent.append(rel)
+    def dropping(files, **kw):  # the second half of the images never arrives
+        names = sorted(files)
+        pipe({n: files[n] for n in names[: len(names) // 2]}, **kw)
+        raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(objectstore.Store, "put", dropping)
+    monkeypatch.setattr(store.fs, "pipe", dropping)
     again = process_row(bench, row.__class__(**{**row.to_dict(), "seed": 99}),
                         RunContext(tmp_path / "b", "run-2", output_url=url))
-    assert again.status == "failed" and again.transient and "ConnectionResetError" in again.error
+    assert again.status == "failed" and again.transient and "ConnectionResetError" in again.error, again
     assert store.get(f"products/{slug}/{slug}.json") == old_record  # readers still see the previous product
-    assert all(not r.endswith(".json") for r in sent)
+    assert calls == []  # nothing after the failed upload: no record, no deletion
 
 
 def test_an_empty_scratch_folder_is_a_cache_hit_from_the_store(bench, row, url, tmp_path, monkeypatch):
