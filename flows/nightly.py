@@ -32,7 +32,6 @@ from ops.catalog import Catalog, CatalogRow, read_catalog
 from ops.config import Config, load_config
 from ops.context import RunContext
 from ops.ledger import Ledger
-from ops.location import location_for
 from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
 from ops.prepass import prepass
@@ -202,7 +201,7 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     if shards < 1 or not 0 <= shard < shards:
         raise ValueError(f"shard = {shard}, shards = {shards}: need shards >= 1 and 0 <= shard < shards")
     cfg = config_for(config)
-    where = location_for(cfg, out)
+    where = cfg.output_location(out)
     out_root = where.root
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
     # one full run per output folder: a second one fails at `hold`, naming this one

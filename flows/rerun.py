@@ -12,7 +12,6 @@ from prefect.states import State
 from flows.nightly import flow_run_id, config_for, new_context, run_rows, validate_catalog
 from flows.stopping import StoppableTaskRunner, ended, stopping
 from ops.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
-from ops.location import location_for
 from ops.runlock import hold
 
 
@@ -67,7 +66,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
         raise ValueError("reason: say why the SKUs are rerun (it is kept with the run)")
     cfg = config_for(config)
     apply_overrides([], prompt, seed, variants, cfg.run.max_variants)  # bad overrides fail before anything runs
-    where = location_for(cfg, out)
+    where = cfg.output_location(out)
     out_root = where.root
     started = datetime.now(UTC)
     with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):

@@ -16,13 +16,12 @@ def _out_root(args: argparse.Namespace):
     """The output folder whose records the command reads. For an object-store output, the scratch
     folder with the store's records copied in (those the command needs: `ops.store_products.mirror_records`)."""
     from ops.config import load_config
-    from ops.location import location_for
     from ops.objectstore import store_for
     from ops.paths import sku_slug
     from ops.store_products import mirror_records
 
     cfg = load_config(args.config)
-    where = location_for(cfg, args.out)
+    where = cfg.output_location(args.out)
     if where.url and args.review_command != "reset":
         slugs = None if args.review_command == "list" else [sku_slug(args.sku)]
         mirror_records(store_for(cfg, where.url), where.root, slugs, with_output=args.review_command == "approve")

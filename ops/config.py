@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from ops.cost import CostOptions
 from ops.fetch import HostPolicy
-from ops.location import check_output_url, is_url
+from ops.location import OutputLocation, check_output_url, is_url, output_location
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -216,6 +217,11 @@ class Config:
     def origin(self) -> str:
         """Which configuration this is, as `stage run` reports it."""
         return self.path or "built-in defaults (no config file)"
+
+    def output_location(self, out: str | os.PathLike[str] | None) -> OutputLocation:
+        """Where a run writes: `out` (--out, the flow's `out`) when given, else `[run].output_dir`;
+        a folder, or an object-store URL with this worker's scratch folder (`ops.location`)."""
+        return output_location(out, self.run.output_dir, self.base_dir, self.run.scratch_dir)
 
     def local_roots(self) -> list[Path]:
         """The folders besides a catalog's own that its rows may read photos from."""

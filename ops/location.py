@@ -7,12 +7,8 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from stages.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ops.config import Config
 
 STORE_SCHEMES = ("s3", "gs", "file", "memory")  # what an output URL may name (file:// and memory:// for tests)
 
@@ -107,8 +103,3 @@ def output_location(out: str | os.PathLike[str] | None, output_dir: str, base_di
     if not out and not p.is_absolute():
         p = Path(base_dir) / p
     return OutputLocation(p.resolve())
-
-
-def location_for(cfg: Config, out: str | os.PathLike[str] | None) -> OutputLocation:
-    """The run's output location: `out` when given, else `[run].output_dir` of the config."""
-    return output_location(out, cfg.run.output_dir, cfg.base_dir, cfg.run.scratch_dir)

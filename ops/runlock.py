@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.config import Config
-from ops.location import location_for
 from stages.errors import StagingError
 
 LOCK_NAME = ".lock"
@@ -28,7 +27,7 @@ class RunLockedError(StagingError):
 def output_root(cfg: Config, out: str | os.PathLike[str] | None) -> Path:
     """The run's local output folder: `out` when given, else `[run].output_dir` of the config (for an
     object-store URL, this worker's scratch folder: `ops.location`)."""
-    return location_for(cfg, out).root
+    return cfg.output_location(out).root
 
 
 def _holder(fd: int) -> str:

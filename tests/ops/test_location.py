@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops.config import load_config
-from ops.location import check_output_url, location_for, output_location, scratch_root
+from ops.location import check_output_url, output_location, scratch_root
 from stages.errors import ConfigError
 
 
@@ -46,8 +46,8 @@ def test_the_config_may_name_a_url_and_a_bad_one_fails_to_load(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('[run]\noutput_dir = "s3://bucket/prefix"\n[storage]\nendpoint_url = "http://127.0.0.1:9000"\n')
     cfg = load_config(good)
-    assert location_for(cfg, None).url == "s3://bucket/prefix"
-    assert location_for(cfg, str(tmp_path / "here")).url is None  # --out wins
+    assert cfg.output_location(None).url == "s3://bucket/prefix"
+    assert cfg.output_location(str(tmp_path / "here")).url is None  # --out wins
     bad = tmp_path / "bad.toml"
     bad.write_text('[run]\noutput_dir = "ftp://host/out"\n')
     with pytest.raises(ConfigError, match=r"run.output_dir: .*'ftp' is not supported"):
