@@ -68,9 +68,10 @@ class Store:
         try:
             if self.scheme == "file":  # a local "store" (tests): a temp file renamed into place
                 write_bytes(Path(target), data)
+                response = None
             else:
-                self.fs.pipe_file(target, data, **extra)
-            info = self._info(target)
+                response = self.fs.pipe_file(target, data, **extra)
+            info = _from_response(response, len(data)) or self._info(target)
         except FileNotFoundError:
             info = None
         except Exception as exc:
@@ -95,9 +96,13 @@ class Store:
                 self.put(rel, data)
             return
         try:
-            self.fs.pipe({self.path(rel): data for rel, data in files.items()})
-            self.fs.invalidate_cache(self.path(folder.rstrip("/")))
-            found = self.fs.find(self.path(folder.rstrip("/")), detail=True)
+            responses = self.fs.pipe({self.path(rel): data for rel, data in files.items()})
+            infos = [_from_response(r, len(d)) for r, d in zip(responses or [], files.values(), strict=False)]
+            if len(infos) == len(files) and all(infos):  # S3: each PUT's ETag, the MD5 of what it stored
+                found = {self.path(rel): info for rel, info in zip(files, infos, strict=True)}
+            else:
+                self.fs.invalidate_cache(self.path(folder.rstrip("/")))
+                found = self.fs.find(self.path(folder.rstrip("/")), detail=True)
         except Exception as exc:
             raise StoreError(f"upload to {self.url}/{folder} failed: {type(exc).__name__}: {exc}") from exc
         bad = {}
@@ -181,6 +186,14 @@ class Store:
             self.fs.copy(self.path(src), self.path(dst))
         except Exception as exc:
             raise StoreError(f"copy of {self.url}/{src} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _from_response(response: Any, size: int) -> dict[str, Any] | None:
+    """What an S3 PutObject response tells of the stored object: its ETag, the MD5 of the body the
+    server received and stored (single-part), in place of a HEAD request; None otherwise."""
+    if isinstance(response, dict) and _MD5_HEX.fullmatch(str(response.get("ETag", "")).strip('"').lower()):
+        return {"size": size, "ETag": response["ETag"]}
+    return None
 
 
 _OPEN: dict[tuple[str, str, str], Store] = {}

@@ -148,7 +148,9 @@ def test_two_workers_share_a_catalog_and_survive_a_kill(tmp_path, images, dev_ke
     _wait([_worker(tmp_path, "w0", 0, url, env)], tmp_path)
     events = _events(database, url)
     ok = Counter(e["sku"] for e in events if e["status"] == "ok")
-    assert set(ok) == {f"SKU-{i:04d}" for i in range(SKUS)}, "a SKU was lost"
+    # a SKU published just before the kill but not yet in the ledger is `cached` from the store
+    done = {e["sku"] for e in events if e["status"] in ("ok", "cached")}
+    assert done == {f"SKU-{i:04d}" for i in range(SKUS)}, "a SKU was lost"
     assert all(ok[s] == 1 for s in done_before), "a SKU finished before the kill was staged again"
     again = [e for e in events if e not in before]
     assert not {e["sku"] for e in again if e["status"] == "ok"} & done_before
