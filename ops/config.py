@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from ops.cost import CostOptions
 from ops.fetch import HostPolicy
-from ops.location import OutputLocation, check_output_url, is_url, output_location
+from ops.location import OutputLocation, StorageOptions, check_output_url, is_url, output_location
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -64,20 +64,6 @@ class RunOptions:
                 check_output_url(self.output_dir)
             except ConfigError as exc:
                 raise ConfigError(f"{where}.output_dir: {exc}") from None
-
-
-@dataclass(frozen=True)
-class StorageOptions:
-    """[storage]: non-secret settings of an object-store output; credentials come from the environment."""
-
-    # an S3-compatible server (MinIO, Ceph, R2 ...); "": AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS
-    endpoint_url: str = ""
-    region: str = ""  # "": AWS_DEFAULT_REGION or the profile's
-
-    def check(self, where: str) -> None:
-        if self.endpoint_url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#@]*)?", self.endpoint_url):
-            raise ConfigError(f"{where}.endpoint_url = {self.endpoint_url!r}: expected http(s)://host[:port], "
-                              "without credentials")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,20 @@ def scratch_root(url: str, scratch_dir: str = "") -> Path:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~").expanduser() / ".cache")
         base = Path(cache) / "product-staging" / "scratch"
     return (base / hashlib.sha256(url.encode()).hexdigest()[:16]).resolve()
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """[storage]: non-secret settings of an object-store output; credentials come from the environment."""
+
+    # an S3-compatible server (MinIO, Ceph, R2 ...); "": AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS
+    endpoint_url: str = ""
+    region: str = ""  # "": AWS_DEFAULT_REGION or the profile's
+
+    def check(self, where: str) -> None:
+        if self.endpoint_url and not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#@]*)?", self.endpoint_url):
+            raise ConfigError(f"{where}.endpoint_url = {self.endpoint_url!r}: expected http(s)://host[:port], "
+                              "without credentials")
 
 
 @dataclass(frozen=True)
