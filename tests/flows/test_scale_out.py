@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, missing_tool  # tests/ is on sys.path
+from flows.nightly import shard_of
 from s3_server import s3_server  # noqa: F401
 
 pytestmark = pytest.mark.server
@@ -73,7 +74,7 @@ def _worker(tmp: Path, name: str, shard: int, url: str, env: dict[str, str]) -> 
         cwd=tmp, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait(procs: list[subprocess.Popen], tmp: Path, timeout: float = 150) -> None:
+def _wait(procs: list[subprocess.Popen], tmp: Path, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     for p in procs:
         try:
@@ -135,23 +136,23 @@ def test_two_workers_share_a_catalog_and_survive_a_kill(tmp_path, images, dev_ke
     # 2. worker 0 is killed mid-run; its shard runs again
     url = f"s3://{bucket}/second"
     w0, w1 = _worker(tmp_path, "w0", 0, url, env), _worker(tmp_path, "w1", 1, url, env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while sum(e["worker"] == "w0" for e in _events(database, url)) < 20:
         assert w0.poll() is None and time.monotonic() < deadline, f"worker 0 ended early: {_logs(tmp_path)}"
         time.sleep(0.2)
     w0.send_signal(signal.SIGKILL)
     w0.wait(30)
-    _wait([w1], tmp_path)
     before = _events(database, url)
     done_before = {e["sku"] for e in before if e["worker"] == "w0"}
-    assert 20 <= len(done_before) < SKUS // 2 + 30, "the kill came too late to leave work undone"
-    _wait([_worker(tmp_path, "w0", 0, url, env)], tmp_path)
+    shard0 = {f"SKU-{i:04d}" for i in range(SKUS) if shard_of(f"SKU-{i:04d}", 2) == 0}
+    assert 20 <= len(done_before) < len(shard0), "the kill came too late to leave work undone"
+    # shard 0 again at once, beside shard 1: its start-up outlasts the dead worker's claim lease
+    _wait([_worker(tmp_path, "w0", 0, url, env), w1], tmp_path)
     events = _events(database, url)
     ok = Counter(e["sku"] for e in events if e["status"] == "ok")
     # a SKU published just before the kill but not yet in the ledger is `cached` from the store
     done = {e["sku"] for e in events if e["status"] in ("ok", "cached")}
     assert done == {f"SKU-{i:04d}" for i in range(SKUS)}, "a SKU was lost"
     assert all(ok[s] == 1 for s in done_before), "a SKU finished before the kill was staged again"
-    again = [e for e in events if e not in before]
-    assert not {e["sku"] for e in again if e["status"] == "ok"} & done_before
+    assert {e["sku"] for e in events if e["worker"] == "w0"} <= shard0
     _check_store(s3_server, bucket, "second", anchors)
