@@ -81,3 +81,17 @@ def test_several_uploads_are_checked_and_bad_ones_removed(store, monkeypatch):
     with pytest.raises(UploadMismatch, match="c.jpg: 5 bytes stored, 4 sent"):
         st.put_all({"products/c/c.png": b"png", "products/c/c.jpg": b"jpeg"}, "products/c/")
     assert st.listing("products/c/") == {"products/c/c.png": 3}
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_local_and_memory_stores_for_tests(scheme, tmp_path):
+    url = f"file://{tmp_path}/out" if scheme == "file" else f"memory://bucket-{tmp_path.name}/out"
+    st = open_store(url)
+    st.put_all({"products/a/a.png": b"png", "products/a/layers/m.png": b"mask"}, "products/a/")
+    st.put("products/a/a.json", b"{}")
+    assert st.listing("products/") == {"products/a/a.png": 3, "products/a/layers/m.png": 4, "products/a/a.json": 2}
+    assert st.get_json("products/a/a.json") == {} and st.get("products/a/none.png") is None
+    st.delete(["products/a/a.png"])
+    assert "products/a/a.png" not in st.listing("products/")
+    if scheme == "file":  # written through a temp file renamed into place: nothing else left beside it
+        assert sorted(p.name for p in (tmp_path / "out" / "products" / "a").iterdir()) == ["a.json", "layers"]
