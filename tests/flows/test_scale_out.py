@@ -34,11 +34,16 @@ SKUS = 200
 def database(tmp_path_factory):
     from pgcluster import postgres
 
+    folder = tmp_path_factory.mktemp("pg")
+    _PG.append(folder)
     try:
-        with postgres(tmp_path_factory.mktemp("pg"), driver="") as url:
+        with postgres(folder, driver="") as url:
             yield url
     except RuntimeError as exc:
         missing_tool(f"no PostgreSQL cluster: {exc}")
+
+
+_PG: list[Path] = []  # the cluster's folder, for its log when it stops answering
 
 
 def _catalog(tmp: Path, images: Path) -> Path:
@@ -93,9 +98,17 @@ def _events(db_url: str, url: str) -> list[dict]:
     import psycopg
     from psycopg.rows import dict_row
 
-    with psycopg.connect(db_url, row_factory=dict_row) as db:
-        return db.execute("SELECT sku, status, run_id, worker FROM stage_events WHERE location = %s ORDER BY id",
-                          (url,)).fetchall()
+    for attempt in range(3):
+        try:
+            with psycopg.connect(db_url, row_factory=dict_row, connect_timeout=20) as db:
+                return db.execute("SELECT sku, status, run_id, worker FROM stage_events WHERE location = %s "
+                                  "ORDER BY id", (url,)).fetchall()
+        except psycopg.OperationalError as exc:
+            if attempt == 2:
+                logs = "\n".join(p.read_text(errors="replace")[-3000:] for f in _PG for p in f.rglob("pg.log"))
+                raise AssertionError(f"the database does not answer: {exc}\n{logs}") from exc
+            time.sleep(2)
+    return []
 
 
 def _check_store(srv, bucket: str, prefix: str, anchors: str | None) -> None:
@@ -139,7 +152,7 @@ def test_two_workers_share_a_catalog_and_survive_a_kill(tmp_path, images, dev_ke
     deadline = time.monotonic() + 600
     while sum(e["worker"] == "w0" for e in _events(database, url)) < 20:
         assert w0.poll() is None and time.monotonic() < deadline, f"worker 0 ended early: {_logs(tmp_path)}"
-        time.sleep(0.2)
+        time.sleep(1)
     w0.send_signal(signal.SIGKILL)
     w0.wait(30)
     before = _events(database, url)
