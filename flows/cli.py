@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.report_cli import add_parsers as add_report  # stage report RUN_ID
 
     add_report(sub, _default_config())
+    from flows.serve_outputs_cli import add_parsers as add_serve_outputs  # stage serve-outputs
+
+    add_serve_outputs(sub, _default_config())
     return parser
 
 

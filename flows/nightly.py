@@ -334,7 +334,8 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
                "mean_ms": {k: round(v / log.timed_rows, 2) for k, v in sorted(log.timing_ms.items())}
                if log.timed_rows else {}}
     try:
-        artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings)
+        artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings,
+                          cfg.previews.base_url, cfg.previews.presign_s, output_url=None)
     except Exception as exc:  # artifacts are a convenience; the run's own report is the record
         logger.warning("could not create Prefect artifacts: %s: %s", type(exc).__name__, exc)
     return {**meta, "summary": summary, "run_dir": str(run_dir), "report": str(report) if report else None,

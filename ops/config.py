@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ops.cost import CostOptions
 from ops.fetch import HostPolicy
+from ops.previews import PreviewOptions
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -181,6 +182,7 @@ class Config:
     renditions: RenditionsOptions = field(default_factory=RenditionsOptions)
     schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
     cost: CostOptions = field(default_factory=CostOptions)  # prices only: never part of the digest
+    previews: PreviewOptions = field(default_factory=PreviewOptions)  # links in the run artifacts: not in the digest
     base_dir: str = "."  # the config file's folder: relative paths in the config resolve against it
     path: str = ""  # the file read; "" = the built-in defaults
 
