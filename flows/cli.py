@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ops.catalog import read_catalog
     from ops.config import load_config
     from ops.errors import EXPECTED
-    from ops.runlock import ensure_free, output_root
+    from ops.runlock import output_root
+    from ops.state import open_state
 
     console = Console(stderr=True)
     try:
@@ -37,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
         cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
-        ensure_free(output_root(cfg, args.out))  # another run on this folder: fail before the slow start
+        # another run on this output location: fail before the slow start
+        open_state(str(output_root(cfg, args.out)), cfg.state).ensure_free()
     except EXPECTED as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED

@@ -13,10 +13,14 @@ VERDICTS = ("pass", "review", "reject")
 
 
 def _out_root(args: argparse.Namespace):
+    """The output folder and its run state (`ops.state`), where the decisions live."""
     from ops.config import load_config
     from ops.runlock import output_root
+    from ops.state import open_state
 
-    return output_root(load_config(args.config), args.out)
+    cfg = load_config(args.config)
+    out = output_root(cfg, args.out)
+    return out, open_state(str(out), cfg.state)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -25,10 +29,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     from stages.errors import StagingError
 
     try:
-        out = _out_root(args)
+        out, state = _out_root(args)
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
-            items = review.queue(out, wanted)
+            items = review.queue(out, wanted, state=state)
             if args.json:
                 print(json.dumps(items, indent=2, ensure_ascii=False))
                 return EXIT_OK
@@ -37,11 +41,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             print(f"{len(items)} SKU(s) with verdict {args.verdict} in {out}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
-            found = review.reset(out, args.sku)
+            found = review.reset(out, args.sku, state=state)
             print(f"{printable(args.sku)}: decision forgotten" if found else f"{printable(args.sku)}: no decision")
             return EXIT_OK
         decision = "approved" if args.review_command == "approve" else "rejected"
-        entry = review.decide(out, args.sku, decision, getattr(args, "reason", "") or "")
+        entry = review.decide(out, args.sku, decision, getattr(args, "reason", "") or "", state=state)
         what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
         print(f"{printable(args.sku)}: {decision} by {entry['by']} ({what} until its photo or row changes)")
         return EXIT_OK

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.config import StateOptions
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -17,6 +19,7 @@ class RunContext:
     started_ts: float = 0.0  # the run's start (time.time()): older temp files were left by an interrupted run
     note: str | None = None  # kept with every ledger event of the run (a rerun's reason)
     config: str | None = None  # the config file the run reads (None: built-in defaults)
+    state: StateOptions = StateOptions()  # where the run's state lives ([state]; `ops.state.state_for`)
 
 
 class StepTimer:

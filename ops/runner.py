@@ -28,6 +28,7 @@ from ops.publish import publish
 from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now, photo_problems
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
+from ops.state import state_for
 from ops.stop import STOP, RunStopped
 from ops.usage import Usage, product_usage
 from ops.workbench import Workbench
@@ -162,7 +163,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     prompt, an unchanged product); else the row's cleaned prompts."""
     cfg, rel = bench.cfg, paths.rel
     # a reviewer's decision holds while the photo and the row are unchanged, even with --force
-    if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record)) is not None:
+    if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record, state_for(ctx))) is not None:
         return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
                          record=rel(paths.record), output=rel(paths.folder / held.output) if held.output else None,
                          timings_ms=t.ms, photo_problems=held.photo_problems)
