@@ -152,9 +152,11 @@ def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     """Resample colour weighted by alpha so background colour does not bleed into the edge.
 
     Shrinking (a large photo onto the canvas) premultiplies in 16-bit integers (colour x alpha
-    fits exactly) and area-averages those: the same weights as in floats, rounded to 1/65025 of a
-    level, without making float copies of the whole product box; only the canvas-sized result
-    is divided back in floats."""
+    fits exactly) and area-averages those: the same weights as in floats, rounded to 1/65025 of
+    a level, without making float copies of the whole product box; only the canvas-sized result
+    is divided back in floats. (Not in two passes like `stages.resample.shrink`: a whole-factor
+    box pass first moves the footprints' ends by up to half a source pixel, which shows on the
+    product's edge.)"""
     shrinking = size[0] < rgb.shape[1]
     if shrinking:
         a16 = alpha.astype(np.uint16)

@@ -16,6 +16,7 @@ from stages.matte.backdrop import (
 from stages.matte.attached_shadow import AttachedShadow, attached_shadow
 from stages.matte.base import Matte, check_rgb
 from stages.matte.cleanup import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
+from stages.resample import covered, shrink
 
 EDGE_REACH = 2  # the mixed edge zone spans this many soft-edge widths into the product
 HALO_SLACK = 0.25  # a halo colour lies within 2x this of |F - B| off the backdrop-product line
@@ -70,19 +71,21 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
     contrast) so the SKU goes to review instead of shipping a bad cut-out.
 
     A photo larger than `options.work_pixels` is matted reduced to about that many pixels (area
-    average) and its alpha resized back (bilinear), with the boxes in the reasons in the photo's
+    average, `stages.resample.shrink`) and its alpha resized back (bilinear), with the boxes in the reasons in the photo's
     own pixels: every width the method uses (the soft edge, specks, the shadow and reflection
     tests) is a share of the image size, so the cut-out is the same at any resolution, while the
     cost stops growing with the photo (about 1 s for a 4 MP photo at full size on one core). The
     product is shown at most at canvas size (about 1 MP), where the resized soft edge is as wide
     as one made at full size.
     """
-    h0, w0 = rgb.shape[:2]
+    h0, w0 = hc, wc = rgb.shape[:2]
     f = min(1.0, (options.work_pixels / (h0 * w0)) ** 0.5)
     if f < 1.0:
-        rgb = cv2.resize(rgb, (max(1, round(w0 * f)), max(1, round(h0 * f))), interpolation=cv2.INTER_AREA)
+        size = (max(1, round(w0 * f)), max(1, round(h0 * f)))
+        hc, wc = covered(rgb.shape, size)  # the last few rows and columns may be left out...
+        rgb = shrink(rgb, size)
     h, w = rgb.shape[:2]
-    sx, sy = w0 / w, h0 / h  # photo pixels per matted pixel
+    sx, sy = wc / w, hc / h  # photo pixels per matted pixel
     fit = measure_backdrop(rgb, options.border_px)
     # backdrop darkenings never seed the product; with "keep" cast shadows return, translucent
     shadow = cast_shadows(fit.ratio, fit.chroma, fit.lum, fit.sigma_c, fit.z < Z_BG)
@@ -107,8 +110,9 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
     confidence, details = _confidence(fg, product, strong, fit, texture, clutter)
     confidence, details = _leftovers(confidence, details, product, pieces, reflection, joined,
                                      band_shadow, (sx, sy))
-    if (h, w) != (h0, w0):
-        alpha8 = cv2.resize(alpha8, (w0, h0), interpolation=cv2.INTER_LINEAR)
+    if (h, w) != (h0, w0):  # ...and get the alpha of the last one matted
+        alpha8 = cv2.resize(alpha8, (wc, hc), interpolation=cv2.INTER_LINEAR)
+        alpha8 = cv2.copyMakeBorder(alpha8, 0, h0 - hc, 0, w0 - wc, cv2.BORDER_REPLICATE)
     spots = ((0, 0), (0, -1), (-1, 0), (-1, -1), (h // 2, w // 2))
     details = {
         # backdrop estimate at the top-left, top-right, bottom-left, bottom-right corners and centre

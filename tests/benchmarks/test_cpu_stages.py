@@ -3,14 +3,29 @@ and prints the per-step table per source size, the channel line and the key line
 
 from __future__ import annotations
 
+import os
 import re
+
+import cv2
+import pytest
 
 from conftest import load_benchmark  # tests/ is on sys.path
 
 B = load_benchmark("cpu_stages")
 
 
-def test_a_toy_run_prints_every_step_and_the_key_lines_last(capsys):
+@pytest.fixture
+def own_environment():
+    """The benchmark points the keys, Prefect and the math libraries at its temp folder and pins
+    OpenCV to one thread, for the rest of its process: give the later tests theirs back."""
+    env, threads = dict(os.environ), cv2.getNumThreads()
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    cv2.setNumThreads(threads)
+
+
+def test_a_toy_run_prints_every_step_and_the_key_lines_last(capsys, own_environment):
     assert B.main(["--quick", "--photos", "1", "--sizes", "0.1", "0.3", "--key-mp", "0.3", "--size", "256"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
