@@ -1,21 +1,33 @@
-"""Per-step CPU cost of one product image on one core, with the embedded backends.
+"""Per-step CPU cost of one product at catalog photo sizes (1, 4 and 12 MP), on one core.
 
-Runs `ops.runner.process_row` (the steps in `stages.pipeline`, then signing, publishing and the
-record) on the demo photos of catalog/demo.csv at the configured canvas (config.toml: 1024x1024),
-each time into a fresh output folder so nothing is cached, with OpenCV/BLAS/OpenMP and the NSFW
+Runs `ops.runner.process_row` (the steps of `stages.pipeline`, then signing, the format copies,
+publishing, the channel renditions and the record: the default config's work) on sources of
+about 1, 4 and 12 megapixels (the demo photos of catalog/demo.csv upscaled with Lanczos and saved
+as JPEG quality 92: pixel count is what costs) at the configured canvas (config.toml: 1024x1024),
+each call into a fresh output folder so nothing is cached, with OpenCV/BLAS/OpenMP and the NSFW
 model's onnxruntime pinned to one thread, and reads each call's own `timings_ms`.
 
-The demo photos are small (400x534): layout upscales each product onto the canvas (up to
-[layout] max_scale = 2.0), so every step after layout works on canvas-sized arrays.
+Per source size it prints each step's median and p90 over every call (photos x rounds), then:
+- master: the whole `process_row` call less its scene step and the channel renditions (decode,
+  matte, layout, shadow, composite, every check, PNG encode, signing, the format copies,
+  publishing with its verification, the layers and the record);
+- channels: each active channel preset ([renditions] active: social, marketplace) staged again at
+  its own size, less its scene generator (layout, composite, checks, encode, signing,
+  publishing with verification, compliance), as ms per megapixel of output.
 
-Key figure (last line): process_row's whole call per staged image, less its scene step and the
-channel renditions, in ms: the fastest of the rounds for each photo, median over the photos (other
-jobs on a shared 2-core machine inflate single samples; the plain medians are printed beside it).
-The channel renditions are whole images at their own sizes: the line above it gives each one's
-cost without its scene, and that cost per megapixel.
+The scene step is left out everywhere: it is the scene backend's cost (a GPU model in production).
+The last two lines are the channel figure and the key figure at 4 MP sources:
 
-    .venv/bin/python benchmarks/cpu_stages.py            # 5 rounds over the 10 demo photos (~1 min)
-    .venv/bin/python benchmarks/cpu_stages.py --quick    # 1 round over 4 photos, smoke run
+    channel_ms_per_output_mp_4mp=41.0 target <= 60 PASS
+    master_ms_per_product_4mp=231.4 target <= 250 PASS
+
+    .venv/bin/python benchmarks/cpu_stages.py            # 1/4/12 MP x 5 photos x 3 rounds (~3-4 min)
+    .venv/bin/python benchmarks/cpu_stages.py --quick    # 1 round over 2 photos, smoke run
+    .venv/bin/python benchmarks/cpu_stages.py --clock cpu    # on a machine shared with other jobs
+
+`--clock cpu` reads every timer (the steps', the renditions' and the whole call's) from this
+process's CPU time: with every library pinned to one thread that is the cost on one core, which
+other jobs inflate far less than wall time; it leaves out waits on the disk (fsync).
 """
 
 from __future__ import annotations
@@ -30,28 +42,36 @@ sys.dont_write_bytecode = True  # run from a checkout: leave no __pycache__ behi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-TARGET_MS = 250.0
+MASTER_TARGET_MS = 250.0
+CHANNEL_TARGET_MS_PER_MP = 60.0
+KEY_MP = 4.0
 # process_row's timings_ms keys, in pipeline order (stages.pipeline, then ops.runner)
 STEPS = ("load", "matte", "layout", "depth", "shadow", "scene", "composite", "check", "encode", "sign", "write",
          "channels")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="one round over 4 photos, smoke run (< 60 s)")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds over the photos (default 5, quick 1)")
-    ap.add_argument("--photos", type=int, default=None, help="how many demo photos (default all 10, quick 4)")
+    ap.add_argument("--quick", action="store_true", help="one round over 2 photos, smoke run")
+    ap.add_argument("--sizes", type=float, nargs="+", default=[1.0, KEY_MP, 12.0],
+                    help="source sizes in megapixels (default 1 4 12; --key-mp is always measured)")
+    ap.add_argument("--key-mp", type=float, default=KEY_MP,
+                    help=f"the source size the last two lines are read at (default {KEY_MP:g}; one of --sizes)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds over the photos per size (default 3, quick 1)")
+    ap.add_argument("--photos", type=int, default=None, help="how many demo photos (default 5, quick 2)")
     ap.add_argument("--size", type=int, default=None, help="square canvas side (default: config.toml [layout])")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV/BLAS/OpenMP/onnxruntime threads (default 1: one core)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time (default; a quiet machine); cpu: this process's CPU time, for a "
+                         "machine shared with other jobs (it leaves out waits on the disk: fsync)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
-def main() -> int:
-    args = parse_args()
-    rounds = args.rounds or (1 if args.quick else 5)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with C.bench_root("bench-cpu-", keep=args.keep, threads=args.threads) as root:
-        return run(args, rounds, root)
+        return run(args, root)
 
 
 def channel_costs(record_path: Path) -> list[tuple[str, float, float]]:
@@ -64,75 +84,99 @@ def channel_costs(record_path: Path) -> list[tuple[str, float, float]]:
     return [(n, ms, mp) for n, (ms, mp) in out.items()]
 
 
-def run(args: argparse.Namespace, rounds: int, root: Path) -> int:
+def run(args: argparse.Namespace, root: Path) -> int:
     from ops.catalog import read_catalog
     from ops.config import load_config
     from ops.context import RunContext
     from ops.runner import process_row
     from ops.workbench import Workbench
 
-    overrides: dict = {"nsfw": {"opennsfw": {"threads": args.threads}}}  # onnxruntime: one thread per core otherwise
+    if args.clock == "cpu":  # the step timers the records carry read this clock instead
+        import types
+
+        import ops.context
+        import ops.renditions
+
+        cpu_clock = types.SimpleNamespace(perf_counter=time.process_time)
+        ops.context.time = ops.renditions.time = cpu_clock  # type: ignore[assignment]
+    rounds = args.rounds or (1 if args.quick else 3)
+    n_photos = args.photos or (2 if args.quick else 5)
+    sizes = sorted(set(args.sizes) | {args.key_mp})
+    sources = root / "sources"
+    sources.mkdir()
+    overrides: dict = {"nsfw": {"opennsfw": {"threads": args.threads}},  # onnxruntime: one thread per core otherwise
+                       "load": {"local_roots": [str(sources)]}}
     if args.size:
         overrides["layout"] = {"width": args.size, "height": args.size}
     cfg = load_config(C.write_config(root / "config.toml", overrides))
-    n_photos = args.photos or (4 if args.quick else len(C.demo_templates()))
-    rows = read_catalog(C.write_catalog(root / "photos.csv", C.synthetic_rows(n_photos)), cfg.run.max_variants,
-                       cfg.local_roots()).rows
     bench = Workbench.build(cfg)
     print(C.machine_line())
-    print(f"canvas {cfg.layout.width}x{cfg.layout.height}, threads {args.threads}, {len(rows)} demo photos x "
-          f"{rounds} round(s); backends matte={cfg.matte.backend} depth={cfg.depth.backend} "
-          f"scene={cfg.scene.backend}; png_compress_level={cfg.write.png_compress_level}; format copies "
+    print(f"clock {args.clock}, canvas {cfg.layout.width}x{cfg.layout.height}, threads {args.threads}, {n_photos} demo photos x "
+          f"{rounds} round(s) per source size; backends matte={cfg.matte.backend} depth={cfg.depth.backend} "
+          f"scene={cfg.scene.backend} (excluded); png_compress_level={cfg.write.png_compress_level}; format copies "
           f"{list(cfg.write.format_copies)}; channel renditions {list(cfg.renditions.active)}")
-    process_row(bench, rows[0], RunContext(root / "warmup", "bench"))  # lazy imports, SDK contexts, allocators
+    figures: dict[float, tuple[float, float]] = {}
+    for mp in sizes:
+        rows_in = C.synthetic_rows(n_photos)
+        shapes = C.scaled_sources(rows_in, mp, sources / f"{mp:g}mp")
+        rows = read_catalog(C.write_catalog(root / f"photos-{mp:g}.csv", rows_in), cfg.run.max_variants,
+                            cfg.local_roots()).rows
+        process_row(bench, rows[0], RunContext(root / "warmup" / f"{mp:g}", "bench"))  # lazy imports, allocators
+        figures[mp] = measure(process_row, RunContext, bench, rows, rounds, root / "out" / f"{mp:g}", mp, shapes,
+                              time.process_time if args.clock == "cpu" else time.perf_counter)
+    key = args.key_mp
+    master, per_mp = figures[key]
+    print()
+    print(f"channel_ms_per_output_mp_{key:g}mp={per_mp:.1f} target <= {CHANNEL_TARGET_MS_PER_MP:.0f} "
+          f"{C.verdict(per_mp, CHANNEL_TARGET_MS_PER_MP)}")
+    print(f"master_ms_per_product_{key:g}mp={master:.1f} target <= {MASTER_TARGET_MS:.0f} "
+          f"{C.verdict(master, MASTER_TARGET_MS)}")
+    return 0
 
+
+def measure(process_row, RunContext, bench, rows, rounds: int, out_root: Path, mp: float,
+            shapes: list[tuple[int, int]], clock) -> tuple[float, float]:
+    """Stage every row `rounds` times; print the step table; (master median ms, channel ms per output MP)."""
     step_ms: dict[str, list[float]] = {}
-    best_step: dict[str, dict[int, float]] = {}  # step -> photo -> fastest round
-    walls: list[float] = []
-    master: dict[int, float] = {}  # photo -> fastest call less its scene and channel renditions
-    master_all: list[float] = []
-    chan: dict[str, dict[int, float]] = {}  # preset -> photo -> fastest ms excl. its scene
-    chan_mp: dict[str, float] = {}
+    master: list[float] = []
+    cpu: list[float] = []  # the whole call's CPU time (this process, every thread)
+    chan_ms: list[float] = []  # every rendition's ms excl. its scene
+    chan_mp: list[float] = []
+    per_preset: dict[str, list[float]] = {}
     statuses: dict[str, int] = {}
     for r in range(rounds):
-        for p, row in enumerate(rows):
-            out = root / "out" / f"r{r}"
-            w0 = time.perf_counter()
+        for row in rows:
+            out = out_root / f"r{r}"
+            w0, c0 = clock(), time.process_time()
             res = process_row(bench, row, RunContext(out, "bench"))
-            walls.append((time.perf_counter() - w0) * 1000)
+            wall = (clock() - w0) * 1000
+            cpu.append((time.process_time() - c0) * 1000)
             statuses[res.status] = statuses.get(res.status, 0) + 1
             for k, v in res.timings_ms.items():
                 step_ms.setdefault(k, []).append(v)
-                best = best_step.setdefault(k, {})
-                best[p] = min(best.get(p, float("inf")), v)
-            call = walls[-1] - res.timings_ms.get("scene", 0.0) - res.timings_ms.get("channels", 0.0)
-            master_all.append(call)
-            master[p] = min(master.get(p, float("inf")), call)
-            for name, ms, mp in channel_costs(out / res.record) if res.record else ():
-                chan.setdefault(name, {})[p] = min(chan.get(name, {}).get(p, float("inf")), ms)
-                chan_mp[name] = mp
-
-    order = [k for k in STEPS if k in step_ms] + [k for k in step_ms if k not in STEPS]
+            master.append(wall - res.timings_ms.get("scene", 0.0) - res.timings_ms.get("channels", 0.0))
+            for name, ms, size_mp in channel_costs(out / res.record) if res.record else ():
+                chan_ms.append(ms)
+                chan_mp.append(size_mp)
+                per_preset.setdefault(name, []).append(ms)
+    px = sorted(w * h for w, h in shapes)
     print()
-    print(f"process_row's timings_ms per step, ms per image, {len(rows)} photos x {rounds} round(s): 'best' = "
-          "fastest round per photo, median over photos; 'med'/'p90' over every sample.\ncheck = content checks "
-          "(NSFW, expansion, halo) + decoding and verifying every published file; write encloses the published "
-          "files' checks; channels = the channel renditions, each staged again at its own size")
-    body = [(k, C.median(list(best_step[k].values())), C.median(step_ms[k]), C.percentile(step_ms[k], 0.9))
-            for k in order]
-    print(C.table(("step", "best", "med", "p90"), body))
-    print(f"whole call: median {C.median(walls):.1f} ms (p90 {C.percentile(walls, 0.9):.1f}); statuses {statuses}")
-    if chan:  # each one is a staged image of its own, at its own size
-        per = {n: C.median(list(v.values())) for n, v in chan.items()}
-        per_mp = sum(per.values()) / sum(chan_mp[n] for n in per)
-        print("channel renditions ([renditions] active), each staged again at its size, excl. its scene: "
-              + ", ".join(f"{n} {chan_mp[n]:.2f} MP {per[n]:.1f} ms" for n in per)
-              + f"; {per_mp:.1f} ms per megapixel = {per_mp * 1024 * 1024 / 1e6:.1f} ms per 1024² image")
-    key = C.median(list(master.values()))
-    print(f"process_row per staged image excl. scene and channel renditions: best {key:.1f} ms, "
-          f"median {C.median(master_all):.1f} ms (p90 {C.percentile(master_all, 0.9):.1f})")
-    print(f"total_ms_per_image_excl_scene={key:.1f} target<={TARGET_MS:.0f} {C.verdict(key, TARGET_MS)}")
-    return 0
+    print(f"== sources of {mp:g} MP ({px[0] / 1e6:.2f}-{px[-1] / 1e6:.2f} MP, e.g. {shapes[0][0]}x{shapes[0][1]}), "
+          f"{len(rows)} photos x {rounds} round(s); statuses {statuses}")
+    order = [k for k in STEPS if k in step_ms] + [k for k in step_ms if k not in STEPS]
+    body = [(k, C.median(step_ms[k]), C.percentile(step_ms[k], 0.9)) for k in order]
+    print(C.table(("step (ms)", "median", "p90"), body))
+    med = C.median(master)
+    print(f"master (call less scene and channels): median {med:.1f} ms, p90 {C.percentile(master, 0.9):.1f} ms; "
+          f"whole call's CPU time (scene and channels included) median {C.median(cpu):.1f} ms: on a busy machine "
+          "it rises less than wall time")
+    per_mp = sum(chan_ms) / sum(chan_mp) if chan_mp else float("nan")
+    if per_preset:
+        print("channels (each staged again at its size, less its scene): "
+              + ", ".join(f"{n} median {C.median(v):.1f} ms (p90 {C.percentile(v, 0.9):.1f})"
+                          for n, v in per_preset.items())
+              + f"; {per_mp:.1f} ms per output megapixel")
+    return med, per_mp
 
 
 if __name__ == "__main__":

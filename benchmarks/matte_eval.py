@@ -23,6 +23,8 @@ The last line is the summary, e.g.
     .venv/bin/python benchmarks/matte_eval.py --images catalog/images --masks tests/data/masks
     .venv/bin/python benchmarks/matte_eval.py --images catalog/images --masks tests/data/masks \\
         --backend plain-backdrop --config config.toml --plain 19 20 22
+    .venv/bin/python benchmarks/matte_eval.py --images catalog/images --masks tests/data/masks \
+        --megapixels 4    # photos and masks resampled to catalog size first (tolerance scaled with them)
 """
 
 from __future__ import annotations
@@ -158,9 +160,12 @@ def evaluate(
     only: list[str] | None = None,
     log=print,
     min_confidence: float | None = None,
+    megapixels: float | None = None,
 ) -> list[Result]:
     """Run `backend` on every photo in `images` that has a mask in `masks`; a cut-out it trusts less
-    than `min_confidence` (default: [matte] min_confidence) goes to review."""
+    than `min_confidence` (default: [matte] min_confidence) goes to review. `megapixels`: each
+    photo (Lanczos) and its mask (bilinear) resampled to about that size first, as catalog photos
+    come (1-12 MP); the boundary tolerance grows with them."""
     if min_confidence is None:
         from ops.config import MatteConfig
 
@@ -180,6 +185,10 @@ def evaluate(
         mask = np.asarray(Image.open(mask_path).convert("L"))
         if mask.shape != rgb.shape[:2]:
             raise ValueError(f"{mask_path}: mask {mask.shape} does not match photo {rgb.shape[:2]}")
+        tol = boundary_tol
+        if megapixels:
+            rgb, mask, s = scaled(rgb, mask, megapixels)
+            tol = boundary_tol * s
         t0 = time.perf_counter()
         matte = backend.run(rgb)
         ms = (time.perf_counter() - t0) * 1000
@@ -188,7 +197,7 @@ def evaluate(
                 name=path.stem,
                 kind=kinds.get(path.stem, "?"),
                 iou=iou(matte.alpha, mask),
-                bf=boundary_f(matte.alpha, mask, boundary_tol),
+                bf=boundary_f(matte.alpha, mask, tol),
                 mae=mae(matte.alpha, mask),
                 confidence=float(matte.confidence),
                 review=matte.confidence < min_confidence,
@@ -197,6 +206,14 @@ def evaluate(
             )
         )
     return results
+
+
+def scaled(rgb: np.ndarray, mask: np.ndarray, megapixels: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A photo (Lanczos) and its mask (bilinear) resampled to about `megapixels`, and the factor."""
+    s = (megapixels * 1e6 / (rgb.shape[0] * rgb.shape[1])) ** 0.5
+    size = (round(rgb.shape[1] * s), round(rgb.shape[0] * s))
+    big = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return big, cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR), s
 
 
 def summary(results: list[Result]) -> str:
@@ -238,12 +255,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="stems or number prefixes of the plain-background photos (default: manifest.csv)")
     ap.add_argument("--boundary-tol", type=float, default=BOUNDARY_TOL_PX, help="boundary match tolerance, px")
     ap.add_argument("--only", nargs="*", default=None, help="evaluate only these stems or number prefixes")
+    ap.add_argument("--megapixels", type=float, default=None,
+                    help="resample each photo and mask to about this many megapixels first (catalog sizes: 1-12)")
     args = ap.parse_args(argv)
 
     cfg, backend = make_backend(args.backend, args.config)
-    print(f"backend={cfg.backend} images={args.images} masks={args.masks} boundary_tol={args.boundary_tol:g}px")
+    print(f"backend={cfg.backend} images={args.images} masks={args.masks} boundary_tol={args.boundary_tol:g}px"
+          + (f" (of the photo's own size) at {args.megapixels:g} MP" if args.megapixels else ""))
     results = evaluate(args.images, args.masks, backend, args.plain, args.boundary_tol, args.only,
-                       min_confidence=cfg.min_confidence)
+                       min_confidence=cfg.min_confidence, megapixels=args.megapixels)
     if results:
         print(format_table(results, args.boundary_tol))
     else:

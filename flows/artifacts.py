@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -16,6 +17,7 @@ from prefect.artifacts import (
 
 from ops.cost import money
 from ops.paths import LAYERS, PRODUCTS
+from ops.previews import SERVE_HINT, PreviewError, preview_url
 from ops.report import printable
 from ops.triage import photo_lines
 
@@ -48,20 +50,56 @@ class Progress:
             pass
 
 
-def file_url(path: Path) -> str:
-    return "file://" + quote(str(path.resolve()))
+class Links:
+    """Preview links (`ops.previews.preview_url`) of files under the local root `out_root`, and what the
+    report says about them once: how to get previews the UI can load, or why a link could not be made."""
+
+    def __init__(self, out_root: Path, base_url: str = "", output_url: str | None = None,
+                 presign_s: int = 86_400) -> None:
+        self.out_root, self.base_url, self.output_url, self.presign_s = out_root, base_url, output_url, presign_s
+        self.problem: str | None = None
+
+    def rel(self, path: Path) -> str:
+        """`path` relative to the output location (ValueError for a path outside it)."""
+        return path.resolve().relative_to(self.out_root.resolve()).as_posix()
+
+    def url(self, path: Path) -> str | None:
+        """The link to `path`, or None (the reason kept for `note`): the artifact shows the path instead."""
+        try:
+            url = preview_url(self.rel(path), self.out_root, self.base_url, self.output_url, self.presign_s)
+        except (ValueError, PreviewError) as exc:
+            self.problem = self.problem or str(exc)
+            return None
+        return re.sub(r"[ ()<>]", lambda m: quote(m.group()), url)  # safe inside Markdown's (...)
+
+    def where(self, path: Path) -> str:
+        """Where a person finds `path`: the local file, or the object in the store."""
+        if self.output_url:
+            with contextlib.suppress(ValueError):
+                return self.output_url.rstrip("/") + "/" + self.rel(path)
+        return str(path)
+
+    def note(self) -> str | None:
+        """The report's one line about previews (Markdown), when there is something to say."""
+        if self.problem:
+            return f"Previews: a link could not be made ({_md(self.problem)}); the paths are shown instead."
+        if not self.base_url and not self.output_url:
+            return f"Previews: these are file:// links, which the Prefect UI's page cannot load: {SERVE_HINT}."
+        return None
 
 
 def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], errors: list[dict[str, Any]],
-            report: Path | None, out_root: Path, timings: dict[str, Any]) -> None:
+            report: Path | None, out_root: Path, timings: dict[str, Any], base_url: str = "",
+            presign_s: int = 86_400, output_url: str | None = None) -> None:
     """Create the run's table and markdown artifacts.
 
     Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
     `staging-progress`, `staging-run-counts` (by status, verdict, review check and photo problem
     class), `staging-run-failures`, `staging-run-timings`, `staging-run-cost`, `staging-run-report`.
-    Thumbnails and the report are linked as file:// URLs: they open from a browser on the machine
-    (or share) that holds the output folder; a browser elsewhere shows the links but cannot load
-    them (serve the output folder over HTTP for that).
+    Thumbnails and the report link go through `ops.previews.preview_url`: `[previews] base_url` +
+    the path (a local folder that `stage serve-outputs` serves), presigned URLs for an object-store
+    output (`output_url`, None for a local folder), else file:// URLs, which open only in a browser
+    on a machine that sees the folder and never from the UI's http page (the report says so once).
     """
     counts = [{"outcome": f"status:{k}", "count": v} for k, v in sorted(summary["by_status"].items())]
     counts += [{"outcome": f"verdict:{k}", "count": v} for k, v in sorted(summary["by_verdict"].items())]
@@ -84,7 +122,8 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
     if cost := summary.get("cost"):
         create_table_artifact(cost_rows(cost), key="staging-run-cost",
                               description=f"Run {run_id}: cost per run, per SKU and per stage ({cost['currency']})")
-    create_markdown_artifact(_markdown(run_id, summary, attention, report, out_root), key="staging-run-report",
+    links = Links(out_root, base_url, output_url, presign_s)
+    create_markdown_artifact(_markdown(run_id, summary, attention, report, links), key="staging-run-report",
                              description=f"Run {run_id}")
 
 
@@ -101,12 +140,20 @@ def cost_rows(cost: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], report: Path | None,
-              out_root: Path) -> str:
+              links: Links) -> str:
     lines = [f"# Staging run {_md(run_id)}", ""]
-    if report:
-        lines.append(f"Report: [{_md(report.name)}]({file_url(report)}) (`{_md(str(report))}`)")
+    thumbs = []
+    for r in _thumbnail_rows(links.out_root, attention):
+        if url := links.url(r["thumb"]):
+            thumbs.append(f"![{_md(r['sku'])}]({url})")
+    if report and (url := links.url(report)):
+        lines.append(f"Report: [{_md(report.name)}]({url}) (`{_md(links.where(report))}`)")
+    elif report:
+        lines.append(f"Report: `{_md(links.where(report))}`")
     else:
         lines.append("Report: not written (see the run's logs)")
+    if note := links.note():
+        lines += ["", note]
     counts = ", ".join(f"{_md(k)} {v}" for k, v in sorted(summary["by_status"].items()))
     lines += ["", f"Rows: {summary['rows']} ({counts}; invalid {summary['invalid_rows']})", ""]
     if cost := summary.get("cost"):
@@ -119,9 +166,6 @@ def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, An
     if photo := photo_lines(summary):
         lines += ["## Photo problems (renditions withheld, verdicts unchanged)", ""]
         lines += [f"- {_md(line)}" for line in photo] + [""]
-    thumbs = []
-    for r in _thumbnail_rows(out_root, attention):
-        thumbs.append(f"![{_md(r['sku'])}]({file_url(r['thumb'])})")
     if thumbs:
         lines += ["## Thumbnails", "", " ".join(thumbs), ""]
     if attention:

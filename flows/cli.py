@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ops.catalog import read_catalog
     from ops.config import load_config
     from ops.errors import EXPECTED
-    from ops.runlock import ensure_free, output_root
+    from ops.state import open_state
 
     console = Console(stderr=True)
     try:
@@ -38,8 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
         cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
         total = len(cat.rows) + len(cat.errors)
-        if args.shards == 1:  # another run on this folder: fail before the slow start (shards share it)
-            ensure_free(output_root(cfg, args.out))
+        if args.shards == 1:  # another run on this output location: fail before the slow start (shards share it)
+            open_state(cfg.output_location(args.out).name, cfg.state).ensure_free()
     except EXPECTED as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_RUN_FAILED
@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.report_cli import add_parsers as add_report  # stage report RUN_ID
 
     add_report(sub, _default_config())
+    from flows.serve_outputs_cli import add_parsers as add_serve_outputs  # stage serve-outputs
+
+    add_serve_outputs(sub, _default_config())
     return parser
 
 

@@ -29,16 +29,15 @@ from flows import artifacts
 from flows.stopping import PUBLISH_GRACE_S, StoppableTaskRunner, ended, note_cancellation, stopping
 from ops.atomic import remove_stale_temps
 from ops.catalog import Catalog, CatalogRow, read_catalog
-from ops.config import Config, load_config
+from ops.config import Config, StateOptions, load_config
 from ops.context import RunContext
-from ops.ledger import Ledger
 from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
 from ops.prepass import prepass
 from ops.report import ReportError, write_run_report
 from ops.results_log import ResultLog
-from ops.runlock import SkuLocks, hold
 from ops.runner import RowResult, process_row
+from ops.state import open_state, state_for
 from ops.store_products import RemoteOutputs, upload_tree
 from ops.stop import STOP
 from ops.workbench import BenchUnavailable, Workbench, shared_workbench
@@ -106,11 +105,12 @@ def validate_catalog(catalog: str, cfg: Config, sheet: str | None = None) -> Cat
 
 
 def stage_row(bench: Workbench, row: CatalogRow, ctx: RunContext, logger: Any) -> dict[str, Any]:
-    """One product, with its SKU locked, stale temp files cleared first and one retry for a transient failure."""
-    with SkuLocks(ctx.out_root).hold(row.sku) as mine:
+    """One product, with its SKU claimed (`ops.state`), stale temp files cleared first and one retry
+    for a transient failure."""
+    with state_for(ctx).claims.hold(row.sku) as mine:
         if not mine:
             return RowResult(row.row, row.sku, "failed", error=(
-                "SKU is being processed by another run on this output folder; it is picked up next run")
+                "SKU is being processed by another run on this output location; it is picked up next run")
             ).to_dict() | {"attempts": 0}
         stale = remove_stale_temps(ProductPaths.of(ctx.out_root, row.sku).folder, ctx.started_ts)
         if stale:
@@ -173,8 +173,7 @@ def flow_run_id() -> str | None:
 
 def _record(ctx: RunContext, results: list[dict[str, Any]], keys: dict[str, str] | None, logger: Any) -> None:
     try:
-        Ledger(ctx.out_root).append(ctx.run_id, results, keys, flow_run_id=flow_run_id(),
-                                    note=ctx.note)
+        state_for(ctx).ledger.append(ctx.run_id, results, keys, flow_run_id=flow_run_id(), note=ctx.note)
     except Exception as exc:  # the products are written; a ledger problem must not fail them
         logger.error("could not record %d product(s) in the ledger: %s: %s", len(results), type(exc).__name__, exc)
 
@@ -204,8 +203,8 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     where = cfg.output_location(out)
     out_root = where.root
     tag = f"shard-{shard}-of-{shards}" if shards > 1 else None
-    # one full run per output folder: a second one fails at `hold`, naming this one
-    with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared=tag):
+    # one full run per output location: a second one fails at `run_lock`, naming this one
+    with stopping(flow_run_id(), cfg.run.stop_timeout_s), open_state(where.name, cfg.state).run_lock(shared=tag):
         started = datetime.now(UTC)
         cat = validate_catalog(catalog, cfg, sheet)
         rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
@@ -213,16 +212,17 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
             rows = [r for r in rows if shard_of(r.sku, shards) == shard]
             errors = [e for e in errors if shard == 0]  # invalid rows are reported once, by shard 0
             logger.info("shard %d of %d: %d of the catalog's rows", shard, shards, len(rows))
-        ctx = new_context(out_root, config, started, force, output_url=where.url)
+        ctx = new_context(out_root, config, started, force, state=cfg.state, output_url=where.url)
         extra = {"shard": shard, "shards": shards} if shards > 1 else {}
         return ended(run_rows(ctx, cfg, rows, errors, cat.path, extra, exclusive=shards == 1))
 
 
 def new_context(out_root: Path, config: str | None, started: datetime, force: bool,
-                note: str | None = None, output_url: str | None = None) -> RunContext:
+                note: str | None = None, state: StateOptions = StateOptions(),
+                output_url: str | None = None) -> RunContext:
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     return RunContext(out_root, run_id, force, started.timestamp(), note,
-                      str(Path(config).resolve()) if config else None, output_url)
+                      str(Path(config).resolve()) if config else None, output_url=output_url, state=state)
 
 
 def _sweep_after_crash(logger: Any, out_root: Path, started_ts: float, exclusive: bool) -> None:
@@ -256,7 +256,8 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     """
     logger = get_run_logger()
     _sweep_after_crash(logger, ctx.out_root, ctx.started_ts, exclusive)
-    ledger = Ledger(ctx.out_root)
+    state = state_for(ctx)
+    ledger = state.ledger
     ledger.start_run(ctx.run_id, flow_run_id(), ctx.note)
     if errors:
         _advance(len(errors))
@@ -264,7 +265,7 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl", cfg.cost.currency)
     try:
         remote = RemoteOutputs(store_for(cfg, ctx.output_url)) if ctx.output_url and not ctx.force else None
-        pre = prepass(rows, cfg, ctx.out_root, ledger, ctx.force, sink=log.append, remote=remote)
+        pre = prepass(rows, cfg, ctx.out_root, state, ctx.force, sink=log.append, remote=remote)
         prepass_s = time.perf_counter() - t0
         _advance(pre.skipped)
         logger.info("run %s: %d rows, %d unchanged (skipped), %d to stage in batches of %d; %d invalid",
@@ -297,7 +298,7 @@ def _account_stopped(ctx: RunContext, todo: list[CatalogRow], log: ResultLog, ab
     assert info is not None
     seen = log.rows_seen()
     missing = [r for r in todo if r.row not in seen]
-    done = {e["sku"]: e for e in Ledger(ctx.out_root).events([ctx.run_id])} if missing else {}
+    done = {e["sku"]: e for e in state_for(ctx).ledger.events([ctx.run_id])} if missing else {}
     in_progress, results = set(abandoned), []
     for r in missing:
         if (e := done.get(r.sku)) is not None:
@@ -346,7 +347,8 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
                "mean_ms": {k: round(v / log.timed_rows, 2) for k, v in sorted(log.timing_ms.items())}
                if log.timed_rows else {}}
     try:
-        artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings)
+        artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings,
+                          cfg.previews.base_url, cfg.previews.presign_s, output_url=ctx.output_url)
     except Exception as exc:  # artifacts are a convenience; the run's own report is the record
         logger.warning("could not create Prefect artifacts: %s: %s", type(exc).__name__, exc)
     return {**meta, "summary": summary, "run_dir": str(run_dir), "report": str(report) if report else None,

@@ -12,7 +12,7 @@ from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 def cmd_report(args: argparse.Namespace) -> int:
     from ops.config import load_config
     from ops.run_export import ExportError, export, find_run, run_frame, run_rows, run_summary, summary_line, table_text
-    from ops.runlock import output_root
+    from ops.state import open_state
     from stages.errors import StagingError
 
     if args.format == "parquet" and not args.output:
@@ -22,8 +22,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("error: --output needs --format csv or parquet", file=sys.stderr)
         return EXIT_USAGE
     try:
-        out = output_root(load_config(args.config), args.out)
-        run = find_run(out, args.run_id)
+        cfg = load_config(args.config)
+        where = cfg.output_location(args.out)
+        out = where.root
+        state = open_state(where.name, cfg.state)
+        run = find_run(out, args.run_id, state)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -31,7 +34,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     try:
-        rows = run_rows(out, run["run_id"])
+        rows = run_rows(out, run["run_id"], state)
         line = summary_line(run, run_summary(out, run["run_id"]), rows)
         frame = run_frame(rows)
         if args.format == "table":

@@ -12,7 +12,7 @@ from prefect.states import State
 from flows.nightly import flow_run_id, config_for, new_context, run_rows, validate_catalog
 from flows.stopping import StoppableTaskRunner, ended, stopping
 from ops.catalog import MAX_SEED, MAX_TEXT_LEN, CatalogRow, shown_sku
-from ops.runlock import hold
+from ops.state import open_state
 
 
 def apply_overrides(rows: list[CatalogRow], prompt: str | None, seed: int | None, variants: int | None,
@@ -69,7 +69,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
     where = cfg.output_location(out)
     out_root = where.root
     started = datetime.now(UTC)
-    with stopping(flow_run_id(), cfg.run.stop_timeout_s), hold(out_root, shared="rerun"):
+    with stopping(flow_run_id(), cfg.run.stop_timeout_s), open_state(where.name, cfg.state).run_lock(shared="rerun"):
         cat = validate_catalog(catalog, cfg, sheet)
         wanted = list(dict.fromkeys(skus))
         wanted_set = set(wanted)
@@ -88,6 +88,7 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
                                           cfg.run.max_variants)
         logger.info("rerun of %d SKU(s) (%d unknown or invalid): %s", len(rows_overridden), len(errors), reason)
         overrides = {k: v for k, v in (("prompt", prompt), ("seed", seed), ("variants", variants)) if v is not None}
-        ctx = new_context(out_root, config, started, force=True, note=f"rerun: {reason}", output_url=where.url)
+        ctx = new_context(out_root, config, started, force=True, note=f"rerun: {reason}", state=cfg.state,
+                          output_url=where.url)
         return ended(run_rows(ctx, cfg, rows_overridden, errors, cat.path,
                               {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}}))

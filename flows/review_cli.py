@@ -13,19 +13,22 @@ VERDICTS = ("pass", "review", "reject")
 
 
 def _out_root(args: argparse.Namespace):
-    """The output folder whose records the command reads. For an object-store output, the scratch
-    folder with the store's records copied in (those the command needs: `ops.store_products.mirror_records`)."""
+    """The output folder whose records the command reads, its name, and its run state (`ops.state`),
+    where the decisions live. For an object-store output the folder is the scratch folder with the
+    store's records copied in (those the command needs: `ops.store_products.mirror_records`)."""
     from ops.config import load_config
     from ops.objectstore import store_for
     from ops.paths import sku_slug
+    from ops.state import open_state
     from ops.store_products import mirror_records
 
     cfg = load_config(args.config)
     where = cfg.output_location(args.out)
+    state = open_state(where.name, cfg.state)
     if where.url and args.review_command != "reset":
         slugs = None if args.review_command == "list" else [sku_slug(args.sku)]
         mirror_records(store_for(cfg, where.url), where.root, slugs, with_output=args.review_command == "approve")
-    return where.root, where.name
+    return where.root, where.name, state
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -34,10 +37,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     from stages.errors import StagingError
 
     try:
-        out, shown = _out_root(args)
+        out, shown, state = _out_root(args)
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
-            items = review.queue(out, wanted)
+            items = review.queue(out, wanted, state=state)
             if args.json:
                 print(json.dumps(items, indent=2, ensure_ascii=False))
                 return EXIT_OK
@@ -46,11 +49,11 @@ def cmd_review(args: argparse.Namespace) -> int:
             print(f"{len(items)} SKU(s) with verdict {args.verdict} in {shown}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
-            found = review.reset(out, args.sku)
+            found = review.reset(out, args.sku, state=state)
             print(f"{printable(args.sku)}: decision forgotten" if found else f"{printable(args.sku)}: no decision")
             return EXIT_OK
         decision = "approved" if args.review_command == "approve" else "rejected"
-        entry = review.decide(out, args.sku, decision, getattr(args, "reason", "") or "")
+        entry = review.decide(out, args.sku, decision, getattr(args, "reason", "") or "", state=state)
         what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
         print(f"{printable(args.sku)}: {decision} by {entry['by']} ({what} until its photo or row changes)")
         return EXIT_OK

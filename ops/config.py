@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ops.cost import CostOptions
 from ops.fetch import HostPolicy
 from ops.location import OutputLocation, StorageOptions, check_output_url, is_url, output_location
+from ops.previews import PreviewOptions
 from ops.schedule import schedule_error
 from ops.tables import build, check_tables, merge_tables
 from provenance.sign import SignOptions
@@ -64,6 +65,21 @@ class RunOptions:
                 check_output_url(self.output_dir)
             except ConfigError as exc:
                 raise ConfigError(f"{where}.output_dir: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StateOptions:
+    """[state]: where run state lives (ledger, locks, claims, review decisions; README: Run state)."""
+
+    database_url_env: str = "STAGE_DATABASE_URL"  # env var with a PostgreSQL URL; unset: files beside the output
+    claim_lease_s: float = 60.0  # a worker's claim on a SKU lapses this long after its last heartbeat
+
+    def check(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.database_url_env):
+            raise ConfigError(f"{where}.database_url_env = {self.database_url_env!r}: must name an environment "
+                              "variable (letters, digits, '_'); the URL itself never goes in the config")
+        if not 5 <= self.claim_lease_s <= 3600:
+            raise ConfigError(f"{where}.claim_lease_s = {self.claim_lease_s}: must be 5..3600 seconds")
 
 
 @dataclass(frozen=True)
@@ -192,6 +208,8 @@ class Config:
     schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
     storage: StorageOptions = field(default_factory=StorageOptions)
     cost: CostOptions = field(default_factory=CostOptions)  # prices only: never part of the digest
+    previews: PreviewOptions = field(default_factory=PreviewOptions)  # links in the run artifacts: not in the digest
+    state: StateOptions = field(default_factory=StateOptions)  # where run state lives: never part of the digest
     base_dir: str = "."  # the config file's folder: relative paths in the config resolve against it
     path: str = ""  # the file read; "" = the built-in defaults
 
@@ -357,7 +375,7 @@ def rebuild_config(output_json: str, local: Config) -> Config:
 
     Only the output-affecting tables come from the record; what is machine-local comes from `local`
     (this machine's config): where photos may be read from ([load] allow_hosts and local_roots), the
-    [run], [verify] and [schedule] tables, and the folder relative paths resolve against. The digest
+    [run], [verify], [schedule] and [state] tables, and the folder relative paths resolve against. The digest
     of the result is that of the text, so the caller can compare it with the recorded digest.
     """
     try:
@@ -372,6 +390,6 @@ def rebuild_config(output_json: str, local: Config) -> Config:
     tables["load"] = {**tables["load"], "allow_hosts": list(local.load.allow_hosts),
                       "local_roots": list(local.load.local_roots)}
     cfg = dataclasses.replace(build(Config, tables, ""), run=local.run, verify=local.verify, schedule=local.schedule,
-                              base_dir=local.base_dir, path=local.path)
+                              state=local.state, base_dir=local.base_dir, path=local.path)
     _validate(cfg)
     return cfg

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.config import StateOptions
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -18,6 +20,7 @@ class RunContext:
     note: str | None = None  # kept with every ledger event of the run (a rerun's reason)
     config: str | None = None  # the config file the run reads (None: built-in defaults)
     output_url: str | None = None  # the object-store output (s3://, gs://) products are published to; None: out_root
+    state: StateOptions = StateOptions()  # where the run's state lives ([state]; `ops.state.state_for`)
 
 
 class StepTimer:

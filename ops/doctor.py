@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ops.config import StateOptions
 from ops.doctor_host import output_rows, prefect_rows, signing_rows, trust_rows, tsa_rows
 from ops.doctor_models import STEPS, backend_rows, gpu_rows, hf_cache_rows, u2net_rows
 from ops.doctor_row import Row
+from ops.state import backend_name, open_state
+from stages.errors import StagingError
 
 HTTP_TIMEOUT_S = 2.0  # Prefect API and timestamp server probes
 
@@ -28,8 +31,25 @@ def run_checks(cfg: Any, out_dir: Path, *, quick: bool = False, env: Mapping[str
     rows += signing_rows(cfg.sign, env) + trust_rows(cfg.verify, env)
     if not quick:
         rows += tsa_rows(cfg.sign.tsa_url, timeout_s)
-    rows += prefect_rows(env, timeout_s) + output_rows(out_dir)
+    rows += prefect_rows(env, timeout_s) + output_rows(out_dir) + state_rows(cfg.state, out_dir, env)
     return rows
+
+
+def state_rows(options: StateOptions, out_dir: Path, env: Mapping[str, str]) -> list[Row]:
+    """Which run-state backend the run uses (`ops.state`) and, for PostgreSQL, whether it answers."""
+    var = options.database_url_env
+    if backend_name(options, env) == "files":
+        return [Row("state", "run state", "ok", f"files beside {out_dir} ({var} unset: one machine)")]
+    fix = f"check the URL in {var} (postgresql://user:password@host:5432/db) and that the server runs"
+    try:
+        state = open_state(str(out_dir), options, env)
+        state.check()
+    except ImportError as exc:
+        return [Row("state", "run state", "fail", f"{var} is set but psycopg is missing ({exc})",
+                    "pip install 'psycopg[binary]>=3.2'")]
+    except StagingError as exc:
+        return [Row("state", "run state", "fail", str(exc), fix)]
+    return [Row("state", "run state", "ok", f"{state.describe()}: reachable")]
 
 
 def problems(rows: list[Row]) -> list[Row]:

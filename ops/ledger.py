@@ -110,6 +110,34 @@ def worker_label() -> str | None:
     return os.environ.get("STAGE_WORKER") or None
 
 
+EVENT_COLUMNS = ("at", "run_id", "flow_run_id", "worker", "host", "pid", "sku", "row", "cache_key", "status",
+                 "verdict", "reasons", "record", "output", "error", "note", "timings_ms", "cost", "currency")
+RUN_COLUMNS = ("run_id", "flow_run_id", "worker", "host", "pid", "started_at", "ended_at", "state", "reason",
+               "not_done", "note", "cost", "currency")
+
+
+def now_text() -> str:
+    """The time stamp kept in events and runs (UTC, ISO 8601, milliseconds): sorts as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def event_rows(run_id: str, results: Iterable[dict[str, Any]], keys: dict[str, str] | None,
+               flow_run_id: str | None, note: str | None) -> list[tuple[Any, ...]]:
+    """The events of processed rows, as tuples in `EVENT_COLUMNS` order (every ledger backend stores
+    these). `cached` rows (nothing was done to them) and `stopped` ones (the run stopped before they
+    were done, nothing was written) have none."""
+    now = now_text()
+    host, pid, worker = socket.gethostname(), os.getpid(), worker_label()
+    return [
+        (now, run_id, flow_run_id, worker, host, pid, r["sku"], r.get("row"),
+         r.get("cache_key") or (keys or {}).get(r["sku"]), r["status"], r.get("verdict"),
+         json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note,
+         json.dumps(r["timings_ms"]) if r.get("timings_ms") else None,
+         (r.get("cost") or {}).get("total"), (r.get("cost") or {}).get("currency"))
+        for r in results if r["status"] not in ("cached", "stopped")
+    ]
+
+
 class Ledger:
     """One output folder's ledger; cheap to create (a connection per call, safe across threads).
 
@@ -151,16 +179,7 @@ class Ledger:
                flow_run_id: str | None = None, note: str | None = None) -> int:
         """Record processed rows; returns the count. `cached` rows (nothing was done to them) and
         `stopped` ones (the run stopped before they were done, nothing was written) are skipped."""
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        host, pid, worker = socket.gethostname(), os.getpid(), worker_label()
-        rows = [
-            (now, run_id, flow_run_id, worker, host, pid, r["sku"], r.get("row"),
-             r.get("cache_key") or (keys or {}).get(r["sku"]), r["status"], r.get("verdict"),
-             json.dumps(r.get("reasons") or []), r.get("record"), r.get("output"), r.get("error"), note,
-             json.dumps(r["timings_ms"]) if r.get("timings_ms") else None,
-             (r.get("cost") or {}).get("total"), (r.get("cost") or {}).get("currency"))
-            for r in results if r["status"] not in ("cached", "stopped")
-        ]
+        rows = event_rows(run_id, results, keys, flow_run_id, note)
         if not rows:
             return 0
         with self._connect() as db:

@@ -12,9 +12,10 @@ from typing import Any
 from ops.cache import cache_key, cached_record, outputs_present
 from ops.catalog import CatalogRow
 from ops.config import Config
-from ops.ledger import Current, Ledger
+from ops.ledger import Current
 from ops.paths import record_path, sku_slug
 from ops.review import ReviewError, held_decision, load_state
+from ops.state import RunState
 from ops.runner import RowResult
 from ops.sources import reference_for
 from ops.stop import STOP
@@ -57,17 +58,17 @@ def _from_record(out_root: Path, slug: str, key: str, remote: RemoteOutputs | No
                 record.get("photo_problems"))
 
 
-def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str) -> dict[str, Any] | None:
+def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str, state: RunState) -> dict[str, Any] | None:
     """An approval that still holds, as the batch task would apply it; a rejection, or an approval
     the row has outgrown, is left to the batch task (it withdraws the files or stages again)."""
     path = record_path(out_root, slug)
-    held = held_decision(out_root, row, source_sha, path)
+    held = held_decision(out_root, row, source_sha, path, state)
     if held is None or held.output is None:
         return None
     return _hit(out_root, path, held.verdict, held.reasons, held.output, held.photo_problems)
 
 
-def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger, force: bool,
+def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, state: RunState, force: bool,
             sink: Callable[[list[dict[str, Any]]], None] | None = None,
             remote: RemoteOutputs | None = None) -> Prepass:
     """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
@@ -95,7 +96,8 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
     or one a reviewer approved, goes to its batch task, whose cache test reads the store.
     """
     result = Prepass()
-    look = _Lookup(cfg, out_root, ledger.source_digests(), {} if force else ledger.current(), force, remote)
+    ledger = state.ledger
+    look = _Lookup(cfg, out_root, state, ledger.source_digests(), {} if force else ledger.current(), force, remote)
     for i, row in enumerate(rows):
         if STOP.requested:  # the rest is not looked at: the run reports those rows as not done
             result.todo.extend(rows[i:])
@@ -124,13 +126,13 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, ledger: Ledger,
 class _Lookup:
     """What the pre-pass knows before it looks at a row: photo digests, current outputs, decisions."""
 
-    def __init__(self, cfg: Config, out_root: Path, known: dict[str, tuple[int, int, str]],
+    def __init__(self, cfg: Config, out_root: Path, state: RunState, known: dict[str, tuple[int, int, str]],
                  current: dict[str, Current], force: bool, remote: RemoteOutputs | None = None) -> None:
         self.cfg, self.out_root, self.known, self.current, self.force = cfg, out_root, known, current, force
-        self.remote = remote
+        self.state, self.remote = state, remote
         self.learned: list[tuple[str, int, int, str]] = []
         try:  # slug -> a reviewer's decision, which holds while the photo and the row are unchanged
-            self.decisions: dict[str, Any] | None = {} if force else load_state(out_root)
+            self.decisions: dict[str, Any] | None = {} if force else load_state(out_root, state)
         except ReviewError:  # unreadable: each row's batch task reports it
             self.decisions = None
 
@@ -145,7 +147,7 @@ class _Lookup:
         prev, name = self.current.get(row.sku), sku_slug(row.sku)
         if (decision := self.decisions.get(name)) is not None:
             approved = decision.get("decision") == "approved" and self.remote is None
-            return (_approved(self.out_root, row, name, source_sha) if approved else None), key
+            return (_approved(self.out_root, row, name, source_sha, self.state) if approved else None), key
         if prev is None and self.remote is not None:
             return None, key
         if prev is None or (prev.cache_key == key and prev.verdict == "review"):

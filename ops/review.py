@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
 import json
 import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +14,10 @@ from typing import Any
 from ops.atomic import write_bytes, write_json
 from ops.catalog import CatalogRow
 from ops.paths import IMAGE_SUFFIXES, PRODUCTS, ProductPaths, sku_slug
-from ops.runlock import RunLockedError, hold
+from ops.state import ReviewStateError, RunState, open_state
 from ops.triage import grouped_reasons
 from stages.errors import StagingError
 
-STATE = Path("review") / "state.json"
-LOCK_WAIT_S = 10.0
 
 
 class ReviewError(StagingError):
@@ -35,46 +30,16 @@ def row_digest(row: CatalogRow) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(out_root: Path) -> Iterator[None]:
-    """Exclusive lock for a read-modify-write of the state; waits briefly for another reviewer."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            with hold(out_root / "review"):
-                yield
-                return
-        except RunLockedError:
-            if time.monotonic() > deadline:
-                raise ReviewError(f"review state in {out_root} is locked by another review command") from None
-            time.sleep(0.1)
+def _state(out_root: Path, state: RunState | None) -> RunState:
+    return state if state is not None else open_state(str(out_root))
 
 
-_CACHE: dict[str, tuple[int, int, dict[str, Any]]] = {}
-
-
-def load_state(out_root: Path) -> dict[str, Any]:
-    """The decisions, keyed by SKU slug; cached per file version (runs read it once per product)."""
-    path = out_root / STATE
+def load_state(out_root: Path, state: RunState | None = None) -> dict[str, Any]:
+    """The decisions, keyed by SKU slug, from the run state of `out_root` (or `state`)."""
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        return {}
-    key = str(path)
-    hit = _CACHE.get(key)
-    if hit and hit[:2] == (st.st_mtime_ns, st.st_size):
-        return hit[2]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReviewError(f"review state {path} is unreadable: {exc}") from None
-    decisions = data.get("decisions", {}) if isinstance(data, dict) else {}
-    _CACHE[key] = (st.st_mtime_ns, st.st_size, decisions)
-    return decisions
-
-
-def _save(out_root: Path, decisions: dict[str, Any]) -> None:
-    write_json(out_root / STATE, {"version": 1, "decisions": decisions})
+        return _state(out_root, state).review.all()
+    except ReviewStateError as exc:
+        raise ReviewError(str(exc)) from None
 
 
 def _record(out_root: Path, sku: str) -> tuple[Path, dict[str, Any]]:
@@ -87,8 +52,10 @@ def _record(out_root: Path, sku: str) -> tuple[Path, dict[str, Any]]:
         raise ReviewError(f"record of SKU {sku!r} ({path}) is unreadable: {exc}") from None
 
 
-def decide(out_root: Path, sku: str, decision: str, reason: str = "", by: str | None = None) -> dict[str, Any]:
-    """Record `approved` or `rejected` for a staged SKU; returns the stored entry."""
+def decide(out_root: Path, sku: str, decision: str, reason: str = "", by: str | None = None,
+           state: RunState | None = None) -> dict[str, Any]:
+    """Record `approved` or `rejected` for a staged SKU in the run state (`state`, else the one of
+    `out_root`); returns the stored entry."""
     if decision not in ("approved", "rejected"):
         raise ReviewError(f"unknown decision {decision!r}")
     if decision == "rejected" and not reason.strip():
@@ -104,21 +71,19 @@ def decide(out_root: Path, sku: str, decision: str, reason: str = "", by: str | 
         "source_sha256": record.get("source_sha256"), "row_digest": record.get("row_digest"),
         "output": record.get("output"), "verdict_then": record.get("verdict"), "reasons_then": record.get("reasons", []),
     }
-    with _locked(out_root):
-        decisions = dict(load_state(out_root))
-        decisions[sku_slug(sku)] = entry
-        _save(out_root, decisions)
+    try:
+        _state(out_root, state).review.decide(sku_slug(sku), entry)
+    except ReviewStateError as exc:
+        raise ReviewError(str(exc)) from None
     return entry
 
 
-def reset(out_root: Path, sku: str) -> bool:
+def reset(out_root: Path, sku: str, state: RunState | None = None) -> bool:
     """Forget the decision about `sku`; True when there was one."""
-    with _locked(out_root):
-        decisions = dict(load_state(out_root))
-        found = decisions.pop(sku_slug(sku), None) is not None
-        if found:
-            _save(out_root, decisions)
-    return found
+    try:
+        return _state(out_root, state).review.reset(sku_slug(sku))
+    except ReviewStateError as exc:
+        raise ReviewError(str(exc)) from None
 
 
 def _user() -> str:
@@ -139,11 +104,12 @@ class Held:
     photo_problems: list[dict[str, Any]] = field(default_factory=list)  # of the kept output's record
 
 
-def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_path: Path) -> Held | None:
+def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_path: Path,
+                  state: RunState | None = None) -> Held | None:
     """The decision for this row when it still matches its photo and fields, applied; else None.
 
-    Decisions live in `OUT/review/state.json` (apart from the run records and the run ledger),
-    written atomically under an exclusive lock on `OUT/review/.lock`. A decision is tied to what
+    Decisions live in the output location's run state (`ops.state`: `OUT/review/state.json`,
+    written atomically under a lock, or the database), apart from the run records. A decision is tied to what
     it was made about: the source photo's sha256 and the row's fields. While both are unchanged,
     nightly runs keep the decision, even with `--force`:
 
@@ -154,7 +120,10 @@ def held_decision(out_root: Path, row: CatalogRow, source_sha256: str, record_pa
     A new photo or an edited row (prompt, seed, title, ...) makes the decision stale: the SKU is
     staged again and goes through the checks afresh. `stage review reset SKU` forgets a decision.
     """
-    entry = load_state(out_root).get(sku_slug(row.sku))
+    try:
+        entry = _state(out_root, state).review.get(sku_slug(row.sku))
+    except ReviewStateError as exc:
+        raise ReviewError(str(exc)) from None
     if not entry or entry.get("sku") != row.sku:
         return None
     if entry.get("source_sha256") != source_sha256 or entry.get("row_digest") != row_digest(row):
@@ -205,10 +174,11 @@ def quarantine(out_root: Path, slug: str, name: str, data: bytes, record: dict[s
     return os.path.relpath(folder / name, out_root)
 
 
-def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",)) -> list[dict[str, Any]]:
+def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",), state: RunState | None = None
+          ) -> list[dict[str, Any]]:
     """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them,
     the checks behind their reasons (`ops.triage.reason_check`) and their photo problems."""
-    decisions = load_state(out_root)
+    decisions = load_state(out_root, state)
     items = []
     for path in sorted((out_root / PRODUCTS).glob("*/*.json")):
         if path.stem != path.parent.name:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ops.atomic import write_bytes
 from ops.cost import money
-from ops.ledger import LEDGER_NAME, Ledger
+from ops.ledger import LEDGER_NAME
 from ops.report import csv_safe, printable
+from ops.state import RunState, open_state
 from stages.errors import StagingError
 
 if TYPE_CHECKING:
@@ -27,15 +28,17 @@ class ExportError(StagingError):
     """The run or its ledger cannot be found, or the export cannot be written; the message says which."""
 
 
-def find_run(out_root: Path, run_id: str) -> dict[str, Any]:
+def find_run(out_root: Path, run_id: str, state: RunState | None = None) -> dict[str, Any]:
     """The ledger's entry for `run_id` (`latest`: the run started last) in the output folder.
 
     Never creates a ledger: a folder without one is an error naming it. An unknown id is an
-    error listing the folder's most recent run ids."""
-    if not (Path(out_root) / LEDGER_NAME).is_file():
-        raise ExportError(f"no ledger in {out_root} ({LEDGER_NAME}): no run has used this output folder "
-                          "(pass the run's --out)")
-    runs = Ledger(out_root).runs()
+    error listing the folder's most recent run ids. `state`: the output location's run state
+    (default: the one of `out_root` under the default `[state]`)."""
+    state = state if state is not None else open_state(str(out_root))
+    if not state.has_ledger():
+        where = f"{out_root} ({LEDGER_NAME})" if state.backend == "files" else state.describe()
+        raise ExportError(f"no ledger in {where}: no run has used this output location (pass the run's --out)")
+    runs = state.ledger.runs()
     if not runs:
         raise ExportError(f"the ledger in {out_root} has no runs yet")
     if run_id == "latest":
@@ -48,11 +51,11 @@ def find_run(out_root: Path, run_id: str) -> dict[str, Any]:
                       f"{recent} (or use 'latest')")
 
 
-def run_rows(out_root: Path, run_id: str) -> list[dict[str, Any]]:
+def run_rows(out_root: Path, run_id: str, state: RunState | None = None) -> list[dict[str, Any]]:
     """Every product the run recorded in the ledger (staged, rejected or failed; rows it skipped
     as unchanged cost nothing and have no entry), in catalog row order, one flat dict each."""
     rows = []
-    for e in Ledger(out_root).events([run_id]):
+    for e in (state if state is not None else open_state(str(out_root))).ledger.events([run_id]):
         row = {k: e.get(k) for k in COLUMNS}
         row["reasons"] = "; ".join(json.loads(e.get("reasons") or "[]"))
         for stage, ms in json.loads(e.get("timings_ms") or "{}").items():

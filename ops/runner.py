@@ -29,6 +29,7 @@ from ops.publish import publish
 from ops.record import ChannelRendition, FormatCopy, VariantOutcome, now, photo_problems
 from ops.renditions import SourcePhoto, render_channels
 from ops.sources import reference_for, read_source
+from ops.state import state_for
 from ops.stop import STOP, RunStopped
 from ops.store_products import publish_product, remote_record, withdraw_product
 from ops.usage import Usage, product_usage
@@ -168,7 +169,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     prompt, an unchanged product); else the row's cleaned prompts."""
     cfg, rel = bench.cfg, paths.rel
     # a reviewer's decision holds while the photo and the row are unchanged, even with --force
-    if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record)) is not None:
+    if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record, state_for(ctx))) is not None:
         if ctx.output_url and held.status == "rejected":
             with t("upload"):  # the store's copy is the published one
                 withdraw_product(store_for(bench.cfg, ctx.output_url), paths.slug)

@@ -11,6 +11,8 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
+from stages.resample import shrink
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 _FILTER_UP = 2
@@ -81,9 +83,9 @@ def thumbnail_jpeg(pixels: np.ndarray, size: int) -> bytes:
     Made once per image: the same bytes go into the C2PA manifest and into layers/*.jpg.
     """
     h, w = pixels.shape[:2]
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and max(h, w) > size:  # area average: a few ms at 1024²
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and max(h, w) > size:  # area average: a few ms at 1024², ~5 ms from 4 MP
         scale = size / max(h, w)
-        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        pixels = shrink(pixels, (max(1, round(w * scale)), max(1, round(h * scale))))
     im = Image.fromarray(pixels)
     if im.mode == "RGBA":
         bg = Image.new("RGB", im.size, (255, 255, 255))

@@ -152,3 +152,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         for nodeid, outcome in sorted(seen.items()):
             if mark == "server" and any(k in nodeid for k in ("postgres", "prefect_ui")):
                 terminalreporter.write_line(f"  {outcome}: {nodeid}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """A plain postgresql:// URL (as psycopg takes it) of a throwaway cluster started once per test
+    session (tests/pgcluster.py); skips the test without PostgreSQL, fails it under CI."""
+    from pgcluster import postgres
+
+    cluster = postgres(tmp_path_factory.mktemp("pg"), driver="")
+    try:
+        url = cluster.__enter__()
+    except RuntimeError as exc:
+        missing_tool(f"no PostgreSQL for the run-state tests: {exc}")
+    yield url
+    cluster.__exit__(None, None, None)

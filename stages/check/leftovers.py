@@ -12,6 +12,7 @@ from stages.check import CheckResult
 from stages.check.outline import VISIBLE_ALPHA, Outline, blur_at, colours_at, points
 from stages.errors import ConfigError
 from stages.layout import Placement
+from stages.resample import shrink
 
 MIN_PART_PX = 24  # a detached part smaller than this many canvas pixels is matting noise
 WORK_SIDE = 256  # the source is judged for kept backdrop at most this large (long side)
@@ -178,8 +179,7 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
     s = min(1.0, WORK_SIDE / max(h, w))
     if s < 1.0:
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        rgb = cv2.resize(source_rgb, size, interpolation=cv2.INTER_AREA)
-        alpha = cv2.resize(source_alpha, size, interpolation=cv2.INTER_AREA)
+        rgb, alpha = shrink(source_rgb, size), shrink(source_alpha, size)
     else:
         rgb, alpha = source_rgb, source_alpha
     bd = alpha < 8

@@ -2,15 +2,20 @@
 
 One SQLite-backed `prefect server` on loopback serves the module: `stage deploy` creates the
 process work pool and the deployments of prefect.yaml, two process workers run the flow
-runs. A PostgreSQL-backed server runs the same rerun, and the test reads the runs back from
+runs; headless Chromium opens the UI, where the run report's thumbnails load from `stage
+serve-outputs`. A PostgreSQL-backed server runs the same rerun, and the test reads the runs back from
 PostgreSQL's own tables (skipped, with the reason, where a cluster cannot be started; failed
 instead under CI=true). Marked `server`: `pytest -m server` selects them, CI runs them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +24,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import missing_tool  # tests/ is on sys.path
-from prefect_server import postgres, prefect_server  # tests/flows is on sys.path (rootdir-less test folders)
+from prefect_server import free_port, postgres, prefect_server  # tests/flows is on sys.path (rootdir-less test folders)
 
 pytestmark = pytest.mark.server
 
@@ -170,6 +176,9 @@ def test_prefect_ui_shows_the_run_and_its_artifacts(served, images, tmp_path):
     if not chromium:
         missing_tool("Debian chromium is not installed (apt-get install chromium)")
     catalog, config, out = _catalog(tmp / "ui", images, 3), _config(tmp / "ui"), tmp / "ui" / "out"
+    base_url = _serve_outputs(srv, out)  # the run's artifact links its thumbnails through it
+    with config.open("a", encoding="utf-8") as fh:
+        fh.write(f'[previews]\nbase_url = "{base_url}"\n')
     run_id = srv.create_run("nightly-catalog-run", "nightly", {"catalog": str(catalog), "config": str(config),
                                                                "out": str(out)}, run_name="ui-check-run")
     assert srv.wait([run_id], timeout=240)[run_id]["state_type"] == "COMPLETED"
@@ -193,9 +202,71 @@ def test_prefect_ui_shows_the_run_and_its_artifacts(served, images, tmp_path):
     arts = {a["key"]: a["id"] for a in srv.artifacts(run_id)}
     report = browse(f"/artifacts/artifact/{arts['staging-run-report']}", "report-artifact.png")
     assert "staging-run-report" in report and "ui-check-run" in report and "Staging run" in report
+    assert f'src="{base_url}products/' in report and "file://" not in report, report[-3000:]
     counts = browse(f"/artifacts/artifact/{arts['staging-run-counts']}", "counts-artifact.png")
     assert "staging-run-counts" in counts and "ui-check-run" in counts and "status:ok" in counts
     assert (shots / "flow-run.png").stat().st_size > 10_000
+    # the thumbnails load in the UI's page: each <img> from serve-outputs decoded (naturalWidth > 0)
+    thumbs = _loaded_images(chromium, ui + f"/artifacts/artifact/{arts['staging-run-report']}", base_url,
+                            tempfile.mkdtemp(dir=tmp_path))
+    assert len(thumbs) == 3 and all(w > 0 for _, w in thumbs), (thumbs, srv.procs.log("serve-outputs"))
+    assert all(src.startswith(base_url) and src.endswith("/layers/after.jpg") for src, _ in thumbs), thumbs
+
+
+def _serve_outputs(srv, out: Path) -> str:
+    """`stage serve-outputs` on the run's output folder (a background process of the module); its base URL."""
+    out.mkdir(parents=True)
+    port = free_port()
+    srv.procs.start("serve-outputs", [sys.executable, "-m", "flows.cli", "serve-outputs", "--out", str(out),
+                                      "--port", str(port)], srv.env)
+    deadline = time.monotonic() + 60
+    while "read-only" not in srv.procs.log("serve-outputs"):
+        assert time.monotonic() < deadline, srv.procs.log("serve-outputs")
+        time.sleep(0.2)
+    return f"http://127.0.0.1:{port}/"
+
+
+def _loaded_images(chromium: str, url: str, prefix: str, profile: str, timeout: float = 120) -> list[tuple[str, int]]:
+    """(src, naturalWidth) of the images from `prefix` on the page, once each has loaded or failed.
+
+    Headless Chromium driven over its DevTools protocol: the page runs in real time and the script
+    reads what the browser decoded, which --dump-dom (markup only) cannot show.
+    """
+    from websockets.sync.client import connect
+
+    port = free_port()
+    proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                             "--disable-sync", f"--user-data-dir={profile}", "--window-size=1400,900",
+                             f"--remote-debugging-port={port}", "--remote-allow-origins=*", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    script = (f"JSON.stringify([...document.images].filter(i => i.src.startsWith({json.dumps(prefix)}))"
+              ".map(i => [i.src, i.complete, i.naturalWidth]))")
+    try:
+        deadline = time.monotonic() + timeout
+        page = None
+        while page is None:
+            assert time.monotonic() < deadline, "Chromium's DevTools endpoint did not answer"
+            try:
+                page = httpx.put(f"http://127.0.0.1:{port}/json/new?{url}", timeout=5).json()
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
+            for n in itertools.count(1):
+                ws.send(json.dumps({"id": n, "method": "Runtime.evaluate",
+                                    "params": {"expression": script, "returnByValue": True}}))
+                reply = json.loads(ws.recv(timeout=30))
+                while reply.get("id") != n:  # events of the page in between
+                    reply = json.loads(ws.recv(timeout=30))
+                images = json.loads(reply["result"]["result"]["value"])
+                if (images and all(done for _, done, _ in images)) or time.monotonic() > deadline:
+                    return [(src, width) for src, _, width in images]
+                time.sleep(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    raise AssertionError("unreachable")
 
 
 def test_postgres_backed_server_runs_the_same_rerun(tmp_path, images, dev_keys):

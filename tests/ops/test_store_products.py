@@ -13,7 +13,9 @@ from ops.config import load_config
 from ops.context import RunContext
 from ops.objectstore import open_store
 from ops.paths import sku_slug
+from ops import runner
 from ops.runner import process_row
+from ops.state import open_state
 from ops.store_products import listed_files, publish_product, remote_record, withdraw_product
 from ops.workbench import Workbench
 from provenance.verify import verify_file
@@ -21,6 +23,13 @@ from s3_server import s3_server  # noqa: F401  (tests/ is on sys.path)
 
 PHOTO = "19_shoes_black-suede_white.jpg"
 
+
+
+@pytest.fixture(autouse=True)
+def files_state(monkeypatch):
+    """The run state is not under test here: the files beside each scratch folder (a run on an
+    object-store output keeps it in PostgreSQL: tests/flows/test_scale_out.py)."""
+    monkeypatch.setattr(runner, "state_for", lambda ctx: open_state(str(ctx.out_root), ctx.state))
 
 @pytest.fixture(scope="module")
 def bench(repo, dev_keys):
