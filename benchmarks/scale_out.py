@@ -27,7 +27,7 @@ upload of a product's files.
 
 Last line: object_store_overhead_ms_per_sku=<ms> target <= 50 PASS|FAIL.
 
-    .venv/bin/python benchmarks/scale_out.py              # N = 60 (about 3 minutes on 2 busy cores)
+    .venv/bin/python benchmarks/scale_out.py              # N = 60 (3-4 minutes on 2 busy cores)
     .venv/bin/python benchmarks/scale_out.py -n 200 --size 512
 """
 
