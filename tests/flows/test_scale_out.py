@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO, missing_tool  # tests/ is on sys.path
+from conftest import REPO  # tests/ is on sys.path
 from flows.nightly import shard_of
 from s3_server import s3_server  # noqa: F401
 
@@ -30,20 +30,14 @@ pytestmark = pytest.mark.server
 SKUS = 200
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    from pgcluster import postgres
-
-    folder = tmp_path_factory.mktemp("pg")
-    _PG.append(folder)
-    try:
-        with postgres(folder, driver="") as url:
-            yield url
-    except RuntimeError as exc:
-        missing_tool(f"no PostgreSQL cluster: {exc}")
+@pytest.fixture
+def database(postgres_url, tmp_path_factory):
+    """The session's PostgreSQL cluster (conftest.postgres_url); its log goes with a failure."""
+    _PG.append(tmp_path_factory.getbasetemp())
+    return postgres_url
 
 
-_PG: list[Path] = []  # the cluster's folder, for its log when it stops answering
+_PG: list[Path] = []  # where the cluster's log is, for when it stops answering
 
 
 def _catalog(tmp: Path, images: Path) -> Path:
@@ -105,7 +99,7 @@ def _events(db_url: str, url: str) -> list[dict]:
                                   "ORDER BY id", (url,)).fetchall()
         except psycopg.OperationalError as exc:
             if attempt == 2:
-                logs = "\n".join(p.read_text(errors="replace")[-3000:] for f in _PG for p in f.rglob("pg.log"))
+                logs = "\n".join(p.read_text(errors="replace")[-3000:] for f in _PG for p in f.glob("pg*/*/pg.log"))
                 raise AssertionError(f"the database does not answer: {exc}\n{logs}") from exc
             time.sleep(2)
     return []

@@ -60,24 +60,12 @@ def test_verify_names_what_is_wrong_with_a_url(published, capsys, dev_keys):
     assert out[3].startswith("FAIL  ftp://host/x.png") and "not supported" in out[3]
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    from conftest import missing_tool
-    from pgcluster import postgres
-
-    try:
-        with postgres(tmp_path_factory.mktemp("pg"), driver="") as url:
-            yield url
-    except RuntimeError as exc:
-        missing_tool(f"no PostgreSQL cluster: {exc}")
-
-
 @pytest.mark.server
-def test_review_on_an_object_store_output(published, database, repo, tmp_path, monkeypatch, capsys):
+def test_review_on_an_object_store_output(published, postgres_url, repo, tmp_path, monkeypatch, capsys):
     """Records come from the store into an empty scratch folder, decisions go to PostgreSQL, and the
     next staging of a rejected SKU withdraws its images from the store."""
     url, done, catalog = published
-    monkeypatch.setenv("STAGE_DATABASE_URL", database)
+    monkeypatch.setenv("STAGE_DATABASE_URL", postgres_url)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a reviewer's machine: nothing staged here
     config = str(repo / "config.toml")
     assert main(["review", "list", "--verdict", "all", "--json", "--out", url, "--config", config]) == 0
