@@ -338,12 +338,16 @@ def main(argv: list[str] | None = None) -> int:
                                   args.batch, warmup, runs, device)}
 
         if compile_:
+            import torch._dynamo
             import torch._inductor.config as inductor
 
             inductor.conv_1x1_as_mm = True
             inductor.coordinate_descent_tuning = True
             inductor.epilogue_fusion = False
             inductor.coordinate_descent_check_all_directions = True
+            # guidance_end halves the batch for the last steps: one static graph per batch size,
+            # not a dynamic-shape graph for the second size seen
+            torch._dynamo.config.automatic_dynamic_shapes = False
         fast = replace(base, fuse_qkv=True, channels_last=True, compile=compile_, guidance_end=args.guidance_end,
                        prompt_cache=base.prompt_cache)
         optimised = DiffusersSdxlScene.from_pipeline(fast, pipe)

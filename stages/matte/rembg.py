@@ -33,9 +33,6 @@ class RembgOptions:
                               "a multiple of 32 in 256..2048")
         if self.edge_refine not in ("none", "guided"):
             raise ConfigError(f"{where}.edge_refine = {self.edge_refine!r}: must be none or guided")
-        if self.alpha_matting and (self.inference_size or self.edge_refine != "none"):
-            raise ConfigError(f"{where}: alpha_matting runs rembg's own pipeline at the model's size; it does not "
-                              "combine with inference_size or edge_refine")
         if not 0 <= self.clear_below < self.opaque_from <= 255:
             raise ConfigError(f"{where}: need 0 <= clear_below ({self.clear_below}) < opaque_from "
                               f"({self.opaque_from}) <= 255")
@@ -231,7 +228,13 @@ class RembgMatte:
             mask = rembg_sized.predict(self.sized, rgb, self.size)
             if self.options.edge_refine == "guided":
                 mask = rembg_sized.guided_refine(mask, rgb, self.size)
-            return mask
+            if self.options.alpha_matting:  # rembg's own refinement, with the thresholds `remove` uses
+                from PIL import Image
+                from rembg.bg import alpha_matting_cutout
+
+                cut = alpha_matting_cutout(Image.fromarray(rgb), Image.fromarray(mask), 240, 10, 10)
+                mask = np.asarray(cut)[..., 3]
+            return np.ascontiguousarray(mask, dtype=np.uint8)
         common = {"session": self.session, "post_process_mask": False}
         if self.options.alpha_matting:
             # rembg ignores alpha_matting when only_mask is set: take the refined cut-out's alpha

@@ -377,12 +377,15 @@ def test_rembg_at_another_inference_size_with_edge_refinement(tmp_path, monkeypa
     if edge_refine == "guided":  # the refinement ran: the edges moved, the product stayed
         plain = _rembg(inference_size=256).run(rgb)
         assert not np.array_equal(matte.alpha, plain.alpha)
+        # rembg's alpha matting refines the sized mask too (a soft band at the edge, the inside kept)
+        matted = _rembg(inference_size=256, edge_refine=edge_refine, alpha_matting=True).run(rgb)
+        fg = matted.alpha > 127
+        assert (fg & hand).sum() / (fg | hand).sum() > 0.9 and not np.array_equal(matted.alpha, matte.alpha)
 
 
 def test_rembg_size_options_are_validated(tmp_path, monkeypatch):
     for bad, match in [({"inference_size": 500}, "multiple of 32"), ({"inference_size": 128}, "256..2048"),
-                       ({"edge_refine": "sharp"}, "none or guided"),
-                       ({"alpha_matting": True, "inference_size": 512}, "does not combine")]:
+                       ({"edge_refine": "sharp"}, "none or guided")]:
         with pytest.raises(ConfigError, match=match):
             RembgOptions(**bad).check("matte.rembg")
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))
