@@ -23,8 +23,9 @@ float16 (initialisers, casts and I/O converted): cut-outs per second, the photo'
 mask's post-processing on the host not counted. The GPU figures in the README have not been
 measured on the development machines, which have no GPU.
 
-Key line last: seconds per photo per core of the fastest setting within 0.005 mean IoU of `1024`
-against the hand masks (target <= 1.0 s); before it the GPU line (target >= 30 cut-outs/s at
+Key line last: seconds per photo per core of the fastest setting within 0.005 IoU of `1024`: mean
+IoU against the hand masks at most 0.005 below 1024's, and mean IoU against the 1024 cut-outs at
+least 0.995 (target <= 1.0 s); before it the GPU line (target >= 30 cut-outs/s at
 1024^2), or a line saying the GPU part did not run.
 
     STAGE_TEST_MODELS=/path/to/models python benchmarks/learned_matte.py     # ~4 min on 2 idle cores
@@ -249,10 +250,19 @@ def gpu_part(weights: Path, batches: list[int], runs: int, log: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------
 
+def within_budget(row: dict, ref_hand: float) -> bool:
+    """Within MAX_IOU_DROP of full resolution both ways: its mean IoU against the hand masks at most
+    that much below the reference's, and its mean IoU against the reference's own cut-outs at least
+    1 - MAX_IOU_DROP (a setting that moves edges away from the network's answer does not pass on
+    the strength of 8 hand masks alone)."""
+    return (median_of(row["hand"], mean=True) >= ref_hand - MAX_IOU_DROP
+            and median_of(row["vs_ref"], mean=True) >= 1 - MAX_IOU_DROP)
+
+
 def choose(results: dict[str, dict]) -> tuple[str, float]:
-    """The fastest setting within MAX_IOU_DROP mean hand-mask IoU of the reference, and its time."""
+    """The fastest setting within the IoU budget (`within_budget`), and its time; the reference is always in it."""
     ref = median_of(results[REFERENCE]["hand"], mean=True)
-    ok = [lab for lab, r in results.items() if median_of(r["hand"], mean=True) >= ref - MAX_IOU_DROP]
+    ok = [lab for lab, r in results.items() if lab == REFERENCE or within_budget(r, ref)]
     pick = min(ok, key=lambda lab: all_times(results[lab]))
     return pick, all_times(results[pick])
 
@@ -311,7 +321,8 @@ def main() -> int:
                      median_of(r["hand"], mean=True) - ref_hand))
     print(table(["setting", *[f"s@{mp:g}MP" for mp in sizes], "p90 s", "IoU hand", "worst", "IoU vs 1024",
                  "vs 1024"], rows, floatfmt="{:.4f}"))
-    print(f"fastest within {MAX_IOU_DROP} mean IoU of {REFERENCE} (hand masks): {pick}")
+    print(f"fastest within {MAX_IOU_DROP} IoU of {REFERENCE} (mean against the hand masks, and mean against the "
+          f"{REFERENCE} cut-outs >= {1 - MAX_IOU_DROP:g}): {pick}")
     mid = 4.0 if 4.0 in sizes else sizes[0]
     for lab in dict.fromkeys([REFERENCE, pick]):
         s = all_cores(models, lab, mid, args.photos, args.workers)

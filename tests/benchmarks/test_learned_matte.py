@@ -43,10 +43,13 @@ def test_float16_conversion_retypes_weights_casts_and_io(tmp_path):
 
 
 def test_choose_takes_the_fastest_setting_within_the_iou_budget():
-    results = {"1024": {"hand": [0.99, 0.98], "times": {4.0: [4.0]}},
-               "512": {"hand": [0.99, 0.97], "times": {4.0: [1.0]}},  # 0.005 below: allowed
-               "384+guided": {"hand": [0.98, 0.97], "times": {4.0: [0.5]}}}  # 0.01 below: not
-    assert bench.choose(results) == ("512", 1.0)
+    results = {"1024": {"hand": [0.99, 0.98], "vs_ref": [1.0, 1.0], "times": {4.0: [4.0]}},
+               "768": {"hand": [0.99, 0.97], "vs_ref": [0.996, 0.995], "times": {4.0: [2.0]}},  # 0.005 below: in
+               "512": {"hand": [0.99, 0.98], "vs_ref": [0.99, 0.99], "times": {4.0: [1.0]}},  # far from 1024's: out
+               "384+guided": {"hand": [0.98, 0.97], "vs_ref": [1.0, 1.0], "times": {4.0: [0.5]}}}  # 0.01 below: out
+    assert bench.choose(results) == ("768", 2.0)
+    del results["768"]
+    assert bench.choose(results) == ("1024", 4.0)  # nothing faster within the budget: the reference's own time
 
 
 @pytest.mark.models
