@@ -35,7 +35,7 @@ from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
 from ops.prepass import prepass
 from ops.report import ReportError, write_run_report
-from ops.results_log import ResultLog
+from ops.results_log import LogSink, ResultLog
 from ops.runner import RowResult, process_row
 from ops.state import open_state, state_for
 from ops.store_products import RemoteOutputs, upload_tree
@@ -131,11 +131,16 @@ def stage_row(bench: Workbench, row: CatalogRow, ctx: RunContext, logger: Any) -
 
 @task(name="stage-batch", cache_policy=NO_CACHE, task_run_name="stage-batch-{first_row}")
 def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
-                keys: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                keys: dict[str, str] | None = None, sink: LogSink | None = None) -> list[dict[str, Any]] | None:
     """Stage a batch of products; a failing product is recorded and the batch goes on.
 
     Each product is appended to the output folder's ledger as soon as it is done. After a stop
     request (`ops.stop`) no further product of the batch is started.
+
+    With `sink` (the run's result log), each product's result goes to it as soon as it is done
+    and the task returns None: Prefect links every object a task returns (the list and each
+    row's dict) to the task's state in the flow run's context until the run ends, so returned
+    results grew the flow process with every batch. Without, the results are returned.
     """
     logger = get_run_logger()
     catalog_rows = [CatalogRow(**r) for r in rows]
@@ -147,6 +152,9 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
         results = [RowResult(r.row, r.sku, "failed", error=error).to_dict() | {"attempts": 1} for r in catalog_rows]
         _record(ctx, results, keys, logger)
         _advance(len(results))
+        if sink is not None:
+            sink.append(results)
+            return None
         return results
     out: list[dict[str, Any]] = []
     for row in catalog_rows:
@@ -160,10 +168,13 @@ def stage_batch(rows: list[dict[str, Any]], ctx: RunContext, first_row: int,
             logger.warning("row %d SKU %r rejected: %s", row.row, row.sku, "; ".join(result["reasons"]))
         else:
             logger.info("row %d SKU %r %s (%s)", row.row, row.sku, result["status"], result["verdict"])
-        out.append(result)
         _record(ctx, [result], keys, logger)
+        if sink is not None:
+            sink.append([result])
+        else:
+            out.append(result)
         _advance(1)
-    return out
+    return None if sink is not None else out
 
 
 def flow_run_id() -> str | None:
@@ -369,15 +380,18 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
     in_flight: list[tuple[list[CatalogRow], Any]] = []
     limit, announced = 2 * cfg.run.workers, False
 
+    sink = LogSink(log)  # the batch tasks append each product's result to the log as it is done
+
     def collect(batch: list[CatalogRow], fut: Any) -> None:
         try:
-            log.append(fut.result())
-        except Exception as exc:  # the batch task itself crashed: its rows fail, the run and its report go on
+            fut.result()
+        except Exception as exc:  # the batch task itself crashed: its rows without a result fail, the run goes on
             logger.error("batch from row %d crashed: %s: %s", batch[0].row, type(exc).__name__, exc)
+            seen = log.rows_seen()
             log.append(
                 RowResult(r.row, r.sku, "failed", error=f"batch task failed: {type(exc).__name__}: {exc}")
                 .to_dict() | {"attempts": 1}
-                for r in batch
+                for r in batch if r.row not in seen
             )
         progress.update(log.count)
 
@@ -385,7 +399,8 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
         while pending and len(in_flight) < limit and not STOP.requested:
             batch = pending.popleft()
             batch_keys = {r.sku: keys[r.sku] for r in batch if r.sku in keys}
-            in_flight.append((batch, stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys)))
+            in_flight.append((batch, stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys,
+                                                        sink)))
         if STOP.requested and not announced:
             announced = True
             note_cancellation(flow_run_id())
@@ -395,6 +410,7 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
             break
         if STOP.remaining_s() <= 0:
             abandoned = STOP.close(PUBLISH_GRACE_S)
+            sink.close()  # a product an abandoned batch finishes later is the ledger's, not this report's
             logger.warning("stop: abandoned %d product(s) still in progress: %s", len(abandoned), ", ".join(abandoned))
             return abandoned
         finished, _ = concurrent.futures.wait([f.wrapped_future for _, f in in_flight],

@@ -24,7 +24,7 @@ SHOWN_SKU_LEN = 80  # a SKU quoted in an error is cut to this many characters
 # overrides), undecodable bytes, private-use and unassigned code points, line separators.
 _BAD_SKU_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogRow:
     row: int  # the row the user sees: CSV line, spreadsheet row, Parquet record + 1 (the header is row 1)
     sku: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -162,10 +163,29 @@ class Ledger:
         if key in self._ready:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if key is None:
+            self._create()
         with self._connect() as db:
             db.executescript(_SCHEMA)
             _add_columns(db)
         self._ready.add((str(self.path), self.path.stat().st_ino))
+
+    def _create(self) -> None:
+        """Make the ledger file with its tables in a temp file and link it into place, so that a
+        reader (a `stage report`, a monitor) never finds the file without its tables; when another
+        process made it first, its file stays. A file system without hard links: created in place."""
+        tmp = self.path.with_name(f".{LEDGER_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            with closing(sqlite3.connect(tmp, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            os.link(tmp, self.path)
+        except OSError:  # made by another process first (kept), or no hard links here: made in place
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+            for extra in ("-wal", "-shm"):
+                Path(f"{tmp}{extra}").unlink(missing_ok=True)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

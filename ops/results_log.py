@@ -117,3 +117,25 @@ class ResultLog:
         if remove:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+
+
+class LogSink:
+    """Where batch tasks append their results: the run's `ResultLog`, until the run closes it.
+
+    After a stop abandons the products still in progress, the run accounts for them itself; a
+    product that such a batch finishes later is in the ledger, and no longer goes to the log.
+    """
+
+    def __init__(self, log: ResultLog) -> None:
+        self._log = log
+        self._lock = threading.Lock()
+        self._open = True
+
+    def append(self, results: Iterable[dict[str, Any]]) -> None:
+        with self._lock:
+            if self._open:
+                self._log.append(results)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False

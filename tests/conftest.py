@@ -167,3 +167,20 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         missing_tool(f"no PostgreSQL for the run-state tests: {exc}")
     yield url
     cluster.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fake_aws(monkeypatch, tmp_path):
+    """Made-up AWS credentials in the environment only (no ~/.aws, no instance metadata); a fresh s3fs."""
+    import s3fs
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPREVIEWTEST00001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "preview-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield monkeypatch
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,10 +22,17 @@ class RembgOptions:
     alpha_matting: bool = False
     opaque_from: int = 230  # mask level at and above which a pixel is wholly product (alpha 255)
     clear_below: int = 25  # mask level at and below which a pixel is wholly backdrop (alpha 0)
+    inference_size: int = 0  # side of the square an IS-Net model sees; 0: its own (1024)
+    edge_refine: Literal["none", "guided"] = "none"  # guided: snap the upsampled mask to the photo's edges
 
     def check(self, where: str) -> None:
         if not self.model.strip():
             raise ConfigError(f"{where}.model is empty: name a rembg model (e.g. isnet-general-use)")
+        if self.inference_size and not (256 <= self.inference_size <= 2048 and self.inference_size % 32 == 0):
+            raise ConfigError(f"{where}.inference_size = {self.inference_size}: must be 0 (the model's own) or "
+                              "a multiple of 32 in 256..2048")
+        if self.edge_refine not in ("none", "guided"):
+            raise ConfigError(f"{where}.edge_refine = {self.edge_refine!r}: must be none or guided")
         if not 0 <= self.clear_below < self.opaque_from <= 255:
             raise ConfigError(f"{where}: need 0 <= clear_below ({self.clear_below}) < opaque_from "
                               f"({self.opaque_from}) <= 255")
@@ -138,11 +145,14 @@ class RembgMatte:
     Options = RembgOptions
     learned = True
 
-    def __init__(self, options: RembgOptions, session: Any, remove: Any, providers: list[str]) -> None:
+    def __init__(self, options: RembgOptions, session: Any, remove: Any, providers: list[str],
+                 sized: Any = None, size: int = 0) -> None:
         self.options = options
-        self.session = session
+        self.session = session  # rembg's session (None when the model runs at another size: `sized`)
         self._remove = remove
         self.providers = providers
+        self.sized = sized  # onnxruntime session at `size` (rembg_sized), or None: rembg's own pipeline
+        self.size = size
         self.backend = f"rembg:{options.model}"
 
     @classmethod
@@ -183,6 +193,8 @@ class RembgMatte:
             raise ConfigError(f"matte.rembg.model = {model!r} sends images to a remote service")
         available = onnxruntime.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        if options.inference_size or options.edge_refine != "none":
+            return cls._load_sized(options, weights, providers, rembg.remove)
         try:
             session = rembg.new_session(model, providers=providers)
         except Exception as exc:
@@ -190,8 +202,39 @@ class RembgMatte:
             raise ModelUnavailableError(_rembg_advice(model, weights, problem)) from exc
         return cls(options, session, rembg.remove, providers)
 
-    def run(self, rgb: np.ndarray) -> Matte:
-        rgb = check_rgb(rgb)
+    @classmethod
+    def _load_sized(cls, options: RembgOptions, weights: Path, providers: list[str], remove: Any) -> RembgMatte:
+        """The model in its own onnxruntime session at `inference_size`, with rembg's IS-Net pre- and
+        post-processing (stages.matte.rembg_sized): only IS-Net models normalise that way."""
+        from stages.matte import rembg_sized
+
+        if not options.model.startswith("isnet"):
+            raise ConfigError(f"matte.rembg.inference_size and edge_refine apply to IS-Net models (isnet-*), "
+                              f"not {options.model!r}")
+        try:
+            sized, side = rembg_sized.open_session(weights, options.inference_size or 1024, providers)
+        except (ConfigError, ModelUnavailableError):
+            raise
+        except Exception as exc:
+            problem = f"could not be loaded ({type(exc).__name__}: {exc})"
+            raise ModelUnavailableError(_rembg_advice(options.model, weights, problem)) from exc
+        return cls(options, None, remove, providers, sized, options.inference_size or side)
+
+    def _mask(self, rgb: np.ndarray) -> np.ndarray:
+        """The model's mask of the photo (uint8, the photo's size), before `mask_to_alpha`."""
+        if self.sized is not None:
+            from stages.matte import rembg_sized
+
+            mask = rembg_sized.predict(self.sized, rgb, self.size)
+            if self.options.edge_refine == "guided":
+                mask = rembg_sized.guided_refine(mask, rgb, self.size)
+            if self.options.alpha_matting:  # rembg's own refinement, with the thresholds `remove` uses
+                from PIL import Image
+                from rembg.bg import alpha_matting_cutout
+
+                cut = alpha_matting_cutout(Image.fromarray(rgb), Image.fromarray(mask), 240, 10, 10)
+                mask = np.asarray(cut)[..., 3]
+            return np.ascontiguousarray(mask, dtype=np.uint8)
         common = {"session": self.session, "post_process_mask": False}
         if self.options.alpha_matting:
             # rembg ignores alpha_matting when only_mask is set: take the refined cut-out's alpha
@@ -199,13 +242,17 @@ class RembgMatte:
             alpha = out[..., 3] if out.ndim == 3 else out
         else:
             alpha = np.asarray(self._remove(rgb, only_mask=True, alpha_matting=False, **common))
-        mask = np.ascontiguousarray(alpha, dtype=np.uint8)
+        return np.ascontiguousarray(alpha, dtype=np.uint8)
+
+    def run(self, rgb: np.ndarray) -> Matte:
+        mask = self._mask(check_rgb(rgb))
         o = self.options
         confidence, measures, reasons = mask_confidence(mask, o.clear_below, o.opaque_from)
         details = {
             "model": o.model,
             "providers": self.providers,
             "alpha_matting": o.alpha_matting,
+            **({"inference_size": self.size, "edge_refine": o.edge_refine} if self.sized is not None else {}),
             **measures,
             "reasons": reasons,
         }

@@ -16,7 +16,7 @@ import numpy as np
 from stages.depth.base import preview_canvas
 from stages.errors import ConfigError, ModelUnavailableError, StageError
 from stages.models import ModelSource, Requirement, package_requirement, quiet_loading
-from stages.scene import ip_adapter, prompts
+from stages.scene import diffusers_guidance, ip_adapter, prompts
 from stages.scene.base import Scene, SceneOutOfMemory, SceneRequest
 from stages.scene.diffusers_load import (
     Prepared,
@@ -71,6 +71,8 @@ class DiffusersScene:
         self.embed_misses = 0
         self._batch = options.batch_size
         self._do_cfg = options.guidance_scale > 1.0
+        # installed after torch.compile (prepare): the switch wraps the compiled models' forward
+        self._guidance = diffusers_guidance.install(pipe) if self._do_cfg and options.guidance_end < 1 else None
         self._settings = self._base_settings()
 
     @classmethod
@@ -128,6 +130,7 @@ class DiffusersScene:
             "scheduler": o.scheduler,
             "steps": o.steps,
             "guidance_scale": o.guidance_scale,
+            **({"guidance_end": o.guidance_end} if o.guidance_end < 1 else {}),
             "controlnet_conditioning_scale": o.controlnet_conditioning_scale,
             "strength": o.strength,
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -241,13 +244,19 @@ class DiffusersScene:
         embeds = self._embeddings(texts, negatives)
         generators = [torch.Generator(device=self.device.type).manual_seed(int(r.seed)) for r in chunk]
         image_prompt, ip_settings = ip_adapter.call_inputs(self.pipe, self.options, chunk[0], self.ip_loaded)
-        result = self.pipe(
-            image=[p.image for p in prepared], mask_image=[p.mask_image for p in prepared],
-            control_image=[p.control_image for p in prepared], height=h, width=w,
-            strength=o.strength, num_inference_steps=o.steps, guidance_scale=o.guidance_scale,
-            controlnet_conditioning_scale=o.controlnet_conditioning_scale,
-            generator=generators, output_type="np", **embeds, **image_prompt,
-        )
+        switch = self._guidance
+        stop = {"callback_on_step_end": switch.step_callback(o.guidance_end)} if switch is not None else {}
+        try:
+            result = self.pipe(
+                image=[p.image for p in prepared], mask_image=[p.mask_image for p in prepared],
+                control_image=[p.control_image for p in prepared], height=h, width=w,
+                strength=o.strength, num_inference_steps=o.steps, guidance_scale=o.guidance_scale,
+                controlnet_conditioning_scale=o.controlnet_conditioning_scale,
+                generator=generators, output_type="np", **embeds, **image_prompt, **stop,
+            )
+        finally:
+            if switch is not None:
+                switch.cond_only = False
         flagged = getattr(result, "nsfw_content_detected", None) or []
         if any(flagged):
             seeds = [r.seed for r, f in zip(chunk, flagged, strict=False) if f]

@@ -56,6 +56,7 @@ class DiffusersOptions:
     fuse_qkv: bool = False  # fused attention projections (UNet, ControlNet, VAE); not with loras
     channels_last: bool = False  # channels-last memory format for the convolutions
     compile: bool = False  # torch.compile the UNet and ControlNet (minutes on the first image; not with offload)
+    guidance_end: float = 1.0  # share of the steps run with classifier-free guidance; the rest cost half
     # IP-Adapter: a reference image (row `reference_image` or [scene].reference_image) steers the look.
     ip_adapter: str = ""  # hub id or local folder holding the adapter weights; empty: no adapter
     ip_adapter_subfolder: str = ""
@@ -80,6 +81,7 @@ class DiffusersOptions:
             (int(d.steps * d.strength) >= 1, f"{where}.strength = {d.strength} with steps = {d.steps} leaves no "
                                              "denoising step (int(steps * strength) must be >= 1)"),
             (0 <= d.guidance_scale <= 50, f"{where}.guidance_scale = {d.guidance_scale}: must be 0..50"),
+            (0 < d.guidance_end <= 1, f"{where}.guidance_end = {d.guidance_end}: must be in (0, 1]"),
             (0 <= d.controlnet_conditioning_scale <= 5,
              f"{where}.controlnet_conditioning_scale = {d.controlnet_conditioning_scale}: must be 0..5"),
             (d.max_side == 0 or 64 <= d.max_side <= 8192, f"{where}.max_side = {d.max_side}: must be 0 or 64..8192"),

@@ -69,15 +69,9 @@ def test_without_base_url_the_links_are_files_and_the_report_says_how_to_preview
     assert text.count("Previews:") == 1 and "`stage serve-outputs`" in text and "[previews] base_url" in text
 
 
-def test_object_store_output_links_are_presigned(tmp_path, monkeypatch):
+def test_object_store_output_links_are_presigned(tmp_path, fake_aws):
     import s3fs
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPREVIEWTEST00001")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "preview-test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
-    s3fs.S3FileSystem.clear_instance_cache()
+    monkeypatch = fake_aws
     text = _run_report(tmp_path, monkeypatch, output_url="s3://shop/nightly", presign_s=3600)
     report, thumb = re.findall(r"\]\((https://[^)]+)\)", text)
     assert "/nightly/runs/r1/report.html?" in report and "/nightly/products/SHOE%20%281%29-64cf0213cb/layers/" \

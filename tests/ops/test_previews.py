@@ -13,23 +13,6 @@ from stages.errors import ConfigError
 THUMB = "products/SHOE 01 (black)-64cf0213cb/layers/after.jpg"
 
 
-@pytest.fixture
-def aws(monkeypatch, tmp_path):
-    """Made-up AWS credentials in the environment only (no ~/.aws, no instance metadata); a fresh s3fs."""
-    import s3fs
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPREVIEWTEST00001")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "preview-test-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield monkeypatch
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
 def test_local_folder_without_base_url_links_the_file(tmp_path):
     url = preview_url(THUMB, tmp_path)
     assert url.startswith("file://") and url.endswith("/layers/after.jpg")
@@ -51,7 +34,7 @@ def test_paths_outside_the_output_location_are_refused(tmp_path, rel):
         preview_url(rel, tmp_path, "http://stage-box:8780/")
 
 
-def test_object_store_output_gets_a_presigned_sigv4_url(tmp_path, aws):
+def test_object_store_output_gets_a_presigned_sigv4_url(tmp_path, fake_aws):
     url = preview_url(THUMB, tmp_path, output_url="s3://shop-outputs/staging/nightly/", presign_s=7200)
     parts = urlsplit(url)
     query = parse_qs(parts.query)
@@ -70,15 +53,15 @@ def test_object_store_output_gets_a_presigned_sigv4_url(tmp_path, aws):
     assert parse_qs(urlsplit(other).query)["X-Amz-Signature"] != query["X-Amz-Signature"]
 
 
-def test_base_url_wins_over_presigning(tmp_path, aws):
+def test_base_url_wins_over_presigning(tmp_path, fake_aws):
     """A bucket behind a CDN or a public bucket URL: plain links, no signature."""
     url = preview_url(THUMB, tmp_path, "https://images.example/nightly/", "s3://shop-outputs/nightly")
     assert url.startswith("https://images.example/nightly/products/") and "X-Amz" not in url
 
 
-def test_object_store_without_credentials_says_why(tmp_path, aws):
-    aws.delenv("AWS_ACCESS_KEY_ID")
-    aws.delenv("AWS_SECRET_ACCESS_KEY")
+def test_object_store_without_credentials_says_why(tmp_path, fake_aws):
+    fake_aws.delenv("AWS_ACCESS_KEY_ID")
+    fake_aws.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(PreviewError, match=r"cannot presign s3:// links: NoCredentialsError"):
         preview_url(THUMB, tmp_path, output_url="s3://shop-outputs/nightly")
     with pytest.raises(PreviewError, match=r"cannot presign memory:// links"):

@@ -196,3 +196,15 @@ def test_review_commands_keep_decisions_in_the_state(state, tmp_path):
     assert (out / "review" / "state.json").is_file() == (state.backend == "files")
     assert review.reset(out, "SHOE-1", state=state) and not review.reset(out, "SHOE-1", state=state)
     assert review.queue(out, ("review",), state=state)[0]["decision"] is None
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"database_url_env": "postgresql://u:p@h/db"}, "must name an environment variable"),
+    ({"claim_lease_s": 1}, r"claim_lease_s = 1\.0: must be 5\.\.3600"),
+])
+def test_state_config_is_checked(table, message):
+    from ops.config import load_config
+    from stages.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {"state": table})

@@ -305,3 +305,90 @@ def test_rembg_mask_levels_become_an_opaque_product_with_soft_edges():
     assert 0 < alpha[3] < alpha[4] < alpha[5] < 255 and np.all(np.diff(alpha.astype(int)) >= 0)
     with pytest.raises(ConfigError, match="clear_below"):
         RembgOptions(clear_below=200, opaque_from=100).check("matte.rembg")
+
+
+def _fixed_size_net(side: int) -> bytes:
+    """An ONNX network exported like rembg's IS-Net: a fixed 1x3xSxS input and an upsampling step whose
+    target size is a constant baked in at export (pool to S/2, resize back to S, add the input)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def const(name: str, values: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64,
+                                                                                  [len(values)], values))
+
+    nodes = [
+        helper.make_node("MaxPool", ["input"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Shape", ["pooled"], ["shape"]), const("zero", [0]), const("two", [2]),
+        helper.make_node("Slice", ["shape", "zero", "two", "zero"], ["nc"]), const("target", [side, side]),
+        helper.make_node("Concat", ["nc", "target"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["pooled", "", "", "sizes"], ["up"], mode="nearest"),
+        helper.make_node("Add", ["up", "input"], ["sum"]),
+        const("one", [1]), helper.make_node("ReduceSum", ["sum", "one"], ["output"], keepdims=1),
+    ]
+    graph = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                             [1, 3, side, side])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, side, side])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def test_a_fixed_size_network_is_rewritten_to_run_at_another_size():
+    """The baked upsampling size is scaled with the input: the rewritten network runs at 96 (and at a
+    batch of 2) and computes what the original computes, pixel for pixel, on a 64 input scaled up."""
+    import onnxruntime as ort
+
+    from stages.matte.rembg_sized import resize_graph
+
+    data = _fixed_size_net(64)
+    with pytest.raises(Exception, match="dimensions"):  # as exported: 64 only
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": np.zeros((1, 3, 96, 96),
+                                                                                                   np.float32)})
+    resized, side = resize_graph(data, 96)
+    assert side == 64
+    x = np.random.default_rng(0).random((2, 3, 96, 96), dtype=np.float32)
+    out = ort.InferenceSession(resized, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert out.shape == (2, 1, 96, 96)
+    pooled = x.reshape(2, 3, 48, 2, 48, 2).max(axis=(3, 5))
+    expected = (pooled.repeat(2, axis=2).repeat(2, axis=3) + x).sum(axis=1, keepdims=True)
+    assert np.allclose(out, expected, atol=1e-5)
+    assert resize_graph(tiny_onnx.white_keyer(), 96) == (tiny_onnx.white_keyer(), None)  # symbolic already
+
+
+@pytest.mark.parametrize("edge_refine", ["none", "guided"])
+def test_rembg_at_another_inference_size_with_edge_refinement(tmp_path, monkeypatch, images, edge_refine):
+    """inference_size runs the model in its own session at that size with rembg's IS-Net pre- and
+    post-processing; edge_refine snaps the upsampled mask to the photo's edges; both are recorded."""
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    tiny_onnx.install(tmp_path)
+    name = "19_shoes_black-suede_white"
+    rgb = np.asarray(Image.open(images / f"{name}.jpg").convert("RGB"))
+    rgb = cv2.resize(rgb, (rgb.shape[1] * 3, rgb.shape[0] * 3), interpolation=cv2.INTER_CUBIC)  # a 1.9 MP photo
+    hand = cv2.resize(np.asarray(Image.open(MASKS / f"{name}.png").convert("L")), rgb.shape[1::-1],
+                      interpolation=cv2.INTER_NEAREST) > 127
+    native = _rembg().run(rgb)
+    backend = _rembg(inference_size=256, edge_refine=edge_refine)
+    assert backend.session is None and backend.size == 256
+    matte = backend.run(rgb)
+    assert matte.details["inference_size"] == 256 and matte.details["edge_refine"] == edge_refine
+    assert matte.alpha.shape == rgb.shape[:2]
+    fg, ref = matte.alpha > 127, native.alpha > 127
+    assert (fg & hand).sum() / (fg | hand).sum() > 0.9
+    assert (fg & ref).sum() / (fg | ref).sum() > 0.95  # close to the network's full-size answer
+    if edge_refine == "guided":  # the refinement ran: the edges moved, the product stayed
+        plain = _rembg(inference_size=256).run(rgb)
+        assert not np.array_equal(matte.alpha, plain.alpha)
+        # rembg's alpha matting refines the sized mask too (a soft band at the edge, the inside kept)
+        matted = _rembg(inference_size=256, edge_refine=edge_refine, alpha_matting=True).run(rgb)
+        fg = matted.alpha > 127
+        assert (fg & hand).sum() / (fg | hand).sum() > 0.9 and not np.array_equal(matted.alpha, matte.alpha)
+
+
+def test_rembg_size_options_are_validated(tmp_path, monkeypatch):
+    for bad, match in [({"inference_size": 500}, "multiple of 32"), ({"inference_size": 128}, "256..2048"),
+                       ({"edge_refine": "sharp"}, "none or guided")]:
+        with pytest.raises(ConfigError, match=match):
+            RembgOptions(**bad).check("matte.rembg")
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    tiny_onnx.install(tmp_path, "u2net")
+    with pytest.raises(ConfigError, match="IS-Net"):
+        _rembg(model="u2net", inference_size=512)

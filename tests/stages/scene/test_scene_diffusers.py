@@ -133,6 +133,7 @@ def test_repo_config_has_the_real_defaults(repo):
     ({"prompt_template": "{product} on a table"}, r"unknown field\(s\) \['product'\]"),
     ({"loras": [{"path": "x.safetensors", "scale": "high"}]}, r"loras\[0\].scale = 'high': expected float"),
     ({"model": ""}, r"scene.diffusers_sdxl.model is empty"),
+    ({"guidance_end": 0.0}, r"scene.diffusers_sdxl.guidance_end = 0.0: must be in \(0, 1\]"),
 ])
 def test_bad_diffusers_options_are_config_errors(table, match):
     with pytest.raises(ConfigError, match=match):
@@ -375,6 +376,28 @@ def test_speed_options_keep_the_image(backends, models, layout):
     assert np.abs(scene.rgb.astype(int) - plain.rgb.astype(int)).max() <= 2  # same maths, other kernels
     with pytest.raises(ConfigError, match="fuse_qkv does not combine with loras"):
         load(models, "sdxl", fuse_qkv=True, loras=(LoraOptions(path="x"),))
+
+
+@pytest.mark.parametrize("kind", ["sdxl", "sd15"])
+def test_guidance_end_runs_the_late_steps_on_the_conditional_half_only(backends, models, layout, kind):
+    """guidance_end = 0.5 of 4 steps: the UNet and the ControlNet see the doubled batch (unconditional +
+    conditional) for steps 1-2 and the conditional half alone for steps 3-4; the image stays a
+    reproducible scene that differs from full guidance, and the setting is recorded."""
+    opts = {**FAST, "steps": 4}
+    cut = load(models, kind, **opts, guidance_end=0.5)
+    full = load(models, kind, **opts)
+    batches: dict[str, list[int]] = {"unet": [], "controlnet": []}
+    for name in batches:
+        getattr(cut.pipe, name).conv_in.register_forward_pre_hook(
+            lambda m, args, name=name: batches[name].append(int(args[0].shape[0])))
+    scene = cut.generate(request(layout, seed=4))
+    assert batches == {"unet": [2, 2, 1, 1], "controlnet": [2, 2, 1, 1]}
+    assert scene.settings["guidance_end"] == 0.5 and "guidance_end" not in full.generate(request(layout)).settings
+    again = cut.generate(request(layout, seed=4))
+    assert np.array_equal(scene.rgb, again.rgb) and batches["unet"][4:] == [2, 2, 1, 1]  # switched back per call
+    assert not np.array_equal(scene.rgb, full.generate(request(layout, seed=4)).rgb)
+    assert cut._guidance is not None and load(models, kind, **opts, guidance_end=0.5, guidance_scale=1.0
+                                              )._guidance is None  # no guidance to stop
 
 
 def test_vae_override_is_loaded_and_recorded(models, layout):
