@@ -120,13 +120,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ops.config import load_config
     from ops.reproduce import IDENTICAL, reproduce
-    from stages.errors import StagingError
 
-    try:
-        cfg = load_config(args.config)
-    except StagingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    cfg = load_config(args.config)
     out = Path(args.out) if args.out else None
     result = reproduce(Path(args.image), cfg, source=args.source, reference=args.reference, out=out)
     if args.json:
@@ -211,8 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. An expected error a command does not handle itself (a bad config file, an
+    output location refused, a signing problem) ends it with its message and exit code 1, never a
+    traceback: the commands leave those to this one place."""
+    from ops.errors import EXPECTED
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except EXPECTED as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

@@ -19,15 +19,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from ops.config import load_config
     from ops.doctor import problems, report, run_checks, summary_line
-    from ops.errors import EXPECTED
     from ops.runlock import output_root
 
-    err = Console(stderr=True)
-    try:
-        cfg = load_config(args.config)
-    except EXPECTED as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        return EXIT_RUN_FAILED
+    cfg = load_config(args.config)
     rows = run_checks(cfg, output_root(cfg, args.out))
     if args.json:
         print(json.dumps(report(rows, cfg), indent=2, ensure_ascii=False))

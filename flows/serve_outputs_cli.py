@@ -16,13 +16,8 @@ def cmd_serve_outputs(args: argparse.Namespace) -> int:
     from ops.config import load_config
     from ops.preview_server import OutputServer, loopback
     from ops.runlock import output_root
-    from stages.errors import StagingError
 
-    try:
-        cfg = load_config(args.config)
-    except StagingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    cfg = load_config(args.config)
     where = args.out or cfg.run.output_dir
     if "://" in where:
         print(f"error: {where} is an object-store location: nothing to serve from this machine; its previews "

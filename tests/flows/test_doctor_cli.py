@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flows.cli import main
 from flows.doctor_cli import print_summary
 from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED
@@ -34,11 +36,15 @@ def test_doctor_names_missing_models_and_exits_1(tmp_path, dev_keys, monkeypatch
         in out
 
 
-def test_doctor_with_a_bad_config_exits_1(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["doctor"], ["review", "list"], ["report", "latest"], ["serve-outputs"],
+                                     ["reproduce", "image.png"], ["verify", "image.png"]])
+def test_a_bad_config_exits_1_with_its_message(tmp_path, capsys, command):
+    """Every command that reads the config says what is wrong with it, in one line, without a traceback."""
     config = tmp_path / "config.toml"
     config.write_text('[scene]\nbackend = "nope"\n', encoding="utf-8")
-    assert main(["doctor", "--config", str(config)]) == EXIT_RUN_FAILED
-    assert "nope" in capsys.readouterr().err
+    assert main([*command, "--config", str(config)]) == EXIT_RUN_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err and "Traceback" not in err
 
 
 def test_stage_run_summary_line(tmp_path, dev_keys):
