@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ops.atomic import write_bytes
 from ops.catalog import CatalogRow
 from ops.context import StepTimer
@@ -22,7 +20,7 @@ from stages.check.compliance import PhotoProblem, check_compliance, photo_proble
 from stages.check.pixels import format_pixels
 from stages.encode import encode_format, encode_rgba, thumbnail_jpeg
 from stages.formats import EXTENSION, mime_type
-from stages.layout import Layout, place_product, uncapped_scale
+from stages.layout import Layout, ProductCrop, place_product, product_crop, uncapped_scale
 from stages.load import LoadedImage
 from stages.matte import Matte
 from stages.pipeline import PIPELINE_VERSION, Brief, Frame, Photo, Variant, stage
@@ -60,16 +58,21 @@ class _Staged:
 
 
 def render_channels(bench: Workbench, source: SourcePhoto, matte: Matte, brief: Brief, seed: int, row: CatalogRow,
-                    paths: ProductPaths) -> list[ChannelRendition]:
+                    paths: ProductPaths, crop: ProductCrop | None = None) -> list[ChannelRendition]:
     """Every active preset, in order, each in each of its formats; a preset whose rules the photo
-    cannot meet is withheld (`withhold`) instead of staged."""
+    cannot meet is withheld (`withhold`) instead of staged.
+
+    `crop`: `stages.layout.product_crop` of the photo and `matte` (the master's `Staging.crop`):
+    every preset is laid out from it, so the product's box and its premultiplied pixels are made
+    once per product, not once per preset."""
     out: list[ChannelRendition] = []
     for name in bench.cfg.renditions.active:
         preset = bench.cfg.renditions.presets[name]
         t0 = time.perf_counter()
+        crop = crop or product_crop(source.image.rgb, matte.alpha)
         layout = place_product(source.image.rgb, matte.alpha, bench.parts.options.layout,
-                               preset.placement or row.placement, canvas=(preset.width, preset.height))
-        if problems := photo_problems(layout, preset.compliance, _uncapped(bench, layout, matte)):
+                               preset.placement or row.placement, canvas=(preset.width, preset.height), crop=crop)
+        if problems := photo_problems(layout, preset.compliance, _uncapped(bench, layout, crop)):
             out += withhold(name, preset, layout, problems, paths, round((time.perf_counter() - t0) * 1000, 2))
             continue
         staged = stage_preset(bench, name, source, matte, brief, seed, row.placement, paths, layout, t0)
@@ -77,14 +80,12 @@ def render_channels(bench: Workbench, source: SourcePhoto, matte: Matte, brief: 
     return out
 
 
-def _uncapped(bench: Workbench, layout: Layout, matte: Matte) -> float:
+def _uncapped(bench: Workbench, layout: Layout, crop: ProductCrop) -> float:
     """The preset's scale without `max_scale` (only worked out when that cap decided the scale)."""
     p = layout.placement
     if p.limited_by != "max_scale":
         return p.scale
-    x0, y0, x1, y1 = p.source_box
-    area = float(matte.alpha[y0:y1, x0:x1].sum(dtype=np.int64)) / 255.0
-    return uncapped_scale(bench.parts.options.layout, p, layout.size, area)
+    return uncapped_scale(bench.parts.options.layout, p, layout.size, crop.area)
 
 
 def withhold(name: str, preset: RenditionPreset, layout: Layout, problems: list[PhotoProblem], paths: ProductPaths,

@@ -142,7 +142,8 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
         channels = []
         if primary.output and cfg.renditions.active:
             with t("channels"):  # [renditions] presets, staged again at each channel's own size
-                channels = render_channels(bench, p.source, p.staging.matte, brief, primary.seed, row, paths)
+                channels = render_channels(bench, p.source, p.staging.matte, brief, primary.seed, row, paths,
+                                           p.staging.crop)
             if more := [reason for c in channels for reason in c.problems()]:
                 primary.verdict = "review" if primary.verdict == "pass" else primary.verdict
                 primary.reasons = primary.reasons + more

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -148,21 +149,54 @@ def layout_error(cfg: LayoutOptions) -> str | None:
     return None
 
 
-def _resize_premultiplied(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True, eq=False)
+class ProductCrop:
+    """The product's box cut out of the source photo and its matte: what every layout of the same
+    photo and matte starts from (the master's and each channel preset's), made once per product.
+
+    `box` is `product_box(alpha)`; `rgb` and `alpha` are that box's pixels; `area` is the matte's
+    area in source pixels (what `coverage` placement aims at)."""
+
+    rgb: np.ndarray  # hxwx3 uint8
+    alpha: np.ndarray  # hxw uint8
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the source photo
+    area: float
+
+    @functools.cached_property
+    def premultiplied16(self) -> np.ndarray:
+        """hxwx4 uint16: colour x alpha (exact: at most 65025) and alpha x 257 (alpha on 0..65535):
+        what a shrinking layout area-averages; made once however many canvases shrink it."""
+        a = self.alpha
+        planes = [cv2.multiply(c, a, dtype=cv2.CV_16U) for c in cv2.split(self.rgb)]
+        return cv2.merge((*planes, cv2.multiply(a, 257.0, dtype=cv2.CV_16U)))
+
+
+def product_crop(rgb: np.ndarray, alpha: np.ndarray) -> ProductCrop:
+    """The product's box of a photo and its matte (`ProductCrop`)."""
+    if rgb.shape[:2] != alpha.shape:
+        raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
+    x0, y0, x1, y1 = product_box(alpha)
+    crop_a = np.ascontiguousarray(alpha[y0:y1, x0:x1])
+    area = cv2.sumElems(crop_a)[0] / 255.0  # exact: a double holds any uint8 image's sum
+    return ProductCrop(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop_a, (x0, y0, x1, y1), area)
+
+
+def _resize_premultiplied(crop: ProductCrop, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resample colour weighted by alpha so background colour does not bleed into the edge.
 
-    Shrinking (a large photo onto the canvas) premultiplies in 16-bit integers (colour x alpha
-    fits exactly) and area-averages those: the same weights as in floats, rounded to 1/65025 of
-    a level, without making float copies of the whole product box; only the canvas-sized result
-    is divided back in floats. (Not in two passes like `stages.resample.shrink`: a whole-factor
-    box pass first moves the footprints' ends by up to half a source pixel, which shows on the
+    Shrinking (a large photo onto the canvas) area-averages the crop's 16-bit premultiplied colour
+    and alpha (`ProductCrop.premultiplied16`, one 4-channel image resized in one pass: each channel
+    is averaged on its own, as if resized alone): the same weights as in floats, rounded to 1/65025
+    of a level, without float copies of the whole product box; only the canvas-sized result is
+    divided back in floats. (Not in two passes like `stages.resample.shrink`: a whole-factor box
+    pass first moves the footprints' ends by up to half a source pixel, which shows on the
     product's edge.)"""
+    rgb, alpha = crop.rgb, crop.alpha
     shrinking = size[0] < rgb.shape[1]
     if shrinking:
-        a16 = alpha.astype(np.uint16)
-        premult16 = cv2.multiply(rgb.astype(np.uint16), cv2.merge((a16, a16, a16)))
-        p = cv2.resize(premult16, size, interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
-        ra = cv2.resize(a16 * np.uint16(257), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        r4 = cv2.resize(crop.premultiplied16, size, interpolation=cv2.INTER_AREA)
+        p = r4[..., :3].astype(np.float32) * np.float32(1 / 255)
+        ra = r4[..., 3].astype(np.float32)
         ra *= np.float32(1 / 65535)
     else:
         a = alpha.astype(np.float32) / 255.0
@@ -220,7 +254,7 @@ def uncapped_scale(cfg: LayoutOptions, placement: Placement, canvas: tuple[int, 
 
 
 def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placement: str = "",
-                  canvas: tuple[int, int] | None = None) -> Layout:
+                  canvas: tuple[int, int] | None = None, crop: ProductCrop | None = None) -> Layout:
     """Lay the product out on the canvas (`canvas` = (width, height), default [layout]) with the
     named placement (a mode or a [layout.presets] name; default `[layout] placement`).
 
@@ -239,24 +273,25 @@ def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placem
 
     Whatever the mode, the product is never enlarged beyond `max_scale` (it would turn blurry) and
     never cropped; the placement records which limit decided its scale (`limited_by`).
+
+    `crop`: `product_crop(rgb, alpha)` already made (the master's, shared by the channel presets:
+    the box, its pixels and their premultiplied copy are then made once per product).
     """
     if rgb.shape[:2] != alpha.shape:
         raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
     preset, cfg = resolve_placement(cfg, placement)
     W, H = canvas or (cfg.width, cfg.height)
-    x0, y0, x1, y1 = product_box(alpha)
+    crop = crop or product_crop(rgb, alpha)
+    x0, y0, x1, y1 = crop.box
     bw, bh = x1 - x0, y1 - y0
-    crop_rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    crop_a = np.ascontiguousarray(alpha[y0:y1, x0:x1])
-    area = float(crop_a.sum(dtype=np.int64)) / 255.0
-    scale, limited, cx, cy = _frame(cfg, W, H, bw, bh, area)
+    scale, limited, cx, cy = _frame(cfg, W, H, bw, bh, crop.area)
     nw, nh = min(W, max(1, round(bw * scale))), min(H, max(1, round(bh * scale)))
     if (nw, nh) == (bw, bh):
         scale = 1.0
-        placed_rgb, placed_a = crop_rgb.copy(), crop_a.copy()
+        placed_rgb, placed_a = crop.rgb.copy(), crop.alpha.copy()
         placed_rgb[placed_a == 0] = 0
     else:
-        placed_rgb, placed_a = _resize_premultiplied(crop_rgb, crop_a, (nw, nh))
+        placed_rgb, placed_a = _resize_premultiplied(crop, (nw, nh))
     x = round(cx - nw / 2)
     y = round(cy) - nh if cfg.placement == "floor" else round(cy - nh / 2)
     x, y = min(max(x, 0), W - nw), min(max(y, 0), H - nh)  # never off the canvas
@@ -264,10 +299,10 @@ def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placem
     product_alpha = np.zeros((H, W), np.uint8)
     product_rgb[y : y + nh, x : x + nw] = placed_rgb
     product_alpha[y : y + nh, x : x + nw] = placed_a
-    mask = np.where(product_alpha < 255, 255, 0).astype(np.uint8)
+    mask = cv2.compare(product_alpha, 255, cv2.CMP_LT)  # 255 where alpha < 255, else 0
     placement_rec = Placement(
         scale=float(scale), x=int(x), y=int(y), width=int(nw), height=int(nh), source_box=(x0, y0, x1, y1),
         mode=cfg.placement, preset=preset, limited_by=limited,
-        coverage=round(float(placed_a.sum(dtype=np.int64)) / 255.0 / (W * H), 5),
+        coverage=round(cv2.sumElems(placed_a)[0] / 255.0 / (W * H), 5),
     )
     return Layout(product_rgb=product_rgb, product_alpha=product_alpha, mask=mask, placement=placement_rec)

@@ -21,7 +21,7 @@ from stages.composite import composite
 from stages.depth import DepthBackend, DepthMap
 from stages.errors import StageError
 from stages.harmonize import HarmonizeOptions
-from stages.layout import Layout, LayoutOptions, place_product
+from stages.layout import Layout, LayoutOptions, ProductCrop, place_product, product_crop
 from stages.matte import Matte, MatteBackend, compute_matte
 from stages.scene import ReferenceImage, Scene, SceneRequest
 from stages.shadow import ShadowOptions
@@ -108,6 +108,7 @@ class Staging:
     depth: DepthMap | None  # none under a flat background
     style: StyledBackground | None
     variants: list[Variant]
+    crop: ProductCrop | None = None  # the product's box of the photo and matte, for later layouts of the product
 
 
 def check_inputs(photo: Photo, seeds: Sequence[int], frame: Frame) -> None:
@@ -122,14 +123,17 @@ def check_inputs(photo: Photo, seeds: Sequence[int], frame: Frame) -> None:
 
 
 def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame: Frame = Frame(), *,
-          matte: Matte | None = None, layout: Layout | None = None, checks: CheckMode = "all",
-          timer: Timer = untimed) -> Staging:
+          matte: Matte | None = None, layout: Layout | None = None, crop: ProductCrop | None = None,
+          checks: CheckMode = "all", timer: Timer = untimed) -> Staging:
     """One photo staged once per seed: cut out, placed, a scene generated around it, the original
     product pixels put back, then checked.
 
     `matte`: a cut-out already made for this photo (a channel rendition reuses the master's).
     `layout`: the product already laid out with that matte for this frame (a channel rendition
     judges its layout before it pays for a scene).
+    `crop`: `stages.layout.product_crop` of the photo and that matte, already made; the one the
+    layout used is returned in `Staging.crop` (None when `layout` came without it), so the channel
+    renditions lay the product out from the master's crop instead of cutting it again.
     `checks`: run the content checks on every variant (`all`), only on scenes a trained model
     generated (`trained`: a flat or procedural backdrop holds nothing new to judge), or not at all.
     `timer(step)` times each step; the names are the record's `timings_ms` keys.
@@ -141,7 +145,9 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
         matte = matte or compute_matte(parts.matte, photo.rgb, photo.alpha)
     # 2. layout: the product layer on the canvas and the mask of everything to generate
     with timer("layout"):
-        layout = layout or place_product(photo.rgb, matte.alpha, o.layout, frame.placement, canvas=frame.canvas)
+        if layout is None:
+            crop = crop or product_crop(photo.rgb, matte.alpha)
+            layout = place_product(photo.rgb, matte.alpha, o.layout, frame.placement, canvas=frame.canvas, crop=crop)
     # 3. depth: the canvas depth map that conditions the scene
     with timer("depth"):
         depth = None if flat else parts.depth.run(layout, o.layout.horizon)
@@ -167,7 +173,7 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
             with timer("check"):
                 found = parts.checks.run(pixels, layout, photo.rgb, matte, measures)
         variants.append(Variant(seed, scene, pixels, look, *found))
-    return Staging(matte, layout, depth, style, variants)
+    return Staging(matte, layout, depth, style, variants, crop)
 
 
 def _request(layout: Layout, depth: DepthMap | None, brief: Brief, seed: int, horizon: float) -> SceneRequest:

@@ -395,3 +395,38 @@ def test_only_a_rule_the_photo_cannot_meet_withholds_a_rendition(tmp_path, image
         assert by["market", fmt].verdict == "pass" and (folder / by["market", fmt].output).is_file()
         assert by["roomy", fmt].verdict == "review" and not by["roomy", fmt].photo_problems
     assert verify_file(folder / "big.market.jpg").ok
+
+
+def test_presets_laid_out_from_the_masters_crop_match_fresh_layouts(tmp_path, images, dev_keys):
+    """The channel presets start from the master's product crop (stages.layout.product_crop): every
+    preset's layout, product layer and published pixels are those of laying it out from the photo."""
+    from ops.catalog import CatalogRow
+    from ops.config import load_config
+    from ops.paths import ProductPaths, channel_layer
+    from ops.renditions import SourcePhoto, render_channels
+    from ops.workbench import Workbench
+    from stages.check.pixels import decode_rgb
+    from stages.encode import thumbnail_jpeg
+    from stages.layout import product_crop
+    from stages.load import decode_image
+    from stages.matte import compute_matte
+    from stages.pipeline import Brief
+
+    cfg = load_config(None, {"renditions": {"active": ["tall", "white"], "presets": {
+        "tall": {"width": 240, "height": 300, "formats": ["png"]},
+        "white": {"width": 256, "height": 256, "formats": ["png"], "placement": "packshot", "background": "#ffffff"}}}})
+    bench = Workbench.build(cfg)
+    data = (images / "19_shoes_black-suede_white.jpg").read_bytes()
+    image = decode_image(data, cfg.load)
+    source = SourcePhoto(image, data, "image/jpeg", "shoe.jpg", thumbnail_jpeg(image.rgb, 64))
+    matte = compute_matte(bench.parts.matte, image.rgb, None)
+    row = CatalogRow(1, "S-1", "shoe.jpg", "Shoe", "shoes")
+    made = {}
+    for name, crop in (("fresh", None), ("shared", product_crop(image.rgb, matte.alpha))):
+        paths = ProductPaths(tmp_path / name, "s-1")
+        entries = render_channels(bench, source, matte, Brief("sage green wall"), 7, row, paths, crop)
+        assert [e.output for e in entries] == ["s-1.tall.png", "s-1.white.png"]
+        made[name] = [(e.placement, e.verdict, decode_rgb((paths.folder / e.output).read_bytes()),
+                       (paths.folder / channel_layer(e.preset)).read_bytes()) for e in entries]
+    for fresh, shared in zip(made["fresh"], made["shared"], strict=True):
+        assert fresh[:2] == shared[:2] and np.array_equal(fresh[2], shared[2]) and fresh[3] == shared[3]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.encode import encode_png
+from stages.encode import encode_png, encode_rgba
 
 
 def _chunks(png: bytes) -> list[bytes]:
@@ -44,6 +44,15 @@ def test_real_photo_and_its_layers_round_trip_exactly(images, level):
         if px.ndim == 3:
             back = cv2.cvtColor(back, cv2.COLOR_BGR2RGB if px.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
         assert np.array_equal(back, px)
+
+
+def test_rgba_layer_is_colour_and_alpha_exactly(images):
+    rgb = np.asarray(Image.open(images / "21_shoes_bark-sandals-with-laces_on-blue.jpg").convert("RGB"))
+    alpha = np.ascontiguousarray(255 - rgb[..., 2])
+    for c, a in ((rgb, alpha), (rgb[5:-7, 3:-11], alpha[5:-7, 3:-11])):  # views too
+        png = encode_rgba(c, a, 1)
+        assert png == encode_png(np.dstack([c, a]), 1)
+        assert np.array_equal(_pillow(png), np.dstack([c, a]))
 
 
 def test_edge_sizes_and_values_round_trip():

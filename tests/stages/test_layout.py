@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 
 from stages.errors import StageError
-from stages.layout import LayoutOptions, PlacementPreset, layout_error, place_product, product_box
+from stages.layout import (
+    LayoutOptions, PlacementPreset, layout_error, place_product, product_box, product_crop,
+)
 from stages.matte import compute_matte
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 
@@ -180,3 +182,57 @@ def test_empty_matte_is_a_stage_error(images):
     rgb, alpha = _photo_and_ellipse(images)
     with pytest.raises(StageError, match="no product pixels"):
         place_product(rgb, np.zeros_like(alpha), LayoutOptions())
+
+
+def _separate_premultiplied_resize(rgb, alpha, size):
+    """The shrinking layout's resample written out channel by channel: 16-bit colour x alpha and
+    alpha x 257, each area-averaged on its own, divided back in float32."""
+    a16 = alpha.astype(np.uint16)
+    p = cv2.resize(rgb.astype(np.uint16) * a16[..., None], size, interpolation=cv2.INTER_AREA)
+    ra = cv2.resize(a16 * np.uint16(257), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    ra *= np.float32(1 / 65535)
+    p = p.astype(np.float32) * np.float32(1 / 255)
+    np.clip(ra, 0.0, 1.0, out=ra)
+    out_a = np.rint(ra * 255.0).astype(np.uint8)
+    inv = np.zeros_like(ra)
+    np.divide(1.0, ra, out=inv, where=out_a > 0)
+    p = np.clip(np.rint(p * inv[..., None]), 0, 255).astype(np.uint8)
+    return p, out_a
+
+
+def test_shared_crop_lays_out_every_canvas_exactly_as_a_fresh_one(shoe):
+    """The channel presets lay the product out from the master's crop: the same pixels, placement
+    and mask as laying it out from the photo, whether shrunk, enlarged or copied."""
+    rgb, alpha = shoe
+    big = cv2.resize(rgb, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LANCZOS4)
+    big_a = cv2.resize(alpha, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LINEAR)
+    scales = set()
+    for src, a in ((rgb, alpha), (big, big_a)):
+        crop = product_crop(src, a)
+        x0, y0, x1, y1 = crop.box
+        assert crop.box == product_box(a) and crop.area == float(a[y0:y1, x0:x1].sum(dtype=np.int64)) / 255.0
+        flush = LayoutOptions(margin=0.0)  # the product's own size: copied, not resampled
+        for opts, canvas, placement in ((LayoutOptions(), (1024, 1024), "floor"), (LayoutOptions(), (1080, 1350), ""),
+                                        (LayoutOptions(), (1000, 1000), "packshot"),
+                                        (LayoutOptions(), (2048, 2048), "center"),
+                                        (LayoutOptions(), (x1 - x0 + 40, y1 - y0 + 40), "center"),
+                                        (LayoutOptions(), (640, 360), "coverage"), (flush, (x1 - x0, y1 - y0), "center")):
+            fresh = place_product(src, a, opts, placement, canvas=canvas)
+            shared = place_product(src, a, opts, placement, canvas=canvas, crop=crop)
+            assert fresh.placement == shared.placement
+            for k in ("product_rgb", "product_alpha", "mask"):
+                assert np.array_equal(getattr(fresh, k), getattr(shared, k)), (canvas, placement, k)
+            scales.add((shared.placement.scale > 1) - (shared.placement.scale < 1))
+            if shared.placement.scale < 1:  # one 4-channel resize == each channel resized on its own
+                p = shared.placement
+                rgb_s, a_s = _separate_premultiplied_resize(crop.rgb, crop.alpha, (p.width, p.height))
+                assert np.array_equal(shared.product_rgb[p.y:p.y + p.height, p.x:p.x + p.width], rgb_s)
+                assert np.array_equal(shared.product_alpha[p.y:p.y + p.height, p.x:p.x + p.width], a_s)
+        assert crop.premultiplied16 is crop.premultiplied16  # made once
+    assert scales == {-1, 0, 1}  # shrunk, copied and enlarged all seen
+
+
+def test_crop_of_mismatched_matte_is_a_stage_error(shoe):
+    rgb, alpha = shoe
+    with pytest.raises(StageError, match="differ in size"):
+        product_crop(rgb, alpha[1:])
