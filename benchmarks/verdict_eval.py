@@ -131,6 +131,16 @@ def references(photos: list[Path], models: Path, cache: Path) -> dict[str, np.nd
 # ---------------------------------------------------------------- staging
 
 
+def category_of(name: str) -> str:
+    """A photo's category from its file name: the word after the leading number
+    (`31_apparel_shorts.jpg` -> apparel, `e01_dress.jpg` -> dress), "product" when there is none.
+    Checks gated by category (the hanger check: garments only) then apply as in a catalog run."""
+    parts = Path(name).stem.split("_")
+    if len(parts) >= 2 and any(c.isdigit() for c in parts[0]) and parts[1].strip():
+        return parts[1].strip().lower()
+    return "product"
+
+
 def stage_set(photos: list[Path], folder: Path, backend: str, models: Path, root: Path) -> list[Judged]:
     """Every photo through the per-product runner with the default config and `backend`."""
     import os
@@ -143,7 +153,7 @@ def stage_set(photos: list[Path], folder: Path, backend: str, models: Path, root
 
     os.environ["U2NET_HOME"] = str(models)
     cfg = load_config(C.REPO_CONFIG, {"matte": {"backend": backend}, "load": {"local_roots": [str(folder)]}})
-    rows = [{"sku": f"EVAL-{i:03d}", "image": str(p), "title": p.stem, "category": "product"}
+    rows = [{"sku": f"EVAL-{i:03d}", "image": str(p), "title": p.stem, "category": category_of(p.name)}
             for i, p in enumerate(photos)]
     catalog = read_catalog(C.write_catalog(root / f"{backend}.csv", rows), cfg.run.max_variants, cfg.local_roots())
     assert not catalog.errors, catalog.errors

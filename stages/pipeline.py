@@ -161,7 +161,7 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
                   parts.scene.generate_many([_request(layout, depth, brief, seed, o.layout.horizon) for seed in seeds]))
     variants = []
     with timer("check"):  # what the checks measure of the layout, once for every variant
-        measures = parts.checks.measure(layout, photo.rgb, matte) if checks == "all" else None
+        measures = parts.checks.measure(layout, photo.rgb, matte, brief.category) if checks == "all" else None
     for seed, scene in zip(seeds, scenes, strict=True):
         # 6. composite: the original product pixels back over the styled background
         with timer("composite"):
@@ -171,7 +171,7 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
         found: tuple[list[CheckResult], dict[str, Any]] = ([], {})
         if checks == "all" or (checks == "trained" and scene.trained):
             with timer("check"):
-                found = parts.checks.run(pixels, layout, photo.rgb, matte, measures)
+                found = parts.checks.run(pixels, layout, photo.rgb, matte, measures, brief.category)
         variants.append(Variant(seed, scene, pixels, look, *found))
     return Staging(matte, layout, depth, style, variants, crop)
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from stages.check import CheckResult
+from stages.check.hangers import HangerOptions
 from stages.check.leftovers import LeftoverOptions
 from stages.check.outline import (
     VISIBLE_ALPHA,
@@ -46,6 +47,7 @@ class FidelityOptions:
     blocking: bool = False  # false: a failed check sends the image to review; true: rejects it
     review_quality: float = 0.5  # a selected variant scoring below this goes to review
     leftovers: LeftoverOptions = field(default_factory=LeftoverOptions)  # stray parts, kept backdrop, rim spill
+    hangers: HangerOptions = field(default_factory=HangerOptions)  # a hanger's hook or bar left on a garment
 
     def check(self, where: str) -> None:
         for name in ("band", "rim", "min_area", "halo_width"):

@@ -1,5 +1,5 @@
 """The content checks a worker loads once and runs on every composited variant: NSFW, object
-expansion, halo and the cut-out's leftovers."""
+expansion, halo, the cut-out's leftovers and a hanger left on a garment."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from stages.check import CheckResult
 from stages.check.fidelity import (
     FidelityOptions, backdrop_colour, expansion_check, expansion_heuristic, expansion_resegment, halo, measure_outline,
 )
+from stages.check.hangers import Hangers, find_hangers, hanger_check
 from stages.check.leftovers import Leftovers, find_leftovers, leftover_checks
 from stages.check.nsfw import NsfwBackend, nsfw_check
 from stages.check.outline import Outline
@@ -31,12 +32,13 @@ def expansion_method(setting: str, learned_matte: bool) -> str:
 class LayoutMeasures:
     """What the checks measure once per layout and share across its variants: none of it depends
     on the scene. The product's distance maps, the source backdrop's colour (None for a photo with
-    its own transparency: it had no backdrop to leave a fringe) and the cut-out's leftovers (None
-    when that check is off)."""
+    its own transparency: it had no backdrop to leave a fringe), the cut-out's leftovers (None
+    when that check is off) and the thin parts a hanger left (None when that check is off)."""
 
     outline: Outline
     backdrop: np.ndarray | None
     leftovers: Leftovers | None
+    hangers: Hangers | None = None
 
 
 @dataclass
@@ -51,8 +53,9 @@ class ContentChecks:
     def expansion(self) -> str:
         return expansion_method(self.fidelity.expansion, self.matte.learned)
 
-    def measure(self, layout: Layout, source_rgb: np.ndarray, matte: Matte) -> LayoutMeasures:
-        """The per-layout measures for `run`: measure once per layout, share across variants."""
+    def measure(self, layout: Layout, source_rgb: np.ndarray, matte: Matte, category: str = "") -> LayoutMeasures:
+        """The per-layout measures for `run`: measure once per layout, share across variants.
+        `category`: the row's category, which gates the hanger check (garments only)."""
         cfg = self.fidelity
         outline = measure_outline(layout, cfg)
         backdrop = None if matte.backend == "source-alpha" else backdrop_colour(source_rgb, matte.alpha, matte.details)
@@ -60,13 +63,15 @@ class ContentChecks:
         if cfg.leftovers.enabled:
             found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, source_rgb,
                                    matte.alpha, backdrop, cfg.leftovers)
-        return LayoutMeasures(outline, backdrop, found)
+        hangers = find_hangers(layout.product_alpha, category, cfg.hangers) if cfg.hangers.enabled else None
+        return LayoutMeasures(outline, backdrop, found, hangers)
 
     def run(self, staged: np.ndarray, layout: Layout, source_rgb: np.ndarray, matte: Matte,
-            measures: LayoutMeasures | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
-        """NSFW, expansion, halo and leftovers on one composited variant; returns the checks and diagnostics."""
+            measures: LayoutMeasures | None = None, category: str = "") -> tuple[list[CheckResult], dict[str, Any]]:
+        """NSFW, expansion, halo, leftovers and hangers on one composited variant; returns the checks
+        and diagnostics."""
         cfg = self.fidelity
-        m = measures or self.measure(layout, source_rgb, matte)
+        m = measures or self.measure(layout, source_rgb, matte, category)
         score = self.nsfw.score(staged)
         checks = [nsfw_check(score, self.nsfw_threshold, self.nsfw_review_threshold, self.nsfw.label)]
         details: dict[str, Any] = {"nsfw": {"backend": self.nsfw.label, "score": round(score, 4)}}
@@ -85,4 +90,7 @@ class ContentChecks:
         if m.leftovers is not None:
             checks += leftover_checks(m.leftovers, cfg.leftovers)
             details["leftovers"] = m.leftovers.details()
+        if m.hangers is not None:
+            checks.append(hanger_check(m.hangers, cfg.hangers))
+            details["hangers"] = m.hangers.details()
         return checks, details

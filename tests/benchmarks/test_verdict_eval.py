@@ -52,3 +52,11 @@ def test_figures_count_pass_precision_and_review_recall():
     assert (f["pass"], f["pass_good"]) == (3, 1)  # b has a stray part, e is only fair
     assert (f["bad"], f["bad_not_pass"]) == (3, 2)  # b passed although bad; c and the failed row did not
     assert f["failed"] == 1 and abs(f["pass_precision"] - 1 / 3) < 1e-9
+
+
+def test_each_photo_gets_the_category_word_of_its_file_name():
+    """The word after the leading number, so that checks gated by category (hangers) apply."""
+    assert V.category_of("31_apparel_shorts-on-hanger_white-wall.jpg") == "apparel"
+    assert V.category_of("e01_dress.jpg") == "dress"
+    assert V.category_of("E07_Shoes_red.png") == "shoes"
+    assert V.category_of("photo.jpg") == "product" and V.category_of("front_view.jpg") == "product"

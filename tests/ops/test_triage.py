@@ -130,3 +130,15 @@ def test_review_list_prints_the_queue_grouped_by_check():
         "halo: fringe on 30% of the rim; halo: fringe again (also: matte_confidence)")
     assert lines[-1].startswith("C\tpass") and "[rendition withheld: photo too small for marketplace]" in lines[-1]
     assert grouped_reasons([]) == {}
+
+
+def test_a_hanger_left_on_a_garment_is_grouped_with_the_product_itself():
+    """The hanger check's reason, as the check writes it, groups as `hanger`, in the product tier:
+    before presentation (framing), after content (nsfw)."""
+    from stages.check.hangers import HangerOptions, Hangers, ThinPart, hanger_check
+
+    found = Hangers(True, "", [ThinPart("hook", 500, 90, (480, 90, 40, 80), 6.0, 0.12, 0.0)], (300, 170, 400, 600))
+    _, reasons = verdict([hanger_check(found, HangerOptions())])
+    assert [reason_check(r) for r in reasons] == ["hanger"]
+    order = [g["check"] for g in order_groups({"framing": 9, "hanger": 1, "nsfw": 1})]
+    assert order == ["nsfw", "hanger", "framing"]
