@@ -106,7 +106,8 @@ def mask_confidence(mask: np.ndarray, clear_below: int, opaque_from: int) -> tup
     finds the product, so crispness alone is not enough. Three signs, each able to pull the
     confidence under the review threshold:
     - unsure share: mask levels strictly between `clear_below` and `opaque_from`, as a share of
-      the product area; a confident segmentation is bimodal (IS-Net: 2-5% on clean packshots);
+      the cut-out's extent (every level above `clear_below`), so it stays within 0..1 when most of
+      a ghostly mask is unsure; a confident segmentation is bimodal (IS-Net: 2-5% on clean packshots);
     - coverage: a product filling under 1% or over 90% of the photo is no product cut-out;
     - border: the share of the photo's border strip (`BORDER_PX` wide) the cut-out covers. A
       product may run off one side (a cropped sleeve, a shoe on the bottom edge): up to
@@ -114,7 +115,8 @@ def mask_confidence(mask: np.ndarray, clear_below: int, opaque_from: int) -> tup
       cut-out runs along half the photo's edge, which only a backdrop does.
     """
     fg = mask > 127
-    unsure = float(((mask > clear_below) & (mask < opaque_from)).sum() / max(1, int(fg.sum())))
+    kept = mask > clear_below
+    unsure = float((kept & (mask < opaque_from)).sum() / max(1, int(kept.sum())))
     coverage = float(fg.mean())
     b = BORDER_PX
     strip = np.concatenate([fg[:b].ravel(), fg[-b:].ravel(), fg[b:-b, :b].ravel(), fg[b:-b, -b:].ravel()])
@@ -122,7 +124,7 @@ def mask_confidence(mask: np.ndarray, clear_below: int, opaque_from: int) -> tup
     confidence = float(np.clip(1.0 - unsure / 0.5, 0.0, 1.0))
     reasons = []
     if unsure > 0.1:
-        reasons.append(f"soft mask: {unsure:.0%} of the product area is neither clearly in nor out")
+        reasons.append(f"soft mask: {unsure:.0%} of the cut-out is neither clearly in nor out")
     if not 0.01 <= coverage <= 0.9:
         confidence *= 0.3
         reasons.append(f"implausible product coverage {coverage:.1%}")

@@ -32,7 +32,7 @@ from prefect_server import free_port, postgres, prefect_server  # tests/flows is
 
 pytestmark = pytest.mark.server
 
-SCALE_OUT_SKUS = 200
+SCALE_OUT_SKUS = 80
 
 
 def _catalog(tmp: Path, images: Path, n: int) -> Path:
@@ -146,7 +146,7 @@ def test_nightly_schedule_comes_from_config(served, repo):
     assert refused.returncode == 1 and "'30 4 * * *'" in refused.stderr and "make them agree" in refused.stderr
 
 
-def test_two_workers_split_a_200_sku_run_and_each_sku_is_processed_once(served, images):
+def test_two_workers_split_an_80_sku_run_and_each_sku_is_processed_once(served, images):
     srv, tmp = served
     catalog, config = _catalog(tmp / "scale", images, SCALE_OUT_SKUS), _config(tmp / "scale")
     out = tmp / "scale" / "out"

@@ -392,3 +392,21 @@ def test_rembg_size_options_are_validated(tmp_path, monkeypatch):
     tiny_onnx.install(tmp_path, "u2net")
     with pytest.raises(ConfigError, match="IS-Net"):
         _rembg(model="u2net", inference_size=512)
+
+
+def test_rembg_confidence_of_a_ghostly_mask_is_zero_with_a_share_within_the_cut_out():
+    """A mask that is mostly half-grey (the network unsure of the whole product) has no confidence,
+    and its unsure share is a share of the cut-out, never over 100%; a crisp mask keeps its confidence."""
+    from stages.matte.rembg import mask_confidence
+
+    ghost = np.zeros((200, 200), np.uint8)
+    ghost[40:160, 40:160] = 90  # unsure everywhere ...
+    ghost[90:110, 90:110] = 255  # ... but a small opaque core
+    confidence, measures, reasons = mask_confidence(ghost, 10, 245)
+    assert confidence == 0.0 and 0.9 < measures["unsure_fraction"] <= 1.0
+    assert any("soft mask: 97% of the cut-out" in r for r in reasons), reasons
+    crisp = np.zeros((200, 200), np.uint8)
+    crisp[40:160, 40:160] = 255
+    crisp[40:160, 39] = 128  # a one-pixel soft edge
+    confidence, measures, reasons = mask_confidence(crisp, 10, 245)
+    assert confidence > 0.9 and measures["unsure_fraction"] < 0.01 and not reasons
