@@ -276,8 +276,10 @@ def _check(path: str | Path, max_variants: int, local_roots: Sequence[str | Path
            stream: bool = False) -> tuple[CatalogFile, list[str], list[RowError], list[str]]:
     """Check every row, handing each valid one to `valid`: (the file, its columns, the bad rows, warnings)."""
     file = load_catalog_file(path, sheet, stream)
-    records = file.records
-    columns = _header(records[0][1], file)
+    records = iter(file.records)
+    if (first := next(records, None)) is None:  # a streamed CSV of blank lines only
+        raise CatalogError(f"catalog {file.name} is empty")
+    columns = _header(first[1], file)
     warnings = []
     extra = [c for c in columns if c and c not in REQUIRED + OPTIONAL]
     if extra:
@@ -287,7 +289,7 @@ def _check(path: str | Path, max_variants: int, local_roots: Sequence[str | Path
     parse = _RowParser(columns, file.base, _roots(file.base, local_roots), max_variants)
     errors: list[RowError] = []
     good = 0
-    for line, cells in itertools.islice(records, 1, None):
+    for line, cells in records:
         try:
             row = parse.row(line, cells)
         except ValueError as exc:

@@ -42,7 +42,7 @@ class CatalogFile:
     location: str  # recorded in reports: the resolved local path, or the URL as shown
     base: Path | None  # the catalog's folder, or None for a catalog that is not on the local disk
     kind: str  # "csv", "xlsx" or "parquet"
-    records: list[Record]
+    records: list[Record] | Iterator[Record]  # with `stream`, a CSV's records as they are read
     bad_byte: int | None = None  # CSV: offset of the first byte that is not UTF-8, if any
     # the same records read again, one at a time, without holding them all (`stream=True`)
     reread: Callable[[], Iterator[Record]] | None = field(default=None, compare=False, repr=False)
@@ -68,11 +68,14 @@ def load_catalog_file(source: str | Path, sheet: str | None = None, stream: bool
     if sheet is not None and kind != "xlsx":
         raise CatalogError(f"catalog {name} is a {_NAMES[kind]}: a sheet ({sheet!r}) applies only to XLSX workbooks")
     bad_byte = None
+    reread = _rereader(kind, name, location if base is not None else None, data, sheet) if stream else None
     if kind == "csv":
         text = _csv_text(data, name)
-        records = list(_csv_iter(_lines(text), name, len(text) + 1))
         if match := _UNDECODABLE.search(text):
             bad_byte = len(text[:match.start()].encode("utf-8", "surrogateescape"))
+        if reread is not None:  # checked as read again: the text and its records are not all held at once
+            return CatalogFile(name, location, base, kind, reread(), bad_byte, reread)
+        records = list(_csv_iter(_lines(text), name, len(text) + 1))
     elif kind == "xlsx":
         records = list(_xlsx_iter(data, name, sheet))
     else:
@@ -81,7 +84,6 @@ def load_catalog_file(source: str | Path, sheet: str | None = None, stream: bool
         records = list(_padded(records))
     if not records:
         raise CatalogError(f"catalog {name} is empty")
-    reread = _rereader(kind, name, location if base is not None else None, data, sheet) if stream else None
     return CatalogFile(name, location, base, kind, records, bad_byte, reread)
 
 

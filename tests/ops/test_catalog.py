@@ -71,13 +71,16 @@ def test_bom_and_extra_columns_are_accepted(tmp_path, photo):
 @pytest.mark.parametrize("content,match", [
     (b"", "is empty"),
     (b"sku,image,title,category\n", "no rows"),
-    (b"sku,image,title,category\nA,\xff\xfe.jpg,T,C\n", "not UTF-8"),
+    (b"sku,image,title,category\nA,\xff\xfe.jpg,T,C\n", r"not UTF-8 text \(byte 27\)"),
+    (b"\n,,,\n\n", "is empty"),
+    ("sku,image\n".encode("utf-16"), "UTF-16"),
 ])
-def test_unusable_files_are_refused_with_a_clear_error(tmp_path, content, match):
+@pytest.mark.parametrize("read", [read_catalog, scan_catalog])  # a run's scan reads a CSV as it goes
+def test_unusable_files_are_refused_with_a_clear_error(tmp_path, content, match, read):
     p = tmp_path / "c.csv"
     p.write_bytes(content)
     with pytest.raises(CatalogError, match=match):
-        read_catalog(p)
+        read(p)
 
 
 def test_missing_catalog_file(tmp_path):
