@@ -10,10 +10,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import secrets
-import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
