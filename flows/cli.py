@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ops.catalog import read_catalog
+    from ops.catalog import scan_catalog
     from ops.config import load_config
     from ops.errors import EXPECTED
     from ops.state import open_state
@@ -36,8 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         if not args.quiet:
             console.print(f"config: {cfg.origin}", markup=False, highlight=False)
-        cat = read_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
-        total = len(cat.rows) + len(cat.errors)
+        cat = scan_catalog(args.catalog, cfg.run.max_variants, cfg.local_roots(), args.sheet)  # fail fast, and size the progress bar
+        total = cat.valid + len(cat.errors)
+        del cat  # the flow reads the rows itself; this process keeps none
         if args.shards == 1:  # another run on this output location: fail before the slow start (shards share it)
             open_state(cfg.output_location(args.out).name, cfg.state).ensure_free()
     except EXPECTED as exc:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,12 @@ from prefect.states import State
 from flows import artifacts
 from flows.stopping import PUBLISH_GRACE_S, StoppableTaskRunner, ended, note_cancellation, stopping
 from ops.atomic import remove_stale_temps
-from ops.catalog import Catalog, CatalogRow, read_catalog
+from ops.catalog import CatalogRow, CatalogScan, RowError, scan_catalog
 from ops.config import Config, StateOptions, load_config
 from ops.context import RunContext
 from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
-from ops.prepass import prepass
+from ops.prepass import CHUNK_ROWS, Screen
 from ops.report import ReportError, write_run_report
 from ops.results_log import LogSink, ResultLog
 from ops.runner import RowResult, process_row
@@ -88,15 +89,17 @@ def shard_of(sku: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha256(sku.encode("utf-8", "surrogateescape")).digest()[:8], "big") % shards
 
 
-def validate_catalog(catalog: str, cfg: Config, sheet: str | None = None) -> Catalog:
-    """Read and check the whole catalog, logging each bad row.
+def validate_catalog(catalog: str, cfg: Config, sheet: str | None = None,
+                     keep: Callable[[CatalogRow], bool] | None = None) -> CatalogScan:
+    """Check the whole catalog, logging each bad row; its valid rows (those `keep` accepts) are
+    read again, a chunk at a time, as the run goes (`CatalogScan.rows`).
 
-    Called in the flow itself, not as a task: a task's return value (every row of a 50,000-row
-    catalog) would be kept in memory by the orchestrator for the rest of the run.
+    Called in the flow itself, not as a task: a task's return value would be kept in memory by
+    the orchestrator for the rest of the run.
     """
-    cat = read_catalog(catalog, cfg.run.max_variants, cfg.local_roots(), sheet)
+    cat = scan_catalog(catalog, cfg.run.max_variants, cfg.local_roots(), sheet, keep)
     logger = get_run_logger()
-    logger.info("catalog %s: %d valid rows, %d invalid", catalog, len(cat.rows), len(cat.errors))
+    logger.info("catalog %s: %d valid rows, %d invalid", catalog, cat.valid, len(cat.errors))
     for w in cat.warnings:
         logger.warning("catalog %s: %s", catalog, w)
     for e in cat.errors:
@@ -217,15 +220,16 @@ def nightly_catalog_run(catalog: str, config: str | None = "config.toml", out: s
     # one full run per output location: a second one fails at `run_lock`, naming this one
     with stopping(flow_run_id(), cfg.run.stop_timeout_s), open_state(where.name, cfg.state).run_lock(shared=tag):
         started = datetime.now(UTC)
-        cat = validate_catalog(catalog, cfg, sheet)
-        rows, errors = cat.rows, [e.to_dict() for e in cat.errors]
+        keep = (lambda r: shard_of(r.sku, shards) == shard) if shards > 1 else None
+        cat = validate_catalog(catalog, cfg, sheet, keep)
+        errors = [e.to_dict() for e in cat.errors] if shard == 0 else []  # invalid rows are reported once, by shard 0
         if shards > 1:
-            rows = [r for r in rows if shard_of(r.sku, shards) == shard]
-            errors = [e for e in errors if shard == 0]  # invalid rows are reported once, by shard 0
-            logger.info("shard %d of %d: %d of the catalog's rows", shard, shards, len(rows))
+            logger.info("shard %d of %d: %d of the catalog's rows", shard, shards, cat.valid)
         ctx = new_context(out_root, config, started, force, state=cfg.state, output_url=where.url)
         extra = {"shard": shard, "shards": shards} if shards > 1 else {}
-        return ended(run_rows(ctx, cfg, rows, errors, cat.path, extra, exclusive=shards == 1))
+        late = cat.late if shard == 0 else []
+        return ended(run_rows(ctx, cfg, cat.rows(), cat.valid, errors, cat.path, extra, exclusive=shards == 1,
+                              late_errors=late))
 
 
 def new_context(out_root: Path, config: str | None, started: datetime, force: bool,
@@ -258,12 +262,19 @@ def _sweep_after_crash(logger: Any, out_root: Path, started_ts: float, exclusive
         logger.warning("removed %d temp file(s) left by an interrupted run", len(stale))
 
 
-def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[dict[str, Any]], catalog_path: str,
-             extra_meta: dict[str, Any] | None = None, exclusive: bool = False) -> dict[str, Any]:
-    """Stage `rows` into `ctx.out_root` (lock already held): pre-pass, batch tasks, ledger, report, artifacts.
+def run_rows(ctx: RunContext, cfg: Config, rows: Iterable[CatalogRow], total: int, errors: list[dict[str, Any]],
+             catalog_path: str, extra_meta: dict[str, Any] | None = None, exclusive: bool = False,
+             late_errors: list[RowError] | None = None) -> dict[str, Any]:
+    """Stage `rows` (`total` of them) into `ctx.out_root` (lock already held): pre-pass, batch tasks,
+    ledger, report, artifacts.
 
-    `exclusive`: this run holds the folder alone, so leftovers of other runs are a crash's.
-    The result's `state` is `completed`, or `stopped` after a stop request (`ops.stop`).
+    `rows` is consumed as the run goes (`_Feed`: a chunk is read, pre-passed and cut into batches
+    when the batch tasks need more work), so a catalog streamed from its file is never held
+    whole; results go to the result log, the report is written from it. `late_errors` is filled
+    while `rows` is read (rows that were valid when the catalog was checked but are not now):
+    they are reported with `errors`. `exclusive`: this run holds the folder alone, so leftovers of
+    other runs are a crash's. The result's `state` is `completed`, or `stopped` after a stop
+    request (`ops.stop`).
     """
     logger = get_run_logger()
     _sweep_after_crash(logger, ctx.out_root, ctx.started_ts, exclusive)
@@ -276,18 +287,22 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
     log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl", cfg.cost.currency)
     try:
         remote = RemoteOutputs(store_for(cfg, ctx.output_url)) if ctx.output_url and not ctx.force else None
-        pre = prepass(rows, cfg, ctx.out_root, state, ctx.force, sink=log.append, remote=remote)
-        prepass_s = time.perf_counter() - t0
-        _advance(pre.skipped)
-        logger.info("run %s: %d rows, %d unchanged (skipped), %d to stage in batches of %d; %d invalid",
-                    ctx.run_id, len(rows), pre.skipped, len(pre.todo), cfg.run.batch_size, len(errors))
-        progress = artifacts.Progress(len(rows), ctx.run_id)
+        feed = _Feed(rows, Screen(cfg, ctx.out_root, state, ctx.force, log.append, remote), cfg.run.batch_size)
+        progress = artifacts.Progress(total, ctx.run_id)
         progress.update(log.count)
-        abandoned = _stage_all(ctx, cfg, pre.todo, pre.keys, log, progress, logger)
-        ending = _account_stopped(ctx, pre.todo, log, abandoned) if STOP.requested else {}
+        abandoned, unfinished = _stage_all(ctx, cfg, feed, log, progress, logger)
+        ending = (_account_stopped(ctx, itertools.chain(unfinished, feed.rest()), log, abandoned)
+                  if STOP.requested else {})
         ending = ending if ending.get("stop", {}).get("not_done") else {"state": "completed"}
+        for e in late_errors or []:
+            logger.error("catalog row %d (SKU %r) skipped: %s", e.row, e.sku, e.reason)
+        if late_errors:
+            errors = errors + [e.to_dict() for e in late_errors]
+            _advance(len(late_errors))
+        logger.info("run %s: %d rows, %d unchanged (skipped), %d staged in batches of %d; %d invalid",
+                    ctx.run_id, total, feed.screen.skipped, feed.handed, cfg.run.batch_size, len(errors))
         progress.update(log.count, final=True)
-        timings = {"wall_s": round(time.perf_counter() - t0, 3), "prepass_s": round(prepass_s, 3)}
+        timings = {"wall_s": round(time.perf_counter() - t0, 3), "prepass_s": round(feed.prepass_s, 3)}
         result = _finish(ctx, cfg, log, errors, catalog_path, {**(extra_meta or {}), **ending}, timings, logger)
         stop = ending.get("stop") or {}
         cost = result["summary"]["cost"]
@@ -298,8 +313,51 @@ def run_rows(ctx: RunContext, cfg: Config, rows: list[CatalogRow], errors: list[
         log.close()
 
 
-def _account_stopped(ctx: RunContext, todo: list[CatalogRow], log: ResultLog, abandoned: list[str]) -> dict[str, Any]:
-    """After a stop, give every to-do row without a result one, and say what the stop left undone.
+class _Feed:
+    """A run's rows as batches to stage, read a chunk (`ops.prepass.CHUNK_ROWS`) at a time when the
+    batch tasks need more work: each chunk is pre-passed (unchanged rows go to the result log) and
+    its to-do rows cut into batches. Between chunks the run holds at most a chunk's to-do rows and
+    their cache keys, whatever the catalog's size."""
+
+    def __init__(self, rows: Iterable[CatalogRow], screen: Screen, size: int) -> None:
+        self.rows, self.screen, self.size = iter(rows), screen, size
+        self.todo: deque[CatalogRow] = deque()
+        self.keys: dict[str, str] = {}
+        self.read = self.handed = 0  # rows read from the catalog; rows handed out in batches
+        self.prepass_s = 0.0
+        self.exhausted = False
+
+    def next_batch(self) -> tuple[list[CatalogRow], dict[str, str]] | None:
+        """The next batch and its rows' cache keys, or None when every row has been handed out."""
+        while len(self.todo) < self.size and not self.exhausted and not STOP.requested:
+            chunk = list(itertools.islice(self.rows, CHUNK_ROWS))
+            if not chunk:
+                self.exhausted = True
+                break
+            self.read += len(chunk)
+            t0, skipped = time.perf_counter(), self.screen.skipped
+            todo, keys = self.screen.check(chunk)
+            self.prepass_s += time.perf_counter() - t0
+            _advance(self.screen.skipped - skipped)
+            self.todo.extend(todo)
+            self.keys.update(keys)
+        if not self.todo:
+            return None
+        batch = [self.todo.popleft() for _ in range(min(self.size, len(self.todo)))]
+        self.handed += len(batch)
+        return batch, {r.sku: self.keys.pop(r.sku) for r in batch if r.sku in self.keys}
+
+    def rest(self) -> Iterator[CatalogRow]:
+        """The rows not handed out (after a stop): the to-do rows of the last chunk, then those not read yet."""
+        while self.todo:
+            yield self.todo.popleft()
+        yield from self.rows
+
+
+def _account_stopped(ctx: RunContext, rows: Iterable[CatalogRow], log: ResultLog,
+                     abandoned: list[str]) -> dict[str, Any]:
+    """After a stop, give every row of `rows` (the run's rows not known done) without a result one,
+    and say what the stop left undone.
 
     A row whose batch was abandoned may still have been finished before the deadline: the ledger,
     which has each product as soon as it is done, says so. Every other row is `stopped`: not
@@ -308,21 +366,26 @@ def _account_stopped(ctx: RunContext, todo: list[CatalogRow], log: ResultLog, ab
     info = STOP.request_info
     assert info is not None
     seen = log.rows_seen()
-    missing = [r for r in todo if r.row not in seen]
-    done = {e["sku"]: e for e in state_for(ctx).ledger.events([ctx.run_id])} if missing else {}
-    in_progress, results = set(abandoned), []
-    for r in missing:
+    done: dict[str, dict[str, Any]] | None = None  # this run's ledger events, read at the first row missing
+    in_progress = set(abandoned)
+
+    def result(r: CatalogRow) -> dict[str, Any]:
+        nonlocal done
+        if done is None:
+            done = {e["sku"]: e for e in state_for(ctx).ledger.events([ctx.run_id])}
         if (e := done.get(r.sku)) is not None:
-            results.append({"row": r.row, "sku": r.sku, "status": e["status"], "verdict": e["verdict"],
-                            "reasons": json.loads(e["reasons"] or "[]"), "record": e["record"], "output": e["output"],
-                            "error": e["error"], "timings_ms": json.loads(e["timings_ms"] or "{}"), "attempts": None,
-                            "cost": {"currency": e["currency"], "total": e["cost"], "stages": {}}
-                            if e["cost"] is not None else None})
-        else:
-            why = "abandoned in progress" if r.sku in in_progress else "not started"
-            results.append(RowResult(r.row, r.sku, "stopped", error=f"{why}: the run stopped ({info.reason})")
-                           .to_dict() | {"attempts": 0})
-    log.append(results)
+            return {"row": r.row, "sku": r.sku, "status": e["status"], "verdict": e["verdict"],
+                    "reasons": json.loads(e["reasons"] or "[]"), "record": e["record"], "output": e["output"],
+                    "error": e["error"], "timings_ms": json.loads(e["timings_ms"] or "{}"), "attempts": None,
+                    "cost": {"currency": e["currency"], "total": e["cost"], "stages": {}}
+                    if e["cost"] is not None else None}
+        why = "abandoned in progress" if r.sku in in_progress else "not started"
+        return RowResult(r.row, r.sku, "stopped", error=f"{why}: the run stopped ({info.reason})").to_dict() | {
+            "attempts": 0}
+
+    missing = (result(r) for r in rows if r.row not in seen)
+    while chunk := list(itertools.islice(missing, CHUNK_ROWS)):
+        log.append(chunk)
     not_done = [r["sku"] for r in log.rows() if r["status"] == "stopped"]
     return {"state": "stopped", "stop": {**info.to_dict(), "not_done": not_done,
                                          "abandoned": sorted(in_progress & set(not_done))}}
@@ -368,16 +431,18 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
             "catalog_errors": errors, "timings": timings}
 
 
-def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[str, str], log: ResultLog,
-               progress: artifacts.Progress, logger: Any) -> list[str]:
-    """Submit batch tasks with a bounded number in flight; each finished batch goes to the log.
+def _stage_all(ctx: RunContext, cfg: Config, feed: _Feed, log: ResultLog, progress: artifacts.Progress,
+               logger: Any) -> tuple[list[str], list[CatalogRow]]:
+    """Submit batch tasks with a bounded number in flight, taking batches from `feed` as they are
+    needed; each finished batch goes to the log and its future is dropped.
 
     After a stop request no batch is submitted and running ones end after their current product;
-    products still in progress at the request's deadline are abandoned: returns their SKUs.
+    products still in progress at the request's deadline are abandoned. Returns their SKUs and
+    the rows of the batches that ended or were abandoned after the request (a batch ends early
+    then: `_account_stopped` finds which of its rows have no result); both empty without a stop.
     """
-    size = cfg.run.batch_size
-    pending = deque(rows[i : i + size] for i in range(0, len(rows), size))
     in_flight: list[tuple[list[CatalogRow], Any]] = []
+    after_stop: list[CatalogRow] = []
     limit, announced = 2 * cfg.run.workers, False
 
     sink = LogSink(log)  # the batch tasks append each product's result to the log as it is done
@@ -393,12 +458,13 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
                 .to_dict() | {"attempts": 1}
                 for r in batch if r.row not in seen
             )
+        if STOP.requested:
+            after_stop.extend(batch)
         progress.update(log.count)
 
-    while pending or in_flight:
-        while pending and len(in_flight) < limit and not STOP.requested:
-            batch = pending.popleft()
-            batch_keys = {r.sku: keys[r.sku] for r in batch if r.sku in keys}
+    while True:
+        while len(in_flight) < limit and not STOP.requested and (next_batch := feed.next_batch()) is not None:
+            batch, batch_keys = next_batch
             in_flight.append((batch, stage_batch.submit([r.to_dict() for r in batch], ctx, batch[0].row, batch_keys,
                                                         sink)))
         if STOP.requested and not announced:
@@ -412,11 +478,11 @@ def _stage_all(ctx: RunContext, cfg: Config, rows: list[CatalogRow], keys: dict[
             abandoned = STOP.close(PUBLISH_GRACE_S)
             sink.close()  # a product an abandoned batch finishes later is the ledger's, not this report's
             logger.warning("stop: abandoned %d product(s) still in progress: %s", len(abandoned), ", ".join(abandoned))
-            return abandoned
+            return abandoned, after_stop + [r for batch, _ in in_flight for r in batch]
         finished, _ = concurrent.futures.wait([f.wrapped_future for _, f in in_flight],
                                               timeout=min(1.0, STOP.remaining_s()),
                                               return_when=concurrent.futures.FIRST_COMPLETED)
         for item in [x for x in in_flight if x[1].wrapped_future in finished]:
             in_flight.remove(item)
             collect(*item)
-    return []
+    return [], after_stop

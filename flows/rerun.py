@@ -73,8 +73,8 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
         cat = validate_catalog(catalog, cfg, sheet)
         wanted = list(dict.fromkeys(skus))
         wanted_set = set(wanted)
-        by_sku = {r.sku: r for r in cat.rows if r.sku in wanted_set}
-        invalid = {e.sku: e.to_dict() for e in cat.errors}
+        by_sku = {r.sku: r for r in cat.rows() if r.sku in wanted_set}
+        invalid = {e.sku: e.to_dict() for e in [*cat.errors, *cat.late]}  # late: invalid when read again
         errors: list[dict[str, Any]] = []
         for sku in wanted:
             if sku in by_sku:
@@ -90,5 +90,5 @@ def rerun_skus(skus: list[str], reason: str, catalog: str, config: str | None = 
         overrides = {k: v for k, v in (("prompt", prompt), ("seed", seed), ("variants", variants)) if v is not None}
         ctx = new_context(out_root, config, started, force=True, note=f"rerun: {reason}", state=cfg.state,
                           output_url=where.url)
-        return ended(run_rows(ctx, cfg, rows_overridden, errors, cat.path,
+        return ended(run_rows(ctx, cfg, rows_overridden, len(rows_overridden), errors, cat.path,
                               {"rerun": {"skus": wanted, "reason": reason, "overrides": overrides}}))

@@ -1,13 +1,13 @@
-"""Catalog validation: the whole file is checked before any product is processed."""
+"""Catalog validation: the whole file is checked before any product is processed; a run then streams the rows."""
 
 from __future__ import annotations
 
 import itertools
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from ops.catalog_files import CatalogFile, load_catalog_file
@@ -58,6 +58,25 @@ class Catalog:
     rows: list[CatalogRow]
     errors: list[RowError]
     warnings: list[str]
+
+
+@dataclass(frozen=True)
+class CatalogScan:
+    """A checked catalog without its rows: errors, warnings, how many rows are valid, and `rows()`.
+
+    `rows()` reads the file again and yields the valid rows one at a time (the same rows, in
+    order, that `read_catalog` lists), so a run holds a chunk of rows, not the catalog."""
+
+    path: str
+    errors: list[RowError]
+    warnings: list[str]
+    valid: int  # valid rows that `rows()` yields (those `keep` accepted)
+    reread: Callable[[list[RowError]], Iterator[CatalogRow]] = field(compare=False, repr=False)
+    # rows that were valid when checked but not when read again (a photo deleted since): `rows()` adds them
+    late: list[RowError] = field(default_factory=list, compare=False)
+
+    def rows(self) -> Iterator[CatalogRow]:
+        return self.reread(self.late)
 
 
 def _has_control_chars(text: str) -> bool:
@@ -205,37 +224,93 @@ def read_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[
     huge cells, control or invisible characters and SKUs that differ only by Unicode look-alike
     forms are reported per row instead of stopping the run or reaching a file name.
     """
-    file = load_catalog_file(path, sheet)
-    records = file.records
-    columns = _header(records[0][1], file)
+    rows: list[CatalogRow] = []
+    file, _, errors, warnings = _check(path, max_variants, local_roots, sheet, rows.append)
+    return Catalog(path=file.location, rows=rows, errors=errors, warnings=warnings)
+
+
+def scan_catalog(path: str | Path, max_variants: int = 8, local_roots: Sequence[str | Path] = (),
+                 sheet: str | None = None, keep: Callable[[CatalogRow], bool] | None = None) -> CatalogScan:
+    """`read_catalog`'s checks and errors, keeping no valid row: `rows()` streams them afterwards.
+
+    The checks need the whole file (a duplicate SKU may come last), so the file is checked once,
+    holding only the errors and the SKUs seen so far (dropped when the check ends), and read again
+    by `rows()`, which parses each row with the same checks and skips the rows found bad (by row
+    number; a local file changed in between fails that read). A 50,000-row catalog's rows would
+    otherwise stay in memory for the whole run. `keep` picks rows (a shard's): the others are
+    neither counted nor yielded.
+    """
+    valid = 0
+
+    def count(row: CatalogRow) -> None:
+        nonlocal valid
+        valid += keep is None or keep(row)
+
+    file, columns, errors, warnings = _check(path, max_variants, local_roots, sheet, count, stream=True)
+    bad = frozenset(e.row for e in errors)
+    base, roots, reread = file.base, _roots(file.base, local_roots), file.reread
+    assert reread is not None
+
+    def rows(late: list[RowError]) -> Iterator[CatalogRow]:  # holds the file's name and folder, not its records
+        parse = _RowParser(columns, base, roots, max_variants, unique=False)
+        for line, cells in itertools.islice(reread(), 1, None):
+            if line in bad:
+                continue
+            try:
+                row = parse.row(line, cells)
+            except ValueError as exc:
+                late.append(RowError(row=line, sku=shown_sku(parse.sku), reason=str(exc)))
+                continue
+            if keep is None or keep(row):
+                yield row
+
+    return CatalogScan(path=file.location, errors=errors, warnings=warnings, valid=valid, reread=rows)
+
+
+def _roots(base: Path | None, local_roots: Sequence[str | Path]) -> list[Path]:
+    return [*([base] if base else []), *(Path(r).expanduser().resolve() for r in local_roots)]
+
+
+def _check(path: str | Path, max_variants: int, local_roots: Sequence[str | Path], sheet: str | None,
+           valid: Callable[[CatalogRow], None],
+           stream: bool = False) -> tuple[CatalogFile, list[str], list[RowError], list[str]]:
+    """Check every row, handing each valid one to `valid`: (the file, its columns, the bad rows, warnings)."""
+    file = load_catalog_file(path, sheet, stream)
+    records = iter(file.records)
+    if (first := next(records, None)) is None:  # a streamed CSV of blank lines only
+        raise CatalogError(f"catalog {file.name} is empty")
+    columns = _header(first[1], file)
     warnings = []
     extra = [c for c in columns if c and c not in REQUIRED + OPTIONAL]
     if extra:
         warnings.append(f"ignored unknown column(s) {extra}")
     if "" in columns:
         warnings.append(f"ignored {columns.count('')} column(s) without a name")
-    base = file.base
-    roots = [*([base] if base else []), *(Path(r).expanduser().resolve() for r in local_roots)]
-    parse = _RowParser(columns, base, roots, max_variants)
-    rows: list[CatalogRow] = []
+    parse = _RowParser(columns, file.base, _roots(file.base, local_roots), max_variants)
     errors: list[RowError] = []
-    for line, cells in itertools.islice(records, 1, None):
+    good = 0
+    for line, cells in records:
         try:
-            rows.append(parse.row(line, cells))
+            row = parse.row(line, cells)
         except ValueError as exc:
             errors.append(RowError(row=line, sku=shown_sku(parse.sku), reason=str(exc)))
-    if not rows and not errors:
+            continue
+        good += 1
+        valid(row)
+    if not good and not errors:
         raise CatalogError(f"catalog {file.name} has a header but no rows")
-    if not rows and parse.undecodable_rows == len(errors):  # no row is UTF-8: the file is in another encoding
+    if not good and parse.undecodable_rows == len(errors):  # no row is UTF-8: the file is in another encoding
         raise file.not_utf8()
-    return Catalog(path=file.location, rows=rows, errors=errors, warnings=warnings)
+    return file, columns, errors, warnings
 
 
 class _RowParser:
     """Turns a catalog's records into rows one by one, remembering the SKUs seen so far."""
 
-    def __init__(self, columns: list[str], base: Path | None, roots: list[Path], max_variants: int) -> None:
+    def __init__(self, columns: list[str], base: Path | None, roots: list[Path], max_variants: int,
+                 unique: bool = True) -> None:
         self.columns, self.base, self.roots, self.max_variants = columns, base, roots, max_variants
+        self.unique = unique  # False: the rows were checked for duplicates before (`scan_catalog`)
         self.first_row_of: dict[str, int] = {}
         self.first_form_of: dict[str, tuple[str, int]] = {}  # NFKC form -> (SKU, row)
         self.undecodable_rows = 0
@@ -280,6 +355,8 @@ class _RowParser:
     def _unique(self, sku: str, line: int) -> None:
         """A valid SKU not seen before, also not as a Unicode look-alike of one."""
         _check_sku(sku)
+        if not self.unique:
+            return
         if sku in self.first_row_of:
             raise ValueError(f"duplicate SKU (first seen on row {self.first_row_of[sku]})")
         self.first_row_of[sku] = line

@@ -8,11 +8,13 @@ import datetime
 import io
 import math
 import numbers
+import os
 import re
+import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -40,42 +42,91 @@ class CatalogFile:
     location: str  # recorded in reports: the resolved local path, or the URL as shown
     base: Path | None  # the catalog's folder, or None for a catalog that is not on the local disk
     kind: str  # "csv", "xlsx" or "parquet"
-    records: list[Record]
+    records: list[Record] | Iterator[Record]  # with `stream`, a CSV's records as they are read
     bad_byte: int | None = None  # CSV: offset of the first byte that is not UTF-8, if any
+    # the same records read again, one at a time, without holding them all (`stream=True`)
+    reread: Callable[[], Iterator[Record]] | None = field(default=None, compare=False, repr=False)
 
     def not_utf8(self) -> CatalogError:
         where = f" (byte {self.bad_byte})" if self.bad_byte is not None else ""
         return CatalogError(f"catalog {self.name} is not UTF-8 text{where}; save it as UTF-8")
 
 
-def load_catalog_file(source: str | Path, sheet: str | None = None) -> CatalogFile:
+def load_catalog_file(source: str | Path, sheet: str | None = None, stream: bool = False) -> CatalogFile:
     """The records of a catalog, read by the reader its suffix names (by its first bytes for other suffixes).
 
     `source` is a local path, a file:// URL, or any other URL fsspec reads (s3://, gs://, memory://,
     ... with the filesystem package installed). http(s) and chained URLs are refused: fsspec's http
     client would bypass the address rules photo fetches obey. Every format is limited to
     MAX_FILE_BYTES, checked before parsing; `sheet` picks an XLSX worksheet (default: the first).
+
+    With `stream`, the file's `reread()` gives the same records again one at a time, so a run can
+    go through a large catalog without holding it (see `_rereader`).
     """
     name, location, base, data = _read_source(source)
     kind = _kind(name, data)
     if sheet is not None and kind != "xlsx":
         raise CatalogError(f"catalog {name} is a {_NAMES[kind]}: a sheet ({sheet!r}) applies only to XLSX workbooks")
     bad_byte = None
+    reread = _rereader(kind, name, location if base is not None else None, data, sheet) if stream else None
     if kind == "csv":
         text = _csv_text(data, name)
-        records = _csv_records(text, name)
         if match := _UNDECODABLE.search(text):
             bad_byte = len(text[:match.start()].encode("utf-8", "surrogateescape"))
+        if reread is not None:  # checked as read again: the text and its records are not all held at once
+            return CatalogFile(name, location, base, kind, reread(), bad_byte, reread)
+        records = list(_csv_iter(_lines(text), name, len(text) + 1))
     elif kind == "xlsx":
-        records = _xlsx_records(data, name, sheet)
+        records = list(_xlsx_iter(data, name, sheet))
     else:
-        records = _parquet_records(data, name)
+        records = list(_parquet_iter(data, name))
     if kind != "csv":  # a table has no ragged rows: missing cells at a row's end are empty cells
-        width = len(records[0][1]) if records else 0
-        records = [(n, cells + [""] * (width - len(cells))) for n, cells in records]
+        records = list(_padded(records))
     if not records:
         raise CatalogError(f"catalog {name} is empty")
-    return CatalogFile(name, location, base, kind, records, bad_byte)
+    return CatalogFile(name, location, base, kind, records, bad_byte, reread)
+
+
+def _padded(records: Iterable[Record]) -> Iterator[Record]:
+    """Every record as wide as the first (the header)."""
+    width = None
+    for n, cells in records:
+        width = len(cells) if width is None else width
+        yield n, cells + [""] * (width - len(cells))
+
+
+def _rereader(kind: str, name: str, local: str | None, data: bytes, sheet: str | None) -> Callable[[], Iterator[Record]]:
+    """A function that reads the records again, one at a time, through the same parser.
+
+    A local CSV is read again from its file (the bytes are not kept; a file changed since it was
+    checked fails the read, naming it); a CSV from a URL is spooled to an unnamed temporary file
+    once; a workbook or Parquet file, compressed, is kept as bytes and parsed again row by row.
+    """
+    if kind == "xlsx":
+        return lambda: _padded(_xlsx_iter(data, name, sheet))
+    if kind == "parquet":
+        return lambda: _padded(_parquet_iter(data, name))
+    if local is not None:
+        st = os.stat(local)
+
+        def from_file() -> Iterator[Record]:
+            now = os.stat(local)
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise CatalogError(f"catalog {name} changed while the run was reading it; run again")
+            with open(local, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+                yield from _csv_iter(fh, name, MAX_FILE_BYTES + 1)
+        return from_file
+    spool = tempfile.TemporaryFile()
+    spool.write(data)
+
+    def from_spool() -> Iterator[Record]:
+        spool.seek(0)
+        fh = io.TextIOWrapper(spool, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        try:
+            yield from _csv_iter(fh, name, MAX_FILE_BYTES + 1)
+        finally:
+            fh.detach()  # the spool stays open for the next read
+    return from_spool
 
 
 def _read_source(source: str | Path) -> tuple[str, str, Path | None, bytes]:
@@ -160,28 +211,34 @@ def _lines(text: str) -> Iterator[str]:
     return (m.group() for m in _LINE.finditer(text))
 
 
-def _csv_records(text: str, name: str) -> list[Record]:
-    """(first line number, fields) of every non-blank record.
+def _csv_iter(lines: Iterable[str], name: str, limit: int, chunk: int = 1000) -> Iterator[Record]:
+    """(first line number, fields) of every non-blank record, read `chunk` records at a time.
 
     The csv module refuses fields over 128 KiB; a huge cell must be one bad row, not a bad
-    file, so the module-wide limit is raised while this file is parsed, then restored.
+    file, so the module-wide limit is raised to `limit` while a chunk is parsed, then restored
+    (between chunks, while the caller works on the records, other readers have the module).
     """
-    reader = csv.reader(_lines(text), quoting=csv.QUOTE_MINIMAL)
-    records: list[Record] = []
-    line = 1
-    with _FIELD_LIMIT_LOCK:
-        old = csv.field_size_limit()
-        csv.field_size_limit(max(old, len(text) + 1))
-        try:
-            for fields in reader:
-                start, line = line, reader.line_num + 1
-                if any(f.strip() for f in fields):
-                    records.append((start, fields))
-        except csv.Error as exc:
-            raise CatalogError(f"catalog {name} is not valid CSV (line {reader.line_num}): {exc}") from None
-        finally:
-            csv.field_size_limit(old)
-    return records
+    reader = csv.reader(lines, quoting=csv.QUOTE_MINIMAL)
+    line, done = 1, False
+    while not done:
+        got: list[Record] = []
+        with _FIELD_LIMIT_LOCK:
+            old = csv.field_size_limit()
+            csv.field_size_limit(max(old, limit))
+            try:
+                for fields in reader:
+                    start, line = line, reader.line_num + 1
+                    if any(f.strip() for f in fields):
+                        got.append((start, fields))
+                        if len(got) >= chunk:
+                            break
+                else:
+                    done = True
+            except csv.Error as exc:
+                raise CatalogError(f"catalog {name} is not valid CSV (line {reader.line_num}): {exc}") from None
+            finally:
+                csv.field_size_limit(old)
+        yield from got
 
 
 def cell_text(value: object) -> str:
@@ -242,7 +299,7 @@ def _check_zip(data: bytes, name: str) -> None:
         raise CatalogError(f"catalog {name} unpacks to {unpacked} bytes, over the {MAX_UNPACKED_BYTES} byte limit")
 
 
-def _xlsx_records(data: bytes, name: str, sheet: str | None) -> list[Record]:
+def _xlsx_iter(data: bytes, name: str, sheet: str | None) -> Iterator[Record]:
     """(spreadsheet row number, cells) of every non-empty row of `sheet` (default: the first worksheet).
 
     The workbook is streamed (openpyxl read-only mode) and formulas give the values Excel last
@@ -266,38 +323,39 @@ def _xlsx_records(data: bytes, name: str, sheet: str | None) -> list[Record]:
             raise CatalogError(f"catalog {name} has no worksheet {sheet!r}; its worksheets: {list(worksheets)}")
         else:
             ws = worksheets[sheet]
-        records: list[Record] = []
-        try:
-            for number, values in enumerate(ws.iter_rows(min_row=1, max_col=MAX_COLUMNS, values_only=True), 1):
-                if number > MAX_RECORDS + 1:
-                    raise CatalogError(f"catalog {name} sheet {ws.title!r} has over {MAX_RECORDS} rows")
-                cells = _row_cells(values)
-                if any(c.strip() for c in cells):
-                    records.append((number, cells))
-        except CatalogError:
-            raise
-        except Exception as exc:  # broken XML or zip member inside the workbook
-            raise CatalogError(f"catalog {name} is not a readable XLSX workbook ({type(exc).__name__}: {exc})") \
-                from None
-        return records
+        rows = enumerate(ws.iter_rows(min_row=1, max_col=MAX_COLUMNS, values_only=True), 1)
+        while True:
+            try:
+                number, values = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:  # broken XML or zip member inside the workbook
+                raise CatalogError(f"catalog {name} is not a readable XLSX workbook ({type(exc).__name__}: "
+                                   f"{exc})") from None
+            if number > MAX_RECORDS + 1:
+                raise CatalogError(f"catalog {name} sheet {ws.title!r} has over {MAX_RECORDS} rows")
+            cells = _row_cells(values)
+            if any(c.strip() for c in cells):
+                yield number, cells
     finally:
         book.close()
 
 
-def _parquet_records(data: bytes, name: str) -> list[Record]:
+def _parquet_iter(data: bytes, name: str) -> Iterator[Record]:
     """The column names (row 1), then (n + 1, cells) for the n-th record (1-based) of a Parquet file.
 
     Parquet has no lines: record n is numbered n + 1, the row it has in the CSV or spreadsheet
     made from the file (header on row 1). Sizes come from the file's footer and are checked
-    before anything is decompressed. Read through pandas with nullable types, so integers
-    stay exact (a 64-bit SKU number is not rounded through a float) and nulls become "".
+    before anything is decompressed. Read one row group at a time through pandas with nullable
+    types (as pandas.read_parquet's numpy_nullable backend), so integers stay exact (a 64-bit
+    SKU number is not rounded through a float) and nulls become "".
     """
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+        file = pq.ParquetFile(pa.BufferReader(data))
+        meta = file.metadata
         unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         names = meta.schema.to_arrow_schema().names
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a file that is not Parquet
@@ -308,14 +366,22 @@ def _parquet_records(data: bytes, name: str) -> list[Record]:
         raise CatalogError(f"catalog {name} has {len(names)} columns, over {MAX_COLUMNS}")
     if unpacked > MAX_UNPACKED_BYTES:
         raise CatalogError(f"catalog {name} decompresses to {unpacked} bytes, over the {MAX_UNPACKED_BYTES} byte limit")
-    try:
-        frame = pd.read_parquet(io.BytesIO(data), engine="pyarrow", dtype_backend="numpy_nullable")
-    except Exception as exc:
-        raise CatalogError(f"catalog {name} is not a readable Parquet file ({exc})") from None
-    records: list[Record] = [(1, [str(n) for n in names])]
-    for number, values in enumerate(frame.astype(object).itertuples(index=False, name=None), 2):
-        cells = _row_cells(values)
-        if any(c.strip() for c in cells):
-            records.append((number, cells))
-    return records
+    yield 1, [str(n) for n in names]
+    number = 1
+    for group in range(meta.num_row_groups):
+        try:
+            frame = file.read_row_group(group).to_pandas(types_mapper=_nullable_types())
+        except Exception as exc:
+            raise CatalogError(f"catalog {name} is not a readable Parquet file ({exc})") from None
+        for values in frame.astype(object).itertuples(index=False, name=None):
+            number += 1
+            cells = _row_cells(values)
+            if any(c.strip() for c in cells):
+                yield number, cells
 
+
+def _nullable_types() -> Callable:
+    """Arrow type -> pandas nullable dtype, as pandas.read_parquet(dtype_backend="numpy_nullable") maps them."""
+    from pandas.io._util import _arrow_dtype_mapping
+
+    return _arrow_dtype_mapping().get

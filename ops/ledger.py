@@ -236,14 +236,15 @@ class Ledger:
             return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY started_at")]
 
     def current(self, skus: Iterable[str] | None = None) -> dict[str, Current]:
-        """Each SKU's latest event that published an output (status ok)."""
+        """Each SKU's latest event that published an output (status ok); of `skus` only, when given
+        (looked up by the index, a chunk at a time: a run asks per chunk of its catalog)."""
         query = ("SELECT sku, cache_key, status, verdict, reasons, record, output, run_id FROM events"
-                 " WHERE id IN (SELECT MAX(id) FROM events WHERE status = 'ok' GROUP BY sku)")
-        wanted = set(skus) if skus is not None else None
+                 " WHERE id IN (SELECT MAX(id) FROM events WHERE status = 'ok'{} GROUP BY sku)")
         out: dict[str, Current] = {}
         with self._connect() as db:
-            for sku, key, status, verdict, reasons, record, output, run_id in db.execute(query):
-                if wanted is None or sku in wanted:
+            for where, params in _chunked("sku", skus):
+                for sku, key, status, verdict, reasons, record, output, run_id in db.execute(query.format(where),
+                                                                                              params):
                     out[sku] = Current(sku, key, status, verdict, json.loads(reasons or "[]"), record, output, run_id)
         return out
 
@@ -259,9 +260,14 @@ class Ledger:
                                  ids)
             return [dict(r) for r in cur]
 
-    def source_digests(self) -> dict[str, tuple[int, int, str]]:
+    def source_digests(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int, int, str]]:
+        """Photo path -> (size, mtime_ns, SHA-256) remembered; of `paths` only, when given."""
+        out: dict[str, tuple[int, int, str]] = {}
         with self._connect() as db:
-            return {p: (s, m, h) for p, s, m, h in db.execute("SELECT path, size, mtime_ns, sha256 FROM sources")}
+            for where, params in _chunked("path", paths):
+                query = "SELECT path, size, mtime_ns, sha256 FROM sources" + (f" WHERE {where[5:]}" if where else "")
+                out.update({p: (s, m, h) for p, s, m, h in db.execute(query, params)})
+        return out
 
     def remember_sources(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
         entries = list(entries)
@@ -272,3 +278,15 @@ class Ledger:
             db.executemany("INSERT OR REPLACE INTO sources (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
                            entries)
             db.execute("COMMIT")
+
+
+def _chunked(column: str, values: Iterable[str] | None, size: int = 500) -> Iterator[tuple[str, list[str]]]:
+    """(" AND column IN (?, ...)", values) per `size` values (SQLite limits a statement's parameters);
+    ("", []) once when `values` is None (no filter)."""
+    if values is None:
+        yield "", []
+        return
+    values = list(dict.fromkeys(values))
+    for i in range(0, len(values), size):
+        part = values[i:i + size]
+        yield f" AND {column} IN ({','.join('?' * len(part))})", part

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from ops.runner import RowResult
 from ops.sources import reference_for
 from ops.stop import STOP
 from ops.store_products import RemoteOutputs
+
+
+CHUNK_ROWS = 1000  # rows a run reads, pre-passes and cuts into batches at a time
 
 
 @dataclass
@@ -68,7 +72,7 @@ def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str, state
     return _hit(out_root, path, held.verdict, held.reasons, held.output, held.photo_problems)
 
 
-def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, state: RunState, force: bool,
+def prepass(rows: Iterable[CatalogRow], cfg: Config, out_root: Path, state: RunState, force: bool,
             sink: Callable[[list[dict[str, Any]]], None] | None = None,
             remote: RemoteOutputs | None = None) -> Prepass:
     """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
@@ -96,45 +100,76 @@ def prepass(rows: list[CatalogRow], cfg: Config, out_root: Path, state: RunState
     or one a reviewer approved, goes to its batch task, whose cache test reads the store.
     """
     result = Prepass()
-    ledger = state.ledger
-    look = _Lookup(cfg, out_root, state, ledger.source_digests(), {} if force else ledger.current(), force, remote)
-    for i, row in enumerate(rows):
-        if STOP.requested:  # the rest is not looked at: the run reports those rows as not done
-            result.todo.extend(rows[i:])
-            break
-        try:
-            hit, key = (None, None) if "://" in row.image else look.row(row)
-        except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
-            hit, key = None, None
-        if hit is None:
-            result.todo.append(row)
-            if key is not None:
-                result.keys[row.sku] = key
-            continue
-        result.cached.append(RowResult(row.row, row.sku, "cached", **hit).to_dict() | {"attempts": 0})
-        result.skipped += 1
-        if sink is not None and len(result.cached) >= 1000:
-            sink(result.cached)
-            result.cached = []
-    if sink is not None and result.cached:
-        sink(result.cached)
-        result.cached = []
-    ledger.remember_sources(look.learned)
+    screen = Screen(cfg, out_root, state, force, sink if sink is not None else result.cached.extend, remote)
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+        todo, keys = screen.check(chunk)
+        result.todo.extend(todo)
+        result.keys.update(keys)
+    result.skipped = screen.skipped
     return result
+
+
+class Screen:
+    """The pre-pass of a run over its rows as they stream in, a chunk at a time (`prepass` says what
+    it decides): what it looks up in the ledger (current outputs, photo digests) is read per chunk,
+    so a run holds neither the catalog nor a ledger's worth of entries."""
+
+    def __init__(self, cfg: Config, out_root: Path, state: RunState, force: bool,
+                 sink: Callable[[list[dict[str, Any]]], None], remote: RemoteOutputs | None = None) -> None:
+        self.cfg, self.out_root, self.state, self.force, self.sink, self.remote = cfg, out_root, state, force, sink, remote
+        self.decisions = _decisions(out_root, state, force)
+        self.skipped = 0
+
+    def check(self, rows: list[CatalogRow]) -> tuple[list[CatalogRow], dict[str, str]]:
+        """(the rows to stage, SKU -> cache key of those whose key was computed); the unchanged rows'
+        results go to the sink. After a stop request (`ops.stop`) the rest are to-do, not looked at."""
+        ledger = self.state.ledger
+        local = [r for r in rows if "://" not in r.image]
+        known = ledger.source_digests(r.image for r in local) if local else {}
+        current = {} if self.force or not local else ledger.current(r.sku for r in local)
+        look = _Lookup(self.cfg, self.out_root, self.state, known, current, self.force, self.remote, self.decisions)
+        todo: list[CatalogRow] = []
+        keys: dict[str, str] = {}
+        cached: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            if STOP.requested:  # the rest is not looked at: the run reports those rows as not done
+                todo.extend(rows[i:])
+                break
+            try:
+                hit, key = (None, None) if "://" in row.image else look.row(row)
+            except Exception:  # anything unusual (photo gone, odd SKU): the batch task reports it properly
+                hit, key = None, None
+            if hit is None:
+                todo.append(row)
+                if key is not None:
+                    keys[row.sku] = key
+                continue
+            cached.append(RowResult(row.row, row.sku, "cached", **hit).to_dict() | {"attempts": 0})
+        if cached:
+            self.skipped += len(cached)
+            self.sink(cached)
+        ledger.remember_sources(look.learned)
+        return todo, keys
+
+
+def _decisions(out_root: Path, state: RunState, force: bool) -> dict[str, Any] | None:
+    """slug -> a reviewer's decision, which holds while the photo and the row are unchanged; None when unreadable."""
+    try:
+        return {} if force else load_state(out_root, state)
+    except ReviewError:  # unreadable: each row's batch task reports it
+        return None
 
 
 class _Lookup:
     """What the pre-pass knows before it looks at a row: photo digests, current outputs, decisions."""
 
     def __init__(self, cfg: Config, out_root: Path, state: RunState, known: dict[str, tuple[int, int, str]],
-                 current: dict[str, Current], force: bool, remote: RemoteOutputs | None = None) -> None:
+                 current: dict[str, Current], force: bool, remote: RemoteOutputs | None,
+                 decisions: dict[str, Any] | None) -> None:
         self.cfg, self.out_root, self.known, self.current, self.force = cfg, out_root, known, current, force
-        self.state, self.remote = state, remote
+        self.state, self.remote, self.decisions = state, remote, decisions
         self.learned: list[tuple[str, int, int, str]] = []
-        try:  # slug -> a reviewer's decision, which holds while the photo and the row are unchanged
-            self.decisions: dict[str, Any] | None = {} if force else load_state(out_root, state)
-        except ReviewError:  # unreadable: each row's batch task reports it
-            self.decisions = None
 
     def row(self, row: CatalogRow) -> tuple[dict[str, Any] | None, str]:
         """(the cached result when the row is unchanged, else None; the row's cache key)."""

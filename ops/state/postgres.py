@@ -160,15 +160,14 @@ class PgLedger:
                            " ORDER BY started_at", (self.location,))
 
     def current(self, skus: Iterable[str] | None = None) -> dict[str, Current]:
-        wanted = set(skus) if skus is not None else None
         out: dict[str, Current] = {}
+        wanted, params = ("", (self.location,)) if skus is None else (" AND sku = ANY(%s)", (self.location, list(skus)))
         with self.pool.conn() as db:
             rows = db.execute(
                 "SELECT DISTINCT ON (sku) sku, cache_key, status, verdict, reasons, record, output, run_id"
-                " FROM stage_events WHERE location = %s AND status = 'ok' ORDER BY sku, id DESC", (self.location,))
+                f" FROM stage_events WHERE location = %s AND status = 'ok'{wanted} ORDER BY sku, id DESC", params)
             for sku, key, status, verdict, reasons, record, output, run_id in rows:
-                if wanted is None or sku in wanted:
-                    out[sku] = Current(sku, key, status, verdict, json.loads(reasons or "[]"), record, output, run_id)
+                out[sku] = Current(sku, key, status, verdict, json.loads(reasons or "[]"), record, output, run_id)
         return out
 
     def events(self, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -178,10 +177,11 @@ class PgLedger:
         return self._dicts(f"SELECT {cols} FROM stage_events WHERE location = %s AND run_id = ANY(%s) ORDER BY id",
                            (self.location, list(run_ids)))
 
-    def source_digests(self) -> dict[str, tuple[int, int, str]]:
+    def source_digests(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int, int, str]]:
+        wanted, params = ("", (self.location,)) if paths is None else (" AND path = ANY(%s)", (self.location, list(paths)))
         with self.pool.conn() as db:
-            rows = db.execute("SELECT path, size, mtime_ns, sha256 FROM stage_sources WHERE location = %s",
-                              (self.location,))
+            rows = db.execute(f"SELECT path, size, mtime_ns, sha256 FROM stage_sources WHERE location = %s{wanted}",
+                              params)
             return {p: (s, m, h) for p, s, m, h in rows}
 
     def remember_sources(self, entries: Iterable[tuple[str, int, int, str]]) -> None:

@@ -193,3 +193,38 @@ def test_cli_exit_codes_and_verify(run, repo):
     tampered = tmp / "tampered.png"
     Image.open(outputs[0]).save(tampered)  # re-encoding strips the manifest
     assert _stage("verify", str(tampered), cwd=tmp).returncode == 1
+
+
+def test_the_run_reads_its_catalog_a_chunk_at_a_time(tmp_path, images, dev_keys, monkeypatch):
+    """The flow holds a chunk of the catalog's rows, not all of them: when the first product is
+    staged, only the first chunk has been parsed for the run (after the whole file was checked)."""
+    import flows.nightly as nightly
+    import ops.catalog as catalog_module
+    from ops.runner import RowResult
+
+    n, chunk = 150, 50
+    (tmp_path / "photos").mkdir()
+    shutil.copy(images / PHOTOS["SHOE-01"], tmp_path / "photos" / "shoe.jpg")
+    rows = "".join(f"S-{i},photos/shoe.jpg,Shoe {i},shoes\n" for i in range(n))
+    (tmp_path / "catalog.csv").write_text("sku,image,title,category\n" + rows + "S-0,photos/shoe.jpg,dup,shoes\n",
+                                          encoding="utf-8")
+    # 2 batches of 20 in flight (2 x workers) take less than a chunk: the run reads no further until one ends
+    (tmp_path / "config.toml").write_text("[run]\nbatch_size = 20\nworkers = 1\n", encoding="utf-8")
+    parsed, at_first_product = [], []
+    parse = catalog_module._RowParser.row
+    monkeypatch.setattr(catalog_module._RowParser, "row", lambda self, *a: parsed.append(1) or parse(self, *a))
+    monkeypatch.setattr(nightly, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(nightly, "shared_workbench", lambda *a: None)
+
+    def staged(bench, row, ctx):  # the per-product work is not what this test is about
+        at_first_product.append(len(parsed))
+        return RowResult(row.row, row.sku, "cached", verdict="pass")
+
+    monkeypatch.setattr(nightly, "process_row", staged)
+    result = nightly.nightly_catalog_run(catalog=str(tmp_path / "catalog.csv"), config=str(tmp_path / "config.toml"),
+                                         out=str(tmp_path / "out"))
+    assert result["summary"]["by_status"] == {"cached": n} and result["summary"]["invalid_rows"] == 1
+    assert [e["row"] for e in result["catalog_errors"]] == [n + 2]
+    assert len(parsed) == 2 * n + 1  # checked once (every row), then read once for the run (the bad row skipped)
+    assert at_first_product[0] <= n + 1 + chunk  # the check, then one chunk: the run did not read every row first
+    assert [r["row"] for r in result["results"]] == list(range(2, n + 2))

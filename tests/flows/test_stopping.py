@@ -104,3 +104,29 @@ def test_a_second_signal_or_the_bound_abandons_products_in_progress_cleanly(run,
         assert summary["stop"]["reason"] == "SIGTERM" and summary["stop"]["bound_s"] == 2.0
     rows = {x["sku"]: x for x in summary["results"]}
     assert all(rows[s]["error"].startswith("abandoned in progress") for s in summary["stop"]["abandoned"])
+
+
+def test_the_task_runner_forgets_each_task_once_it_has_ended():
+    """Prefect's runner would keep every task's cancel event until the flow run ends."""
+    from prefect import flow, task
+    from prefect.context import FlowRunContext
+
+    from flows.stopping import StoppableTaskRunner
+
+    @task
+    def double(i: int) -> int:
+        return 2 * i
+
+    @flow(task_runner=StoppableTaskRunner(max_workers=2))
+    def many() -> tuple[list[int], int, int]:
+        runner = FlowRunContext.get().task_runner
+        futures = [double.submit(i) for i in range(6)]
+        held = len(runner._cancel_events)
+        values = [f.result() for f in futures]
+        deadline = time.monotonic() + 10  # the done callbacks run just after the results are set
+        while runner._cancel_events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return values, held, len(runner._cancel_events)
+
+    values, held, left = many()
+    assert values == [0, 2, 4, 6, 8, 10] and held >= 1 and left == 0

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from ops.catalog import read_catalog
+import ops.catalog as catalog_module
+from ops.catalog import read_catalog, scan_catalog
 from ops.errors import CatalogError
 
 
@@ -70,13 +71,16 @@ def test_bom_and_extra_columns_are_accepted(tmp_path, photo):
 @pytest.mark.parametrize("content,match", [
     (b"", "is empty"),
     (b"sku,image,title,category\n", "no rows"),
-    (b"sku,image,title,category\nA,\xff\xfe.jpg,T,C\n", "not UTF-8"),
+    (b"sku,image,title,category\nA,\xff\xfe.jpg,T,C\n", r"not UTF-8 text \(byte 27\)"),
+    (b"\n,,,\n\n", "is empty"),
+    ("sku,image\n".encode("utf-16"), "UTF-16"),
 ])
-def test_unusable_files_are_refused_with_a_clear_error(tmp_path, content, match):
+@pytest.mark.parametrize("read", [read_catalog, scan_catalog])  # a run's scan reads a CSV as it goes
+def test_unusable_files_are_refused_with_a_clear_error(tmp_path, content, match, read):
     p = tmp_path / "c.csv"
     p.write_bytes(content)
     with pytest.raises(CatalogError, match=match):
-        read_catalog(p)
+        read(p)
 
 
 def test_missing_catalog_file(tmp_path):
@@ -128,3 +132,39 @@ def test_credentials_in_a_photo_url_refuse_the_row_without_showing_them(tmp_path
                                         "A,https://shop:hunter2@img.example.com/a.jpg?sig=XYZ,T,C\n"))
     [error] = cat.errors
     assert "carries credentials" in error.reason and "hunter2" not in error.reason and "XYZ" not in error.reason
+
+
+def test_scan_keeps_no_row_and_streams_them_a_chunk_at_a_time(tmp_path, photo, monkeypatch):
+    """A run's catalog is checked whole, then its rows are parsed again as they are consumed."""
+    lines = [f"S{i},photos/shoe.jpg,Shoe {i},shoes,,{i},\n" for i in range(5000)]
+    lines[10] = "S9,photos/shoe.jpg,dup,shoes,,,\n"  # duplicate of row 11's SKU
+    lines[4000] = "S4000,photos/shoe.jpg,,shoes,,,\n"  # no title
+    path = _write(tmp_path, "sku,image,title,category,scene_prompt,seed,variants\n" + "".join(lines))
+    scan = scan_catalog(path, keep=lambda r: r.seed % 2 == 0)
+    assert scan.valid == 2498 and [(e.row, e.reason) for e in scan.errors] == [
+        (12, "duplicate SKU (first seen on row 11)"), (4002, "title is empty")]
+    parsed = []
+    parse = catalog_module._RowParser.row
+    monkeypatch.setattr(catalog_module._RowParser, "row", lambda self, *a: parsed.append(1) or parse(self, *a))
+    rows = scan.rows()
+    first = [next(rows) for _ in range(3)]
+    assert [(r.row, r.sku) for r in first] == [(2, "S0"), (4, "S2"), (6, "S4")]
+    assert len(parsed) <= 10  # parsed as they are consumed, not all at once
+    rest = list(rows)
+    assert len(first) + len(rest) == 2498 and len(parsed) == 4998  # every valid row parsed once; bad ones skipped
+    assert all(r.seed % 2 == 0 for r in rest) and "S4000" not in {r.sku for r in rest}
+    assert [r.to_dict() for r in scan.rows()] == [r.to_dict() for r in read_catalog(path).rows if r.seed % 2 == 0]
+
+
+def test_scan_reports_rows_that_went_bad_and_refuses_a_changed_file(tmp_path, photo):
+    other = photo.with_name("other.jpg")
+    other.write_bytes(photo.read_bytes())
+    path = _write(tmp_path, "sku,image,title,category\nA,photos/shoe.jpg,T,C\nB,photos/other.jpg,T,C\n")
+    scan = scan_catalog(path)
+    assert scan.valid == 2 and scan.errors == []
+    other.unlink()  # gone between the check and the run's read
+    assert [r.sku for r in scan.rows()] == ["A"]
+    assert [(e.row, e.sku) for e in scan.late] == [(3, "B")] and "not found" in scan.late[0].reason
+    path.write_text("sku,image,title,category\nA,photos/shoe.jpg,T,C\nC,photos/shoe.jpg,T,C\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match="changed while the run was reading it"):
+        list(scan.rows())

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import ops.catalog_files as files
-from ops.catalog import read_catalog
+from ops.catalog import read_catalog, scan_catalog
 from ops.errors import CatalogError
 
 COLUMNS = ["sku", "image", "title", "category", "scene_prompt", "seed", "variants", "placement", "colour"]
@@ -123,6 +123,11 @@ def test_hostile_rows_fail_alike_in_csv_xlsx_and_parquet(tmp_path, photo):
         assert _errors(cat) == _errors(csv_cat), name
         assert _errors(cat)[-1] == (32, "LINES", "title contains control characters")  # 1-based record 31 + 1
         assert cat.warnings == csv_cat.warnings == ["ignored unknown column(s) ['colour']"]
+    for name, cat in cats.items():  # a run's scan streams the same rows, with the same errors, in every format
+        scan = scan_catalog(folder / f"c.{name}", local_roots=[tmp_path / "photos"])
+        assert [r.to_dict() for r in scan.rows()] == [r.to_dict() for r in cat.rows], name
+        assert scan.valid == len(cat.rows) and _errors(scan) == _errors(cat) and scan.warnings == cat.warnings, name
+        assert [r.sku for r in scan.rows()] == [r.sku for r in cat.rows] and scan.late == [], name  # read again
 
 
 def test_bytes_that_are_not_utf8_fail_their_row_in_parquet_as_in_csv(tmp_path, photo):
@@ -257,6 +262,10 @@ def test_catalog_from_an_fsspec_url_reads_absolute_paths_only_inside_local_roots
         assert _errors(cat) == [(3, "REL", "photo 'photos/shoe.jpg' is a relative path, but the catalog is not on "
                                            "this machine: give an absolute path inside [load] local_roots, or an "
                                            "http(s) URL")]
+        scan = scan_catalog(url, local_roots=[tmp_path / "photos"])  # read again from a spool or the kept bytes
+        memory_fs.rm(f"/catalogs/{name}")
+        assert [r.to_dict() for r in scan.rows()] == [r.to_dict() for r in cat.rows] and _errors(scan) == _errors(cat)
+        memory_fs.pipe(f"/catalogs/{name}", (tmp_path / name).read_bytes())
         outside = read_catalog(url)  # no local_roots: no local file may be read
         assert [r.sku for r in outside.rows] == ["WEB"]
         assert "outside the folders a catalog may read: [load] local_roots (the catalog is not on this machine)" \

@@ -65,6 +65,8 @@ def test_ledger_records_runs_events_and_current_outputs(state):
     assert ledger.current() == {"A-1": Current("A-1", "key-a1b", "ok", "review", ["soft shadow"],
                                                "products/A-1/A-1.json", "products/A-1/A-1.png", "run-2")}
     assert ledger.current(["B-2"]) == {}
+    assert ledger.current(["A-1", "B-2", "no-such-sku"]) == ledger.current()  # a run asks per chunk of rows
+    assert ledger.current([]) == {}
 
 
 def test_ledger_remembers_source_digests(state):
@@ -74,6 +76,12 @@ def test_ledger_remembers_source_digests(state):
     ledger.remember_sources([("/photos/a.jpg", 11, 333, "a2")])  # the photo changed: replaced
     ledger.remember_sources([])
     assert ledger.source_digests() == {"/photos/a.jpg": (11, 333, "a2"), "/photos/b.jpg": (20, 222, "bb")}
+    assert ledger.source_digests(["/photos/b.jpg", "/photos/c.jpg"]) == {"/photos/b.jpg": (20, 222, "bb")}
+    assert ledger.source_digests([]) == {}
+    many = [f"/photos/{i}.jpg" for i in range(1200)]  # more than one statement's worth of parameters
+    ledger.remember_sources([(p, i, i, f"h{i}") for i, p in enumerate(many)])
+    assert ledger.source_digests(many + ["/photos/a.jpg"]) == {
+        **{p: (i, i, f"h{i}") for i, p in enumerate(many)}, "/photos/a.jpg": (11, 333, "a2")}
 
 
 def test_ledger_takes_appends_from_many_threads(state):
