@@ -108,9 +108,9 @@ def validate_catalog(catalog: str, cfg: Config, sheet: str | None = None,
 
 
 def stage_row(bench: Workbench, row: CatalogRow, ctx: RunContext, logger: Any) -> dict[str, Any]:
-    """One product, with its SKU claimed (`ops.state`), stale temp files cleared first and one retry
-    for a transient failure."""
-    with state_for(ctx).claims.hold(row.sku) as mine:
+    """One product, with its SKU claimed (`ops.state`; a claim a dead worker left is waited out),
+    stale temp files cleared first and one retry for a transient failure."""
+    with state_for(ctx).claims.hold_waiting(row.sku, lambda: STOP.requested) as mine:
         if not mine:
             return RowResult(row.row, row.sku, "failed", error=(
                 "SKU is being processed by another run on this output location; it is picked up next run")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Protocol
 
 from ops.ledger import Current
@@ -44,9 +45,27 @@ class ReviewStateError(StagingError):
 class Claims(ABC):
     """Which worker works on which SKU of the location now; one holder per SKU."""
 
+    lapse_s: float = 0.0  # how long a claim can outlive a holder that died (its lease); 0: not at all
+
     @abstractmethod
     def hold(self, sku: str) -> contextlib.AbstractContextManager[bool]:
         """Yield True while this worker holds `sku`; False (nothing held) when another has it."""
+
+    @contextlib.contextmanager
+    def hold_waiting(self, sku: str, stop: Callable[[], bool] = lambda: False) -> Iterator[bool]:
+        """`hold`, trying a SKU that another holds again until its claim could have lapsed.
+
+        A worker that died keeps its claims until their lease runs out (`lapse_s`), and its shard
+        run again at once would otherwise fail those SKUs as "being processed by another run". A
+        live holder renews its claim, so after `lapse_s` (plus a second) this yields False, as
+        `hold` does; `stop` cuts the wait short."""
+        deadline = time.monotonic() + (self.lapse_s + 1.0 if self.lapse_s else 0.0)
+        while True:
+            with self.hold(sku) as mine:
+                if mine or time.monotonic() >= deadline or stop():
+                    yield mine
+                    return
+            time.sleep(min(1.0, max(0.05, self.lapse_s / 20)))
 
 
 class ReviewDecisions(ABC):
