@@ -153,7 +153,7 @@ def test_two_workers_share_a_catalog_and_survive_a_kill(tmp_path, images, dev_ke
     done_before = {e["sku"] for e in before if e["worker"] == "w0"}
     shard0 = {f"SKU-{i:04d}" for i in range(SKUS) if shard_of(f"SKU-{i:04d}", 2) == 0}
     assert 10 <= len(done_before) < len(shard0), "the kill came too late to leave work undone"
-    # shard 0 again at once, beside shard 1: its start-up outlasts the dead worker's claim lease
+    # shard 0 again at once, beside shard 1: the SKU the dead worker held is waited out (its claim lease)
     _wait([_worker(tmp_path, "w0", 0, url, env), w1], tmp_path)
     events = _events(database, url)
     ok = Counter(e["sku"] for e in events if e["status"] == "ok")
