@@ -19,9 +19,10 @@ WORK_SIDE = 256  # the source is judged for kept backdrop at most this large (lo
 PLAIN_HUE_SPREAD = 0.2  # a backdrop whose chroma varies less than this share of it is one plain colour
 MIN_BACKDROP_CHROMA = 30.0  # opponent chroma (RGB units) under which a backdrop is white, cream, grey or black: no hue
 MIN_HUE_GAP = 20.0  # chroma distance under which the product's own colour is too near the backdrop's hue
-SPILL_POINTS = 4000  # rim pixels judged at most (an even sample of a longer rim)
+SPILL_POINTS = 40000  # rim pixels judged at most (an even sample of a longer rim)
 MIN_SHIFT = 8.0  # chroma shift (RGB units) under which a rim pixel is not tinted, whatever the hues
 EDGE_PX = 1.5  # the outline: product pixels this near its edge measure the rim's length
+EDGE_REACH = 1  # px: an outline pixel with a tinted rim pixel this near is tinted
 
 
 @dataclass(frozen=True)
@@ -278,14 +279,13 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
     with the product's colour 2.5-3.5 rim widths further in along the outline's normal; its gain,
     times its alpha (what shows on the new scene), makes it tinted at `spill_share` of the
     backdrop's chroma the product lacks there (and at least 8 levels). The share is of the
-    outline's length (outline pixels with a tinted rim pixel within a rim width), so a fringe
+    outline's length (outline pixels with a tinted rim pixel at most 1 px away), so a fringe
     one pixel wide, the common case, counts along all its length; JPEG chroma smear and the light
     a coloured floor bounces tint a good cut-out's rim too (up to about a third of it on the
-    catalog photos with hand masks), so a share over `spill_limit` fails. Judged only for a
-    coloured backdrop, where the product's colour is off its hue. Blind spots: a product whose
-    own edge is in the backdrop's hue (red piping on a white shirt shot on red); a bleed that
-    fades slowly inward (it tints the reference too) or a faint one on a dark product or pale
-    backdrop; a fringe the matte left below alpha 128.
+    catalog photos with hand masks), so a share over `spill_limit` fails. Judged for a coloured
+    backdrop, where the product's colour is off its hue. Blind spots: a product's own edge in the
+    backdrop's hue (red piping shot on red); a bleed fading slowly inward (it tints the reference
+    too), a faint one on a dark product or pale backdrop; a fringe the matte left under alpha 128.
     """
     bd = _opponent(backdrop)[0]
     name = hue_name(np.asarray(backdrop, np.float32))
@@ -335,9 +335,9 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
     shift = (p_rim - p_in) * (a_roi[ry, rx].astype(np.float32) / 255.0)
     tinted = ok & (shift >= MIN_SHIFT) & (shift >= cfg.spill_share * room)
     # a share of the rim's length: the outline pixels with a tinted (or judged) rim pixel within
-    # a rim width, so a fringe one pixel wide counts along all its length
+    # `EDGE_REACH`, so a fringe one pixel wide counts along all its length
     edge = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, EDGE_PX), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
-    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(width) + 3, 2 * int(width) + 3))
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_REACH + 1, 2 * EDGE_REACH + 1))
 
     def along(sel: np.ndarray) -> int:
         marks = np.zeros(dist_in.shape, np.uint8)
