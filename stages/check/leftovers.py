@@ -17,11 +17,12 @@ from stages.resample import shrink
 MIN_PART_PX = 24  # a detached part smaller than this many canvas pixels is matting noise
 WORK_SIDE = 256  # the source is judged for kept backdrop at most this large (long side)
 PLAIN_HUE_SPREAD = 0.2  # a backdrop whose chroma varies less than this share of it is one plain colour
-SPILL_ALPHA = 224  # rim pixels at least this opaque show the product layer's colour, not the scene
 MIN_BACKDROP_CHROMA = 30.0  # opponent chroma (RGB units) under which a backdrop is white, cream, grey or black: no hue
 MIN_HUE_GAP = 20.0  # chroma distance under which the product's own colour is too near the backdrop's hue
-SPILL_POINTS = 4000  # rim pixels judged at most (an even sample of a longer rim)
+SPILL_POINTS = 40000  # rim pixels judged at most (an even sample of a longer rim)
 MIN_SHIFT = 8.0  # chroma shift (RGB units) under which a rim pixel is not tinted, whatever the hues
+EDGE_PX = 1.5  # the outline: product pixels this near its edge measure the rim's length
+EDGE_REACH = 1  # px: an outline pixel with a tinted rim pixel this near is tinted
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,12 @@ class Leftovers:
     spill_judged: int = 0
     spill_note: str = ""
     hue: str = ""  # the backdrop's colour name
+    spill_where: str = ""  # the sides of the product whose rim is tinted ("top and left")
 
     def details(self) -> dict[str, Any]:
         return {"product_px": self.product_px, "strays": [p.to_dict() for p in self.strays[:10]],
                 "regions": [p.to_dict() for p in self.regions[:10]], "backdrop_like": round(self.backdrop_like, 4),
-                "spill": round(self.spill, 4), "spill_judged": self.spill_judged,
+                "spill": round(self.spill, 4), "spill_judged": self.spill_judged, "spill_where": self.spill_where,
                 "notes": [n for n in (self.regions_note, self.spill_note) if n]}
 
 
@@ -92,10 +94,10 @@ def find_leftovers(product_rgb: np.ndarray, product_alpha: np.ndarray, placement
     like, note = 0.0, "the photo has no backdrop: not judged"
     if backdrop is not None and source_rgb is not None and source_alpha is not None:
         regions, like, note = backdrop_regions(source_rgb, source_alpha, placement, cfg)
-    spill, judged, spill_note, hue = 0.0, 0, "no backdrop colour known: not judged", ""
+    spill, judged, spill_note, hue, where = 0.0, 0, "no backdrop colour known: not judged", "", ""
     if backdrop is not None:
-        spill, judged, spill_note, hue = rim_spill(product_rgb, product_alpha, outline, backdrop, cfg)
-    return Leftovers(strays, product_px, regions, note, like, spill, judged, spill_note, hue)
+        spill, judged, spill_note, hue, where = rim_spill(product_rgb, product_alpha, outline, backdrop, cfg)
+    return Leftovers(strays, product_px, regions, note, like, spill, judged, spill_note, hue, where)
 
 
 def stray_parts(alpha: np.ndarray, outline: Outline, cfg: LeftoverOptions) -> tuple[list[Part], int]:
@@ -265,37 +267,39 @@ def hue_name(rgb: np.ndarray) -> str:
 
 
 def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outline, backdrop: np.ndarray,
-              cfg: LeftoverOptions) -> tuple[float, int, str, str]:
-    """Share of the product's outer rim tinted toward a coloured backdrop's hue: (share, judged
-    pixels, why not judged or "", the backdrop's colour name).
+              cfg: LeftoverOptions) -> tuple[float, int, str, str, str]:
+    """Share of the product's outline along which its rim is tinted toward a coloured backdrop's
+    hue: (share, judged pixels, why not judged or "", the backdrop's colour name, where).
 
     A red backdrop leaves a red fringe on a white shirt: light bounced off it, or edge pixels the
-    matte kept whole that are part backdrop. The halo check looks for rim pixels *in* the old
-    backdrop colour, so a tint (white mixed with some red) is nearer the product than the
-    backdrop there and passes. Here each opaque rim pixel (within `spill_width` of the outline,
-    alpha >= 224) is compared, in chroma along the backdrop's hue (opponent colour axes, lightness
-    apart), with the product's colour 2.5-3.5 rim widths further in along the outline's normal: it
-    is tinted when it gained `spill_share` of the backdrop's chroma the product lacks there (and at
-    least 8 levels).
-    A JPEG's own chroma smear and the light a coloured floor bounces onto the product tint a good
-    cut-out's rim too (a fifth to a quarter of it at the default on the catalog photos with hand
-    masks), so the share over `spill_limit` is what fails. Judged only where the product's colour
-    is clearly off the backdrop's hue, and
-    only for a coloured backdrop (white, grey and black leave no hue). Blind spot: a product
-    whose own edge is in the backdrop's hue (red piping on a white shirt shot on red).
+    matte kept that are part backdrop. The halo check looks for rim pixels *in* the old backdrop
+    colour, so a tint (white mixed with some red) passes it. Here each visible rim pixel (within
+    `spill_width` of the outline, alpha >= 128: a soft matte's rim, where the mixed edge pixels
+    lie, counts) is compared, in chroma along the backdrop's hue (opponent axes, lightness apart),
+    with the product's colour 2.5-3.5 rim widths further in along the outline's normal; its gain,
+    times its alpha (what shows on the new scene), makes it tinted at `spill_share` of the
+    backdrop's chroma the product lacks there (and at least 8 levels). The share is of the
+    outline's length (outline pixels with a tinted rim pixel at most 1 px away), so a fringe
+    one pixel wide, the common case, counts along all its length; JPEG chroma smear and the light
+    a coloured floor bounces tint a good cut-out's rim too (up to about a third of it on the
+    catalog photos with hand masks), so a share over `spill_limit` fails. Judged for a coloured
+    backdrop, where the product's colour is off its hue. Blind spots: a product's own edge in the
+    backdrop's hue (red piping shot on red); a bleed fading slowly inward (it tints the reference
+    too), a faint one on a dark product or pale backdrop; a fringe the matte left under alpha 128.
     """
     bd = _opponent(backdrop)[0]
     name = hue_name(np.asarray(backdrop, np.float32))
     if float(np.hypot(bd[1], bd[2])) < MIN_BACKDROP_CHROMA:
-        return 0.0, 0, "the backdrop is not coloured: not judged", name
+        return 0.0, 0, "the backdrop is not coloured: not judged", name, ""
     roi, local = outline.region(0.0)
     dist_in = outline.dist_in[local]
     width = max(2.0, cfg.spill_width * outline.size)
     rgb = np.ascontiguousarray(product_rgb[roi])  # read at points below: one copy, not one per read
-    rim = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, width), cv2.compare(product_alpha[roi], SPILL_ALPHA, cv2.CMP_GE))
+    a_roi = product_alpha[roi]
+    rim = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, width), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
     ry, rx = points(rim)
     if ry.size < 20:
-        return 0.0, 0, "no product rim", name
+        return 0.0, 0, "no product rim", name, ""
     step = max(1, ry.size // SPILL_POINTS)  # a share: an even sample of the rim measures it
     ry, rx = ry[::step], rx[::step]
     # the product's colour just inside each rim pixel: 2.5 to 3.5 rim widths inward along the
@@ -314,7 +318,8 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
         n_in += inside
     have = n_in > 0
     inner = _opponent(inner[have] / n_in[have, None])
-    rim = _opponent(colours_at(rgb, ry[have], rx[have]))
+    ry, rx = ry[have], rx[have]
+    rim = _opponent(colours_at(rgb, ry, rx))
     # chroma along the backdrop's hue only: a rim that loses its own colour (a navy edge going
     # grey) is not tinted toward an orange backdrop, though grey lies between navy and orange
     bc = float(np.hypot(bd[1], bd[2]))
@@ -325,10 +330,37 @@ def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outli
     ok = room >= MIN_HUE_GAP
     judged = int(ok.sum())
     if judged < 20:
-        return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name
-    shift = p_rim - p_in
+        return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name, ""
+    # what shows on the new scene: a soft rim pixel shows its colour by its coverage
+    shift = (p_rim - p_in) * (a_roi[ry, rx].astype(np.float32) / 255.0)
     tinted = ok & (shift >= MIN_SHIFT) & (shift >= cfg.spill_share * room)
-    return float(tinted.sum()) / judged, judged, "", name
+    # a share of the rim's length: the outline pixels with a tinted (or judged) rim pixel within
+    # `EDGE_REACH`, so a fringe one pixel wide counts along all its length
+    edge = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, EDGE_PX), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_REACH + 1, 2 * EDGE_REACH + 1))
+
+    def along(sel: np.ndarray) -> int:
+        marks = np.zeros(dist_in.shape, np.uint8)
+        marks[ry[sel], rx[sel]] = 255
+        return cv2.countNonZero(cv2.bitwise_and(cv2.dilate(marks, reach), edge))
+
+    if (length := along(ok)) < 20:
+        return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name, ""
+    where = _sides(ry, rx, ok, tinted) if tinted.any() else ""
+    return along(tinted) / length, judged, "", name, where
+
+
+def _sides(ys: np.ndarray, xs: np.ndarray, judged: np.ndarray, tinted: np.ndarray) -> str:
+    """Where a tinted rim lies: the sides of the product (seen from its rim's centre) whose judged
+    rim is tinted at least half as much as the most tinted side's ("top and left", ...)."""
+    angle = np.degrees(np.arctan2(ys - ys[judged].mean(), xs - xs[judged].mean()))  # image y grows down
+    sector = np.rint(angle / 90.0).astype(int) % 4  # 0 right, 1 bottom, 2 left, 3 top
+    n = np.bincount(sector[judged], minlength=4)
+    share = np.bincount(sector[tinted], minlength=4) / np.maximum(n, 1)
+    names = ("right", "bottom", "left", "top")
+    order = [i for i in (3, 2, 0, 1) if share[i] >= 0.5 * share.max() and n[i] >= 10] or [int(np.argmax(share))]
+    said = [names[i] for i in order]
+    return " and ".join([", ".join(said[:-1]), said[-1]] if len(said) > 1 else said)
 
 
 def leftover_checks(found: Leftovers, cfg: LeftoverOptions) -> list[CheckResult]:
@@ -357,7 +389,8 @@ def leftover_checks(found: Leftovers, cfg: LeftoverOptions) -> list[CheckResult]
                              found.regions_note or "no region of the product has the backdrop's colour", cfg.blocking)
     limit = f"<= {cfg.spill_limit:.0%} of the judged rim tinted toward the backdrop"
     if found.spill > cfg.spill_limit:
-        msg = f"rim of the product tinted toward the backdrop colour ({found.hue}) over {found.spill:.0%} of its length"
+        msg = (f"rim of the product tinted toward the backdrop colour ({found.hue}) over {found.spill:.0%} of its "
+               f"length, along its {found.spill_where or 'outline'}: fringe of the source backdrop's {found.hue}")
         spill = CheckResult("rim_spill", False, round(found.spill, 4), limit, msg, cfg.blocking)
     else:
         msg = found.spill_note or (f"{found.spill:.0%} of {found.spill_judged} judged rim pixels tinted toward the "

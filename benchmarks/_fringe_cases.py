@@ -1,0 +1,60 @@
+"""Fringe cases for the rim-spill check: a hand-masked catalog product re-shot, by a physical model,
+on a plain coloured backdrop.
+
+The model knows nothing of the check (its alpha gate, rim width, shift or share thresholds):
+- a soft edge: the hand mask blurred by a Gaussian of `soft` px, so the rim's pixels mix the
+  backdrop in by their coverage (what a lens and a JPEG do to an edge);
+- colour bleed: light the backdrop throws onto the product, strongest at the rim and fading
+  inward (exp(-d / `reach`) over the distance d inside the mask); a pixel takes `bleed` x that
+  weight of the backdrop's colour, scaled by its own lightness (a dark product reflects little);
+- a plain backdrop with a gentle light falloff and a little sensor noise.
+The result is a source photo; the real matte backend, layout step and check take it from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = REPO / "catalog" / "images"
+MASKS = REPO / "tests" / "data" / "masks"
+BACKDROPS = {"red": (196, 32, 44), "pink": (236, 140, 178), "orange": (236, 124, 36), "blue": (40, 84, 196)}
+
+
+@dataclass(frozen=True)
+class Fringe:
+    photo: str
+    colour: str
+    soft: float  # px of edge blur
+    bleed: float  # share of the backdrop's colour at the rim
+    rgb: np.ndarray  # the source photo
+
+
+def hand_masked(stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, hand mask) of a tuning photo."""
+    path = next(IMAGES.glob(f"{stem}.*"))
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return rgb, cv2.imread(str(MASKS / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+
+
+def reshoot(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], soft: float, bleed: float,
+            reach: float = 4.0, seed: int = 0) -> np.ndarray:
+    """The product of `rgb` (hand `mask`) shot on a plain backdrop of `colour`: soft edge + bleed."""
+    rng = np.random.default_rng(seed)
+    h, w = mask.shape
+    hard = (mask >= 128).astype(np.float32)
+    a = cv2.GaussianBlur(hard, (0, 0), soft) if soft > 0 else hard
+    d = cv2.distanceTransform((mask >= 128).view(np.uint8), cv2.DIST_L2, 5)
+    wgt = (bleed * np.exp(-d / reach))[..., None] * hard[..., None]
+    p = rgb.astype(np.float32)
+    light = p.mean(axis=2, keepdims=True) / 255.0
+    c = np.asarray(colour, np.float32)
+    p = (1 - wgt) * p + wgt * c * np.maximum(light, 0.3) * 1.15
+    yy = np.linspace(1.04, 0.94, h, dtype=np.float32)[:, None, None]
+    bg = c * yy + rng.normal(0, 2.0, (h, w, 3)).astype(np.float32)
+    out = a[..., None] * p + (1 - a[..., None]) * bg
+    return np.clip(out, 0, 255).astype(np.uint8)
