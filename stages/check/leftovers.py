@@ -38,7 +38,7 @@ class LeftoverOptions:
     alike_share: float = 0.5  # backdrop-like over more of the product: too alike to judge
     spill_width: float = 0.006  # rim of the product judged for backdrop colour spill
     spill_share: float = 0.35  # a rim pixel whose chroma moved this share of the way to the backdrop's is tinted
-    spill_limit: float = 0.4  # share of the judged rim that may be tinted
+    spill_limit: float = 0.4  # share of the outline's length whose rim may be tinted
     blocking: bool = False  # false: a leftover sends the SKU to review; true: rejects it
 
     def check(self, where: str) -> None:
@@ -71,7 +71,7 @@ class Leftovers:
     regions: list[Part] = field(default_factory=list)  # backdrop-coloured regions, largest first
     regions_note: str = ""  # why kept backdrop was not judged, when it was not
     backdrop_like: float = 0.0  # share of the product in the backdrop's colour and texture
-    spill: float = 0.0  # share of the judged rim tinted toward the backdrop's hue
+    spill: float = 0.0  # share of the outline's length whose rim is tinted toward the backdrop's hue
     spill_judged: int = 0
     spill_note: str = ""
     hue: str = ""  # the backdrop's colour name
@@ -387,7 +387,7 @@ def leftover_checks(found: Leftovers, cfg: LeftoverOptions) -> list[CheckResult]
     else:
         region = CheckResult("backdrop_region", True, 0.0, limit,
                              found.regions_note or "no region of the product has the backdrop's colour", cfg.blocking)
-    limit = f"<= {cfg.spill_limit:.0%} of the judged rim tinted toward the backdrop"
+    limit = f"<= {cfg.spill_limit:.0%} of the outline tinted toward the backdrop"
     if found.spill > cfg.spill_limit:
         msg = (f"rim of the product tinted toward the backdrop colour ({found.hue}) over {found.spill:.0%} of its "
                f"length, along its {found.spill_where or 'outline'}: fringe of the source backdrop's {found.hue}")
