@@ -243,8 +243,8 @@ class Ledger:
         out: dict[str, Current] = {}
         with self._connect() as db:
             for where, params in _chunked("sku", skus):
-                for sku, key, status, verdict, reasons, record, output, run_id in db.execute(query.format(where),
-                                                                                              params):
+                for sku, key, status, verdict, reasons, record, output, run_id in db.execute(
+                        query.format(f" AND {where}" if where else ""), params):
                     out[sku] = Current(sku, key, status, verdict, json.loads(reasons or "[]"), record, output, run_id)
         return out
 
@@ -265,7 +265,7 @@ class Ledger:
         out: dict[str, tuple[int, int, str]] = {}
         with self._connect() as db:
             for where, params in _chunked("path", paths):
-                query = "SELECT path, size, mtime_ns, sha256 FROM sources" + (f" WHERE {where[5:]}" if where else "")
+                query = "SELECT path, size, mtime_ns, sha256 FROM sources" + (f" WHERE {where}" if where else "")
                 out.update({p: (s, m, h) for p, s, m, h in db.execute(query, params)})
         return out
 
@@ -281,7 +281,7 @@ class Ledger:
 
 
 def _chunked(column: str, values: Iterable[str] | None, size: int = 500) -> Iterator[tuple[str, list[str]]]:
-    """(" AND column IN (?, ...)", values) per `size` values (SQLite limits a statement's parameters);
+    """("column IN (?, ...)", values) per `size` values (SQLite limits a statement's parameters);
     ("", []) once when `values` is None (no filter)."""
     if values is None:
         yield "", []
@@ -289,4 +289,4 @@ def _chunked(column: str, values: Iterable[str] | None, size: int = 500) -> Iter
     values = list(dict.fromkeys(values))
     for i in range(0, len(values), size):
         part = values[i:i + size]
-        yield f" AND {column} IN ({','.join('?' * len(part))})", part
+        yield f"{column} IN ({','.join('?' * len(part))})", part

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +22,6 @@ from ops.store_products import RemoteOutputs
 
 
 CHUNK_ROWS = 1000  # rows a run reads, pre-passes and cuts into batches at a time
-
-
-@dataclass
-class Prepass:
-    todo: list[CatalogRow] = field(default_factory=list)
-    cached: list[dict[str, Any]] = field(default_factory=list)  # unchanged rows not yet handed to the sink
-    keys: dict[str, str] = field(default_factory=dict)  # SKU -> cache key of the to-do rows, when computed
-    skipped: int = 0
 
 
 def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list[tuple[str, int, int, str]]) -> str:
@@ -72,10 +62,11 @@ def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str, state
     return _hit(out_root, path, held.verdict, held.reasons, held.output, held.photo_problems)
 
 
-def prepass(rows: Iterable[CatalogRow], cfg: Config, out_root: Path, state: RunState, force: bool,
-            sink: Callable[[list[dict[str, Any]]], None] | None = None,
-            remote: RemoteOutputs | None = None) -> Prepass:
-    """Split rows into unchanged (`cached` results) and to-do, with the to-do rows' cache keys.
+class Screen:
+    """The pre-pass of a run over its rows as they stream in, a chunk at a time: it splits rows into
+    unchanged (their `cached` results go to the sink) and to-do, with the to-do rows' cache keys.
+    What it looks up in the ledger (current outputs, photo digests) is read per chunk, so a run
+    holds neither the catalog nor a ledger's worth of entries.
 
     Each row's cache key (`ops.cache.cache_key`: the row's fields, the source photo's SHA-256,
     the config digest of the output-affecting tables, which names the model ids and revisions, and
@@ -91,29 +82,13 @@ def prepass(rows: Iterable[CatalogRow], cfg: Config, out_root: Path, state: RunS
     record passes `cached_record`, which also gives its photo problems); one
     waiting for review only after its record passes `cached_record` (one made by a fallback
     backend is staged again), and only while no reviewer has decided on it. Unchanged rows are
-    handed to `sink` in chunks as they are found (a 50,000-row catalog would otherwise hold them
-    all); without a sink they are in `.cached`. A stop request (`ops.stop`) ends the pass: the rows
-    not yet looked at go to the to-do list.
+    handed to `sink` a chunk at a time (a 50,000-row catalog would otherwise hold them all). A stop
+    request (`ops.stop`) ends the pass: the rows not yet looked at go to the to-do list.
 
     For an object-store output (`remote`: one listing of its products, taken once) the files are
     looked up in that listing and records read from the store; a SKU the ledger does not know,
     or one a reviewer approved, goes to its batch task, whose cache test reads the store.
     """
-    result = Prepass()
-    screen = Screen(cfg, out_root, state, force, sink if sink is not None else result.cached.extend, remote)
-    rows = iter(rows)
-    while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
-        todo, keys = screen.check(chunk)
-        result.todo.extend(todo)
-        result.keys.update(keys)
-    result.skipped = screen.skipped
-    return result
-
-
-class Screen:
-    """The pre-pass of a run over its rows as they stream in, a chunk at a time (`prepass` says what
-    it decides): what it looks up in the ledger (current outputs, photo digests) is read per chunk,
-    so a run holds neither the catalog nor a ledger's worth of entries."""
 
     def __init__(self, cfg: Config, out_root: Path, state: RunState, force: bool,
                  sink: Callable[[list[dict[str, Any]]], None], remote: RemoteOutputs | None = None) -> None:

@@ -201,7 +201,10 @@ class PgClaims(Claims):
 
     def __init__(self, pool: _Pool, location: str, lease_s: float) -> None:
         self.pool, self.location, self.lease_s = pool, location, lease_s
-        self.lapse_s = lease_s
+
+    @property
+    def lapse_s(self) -> float:  # a dead holder's claim lapses with its lease
+        return self.lease_s
 
     @contextlib.contextmanager
     def hold(self, sku: str) -> Iterator[bool]:
