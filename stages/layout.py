@@ -194,20 +194,24 @@ def _resize_premultiplied(crop: ProductCrop, size: tuple[int, int]) -> tuple[np.
     rgb, alpha = crop.rgb, crop.alpha
     shrinking = size[0] < rgb.shape[1]
     if shrinking:
-        r4 = cv2.resize(crop.premultiplied16, size, interpolation=cv2.INTER_AREA)
-        p = r4[..., :3].astype(np.float32) * np.float32(1 / 255)
-        ra = r4[..., 3].astype(np.float32)
+        # colour planes and alpha apart, each contiguous: numpy's float arithmetic on whole 2-D
+        # planes is several times faster than on a strided slice or a broadcast last axis
+        *colour, ra = cv2.split(cv2.resize(crop.premultiplied16, size, interpolation=cv2.INTER_AREA).astype(np.float32))
+        for c in colour:
+            c *= np.float32(1 / 255)
         ra *= np.float32(1 / 65535)
     else:
         a = alpha.astype(np.float32) / 255.0
         premult = rgb.astype(np.float32) * a[..., None]
-        p = cv2.resize(premult, size, interpolation=cv2.INTER_CUBIC)
+        colour = cv2.split(cv2.resize(premult, size, interpolation=cv2.INTER_CUBIC))
         ra = cv2.resize(a, size, interpolation=cv2.INTER_CUBIC)
     np.clip(ra, 0.0, 1.0, out=ra)
     out_a = np.rint(ra * 255.0).astype(np.uint8)
     inv = np.zeros_like(ra)  # colour only where some alpha is left: fully transparent pixels are black
     np.divide(1.0, ra, out=inv, where=out_a > 0)
-    p *= inv[..., None]
+    for c in colour:
+        c *= inv
+    p = cv2.merge(colour)
     np.rint(p, out=p)
     np.clip(p, 0.0, 255.0, out=p)
     return p.astype(np.uint8), out_a

@@ -124,7 +124,7 @@ def _to_srgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, str]:
             note = "ignored-invalid"  # broken or mismatched profile: the pixels are still usable
     if base.mode == "CMYK" and note != "converted":
         note = "cmyk-naive"
-    rgb = base.convert("RGB")
+    rgb = base if base.mode == "RGB" else base.convert("RGB")  # converting RGB to RGB would copy it
     return (Image.merge("RGBA", (*rgb.split(), alpha)) if alpha is not None else rgb), note
 
 

@@ -104,14 +104,17 @@ def foreign_marks(decoded: np.ndarray, layout: Layout, background: np.ndarray | 
     cand_u8 = cv2.compare(cand, 0, cv2.CMP_GT) // 255
     join = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, k), max(3, k // 3)))
     grouped = cv2.morphologyEx(cand_u8, cv2.MORPH_CLOSE, join)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
-    if n <= 1:
+    # labelled only within the box of what was found (most renditions have nothing to label)
+    bx, by, bw, bh = cv2.boundingRect(grouped)
+    if not bw:
         return Marks(0, 0, [])
-    counts = np.bincount(labels[cand_u8 > 0], minlength=n)  # stroke pixels (not the joined ones) per mark
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grouped[by:by + bh, bx:bx + bw], connectivity=8)
+    counts = np.bincount(labels[cand_u8[by:by + bh, bx:bx + bw] > 0], minlength=n)  # stroke pixels per mark
     boxes: list[tuple[int, int, int, int]] = []
     pixels = 0
     for i in range(1, n):
         x, y, w, h, _area = (int(v) for v in stats[i])
+        x, y = x + bx, y + by
         if MARK_MIN_HEIGHT * short <= h <= MARK_MAX_HEIGHT * short and counts[i] >= MARK_MIN_PIXELS:
             boxes.append((x, y, w, h))
             pixels += int(counts[i])

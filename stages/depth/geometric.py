@@ -34,6 +34,9 @@ class GeometricDepth:
         return cls(options)  # nothing to load
 
     def run(self, layout: Layout, horizon: float) -> DepthMap:
+        """The floor's depth row by row, and over it the product's rounded depth, in front of the
+        floor where it stands. Only the product's box is worked per pixel: every other pixel is
+        its row's floor depth."""
         H, W = layout.product_alpha.shape
         rows = np.arange(H, dtype=np.float32)
         y_h = horizon * H
@@ -42,16 +45,23 @@ class GeometricDepth:
             self.FAR,
             self.FAR + (self.FLOOR_NEAR - self.FAR) * (rows - y_h) / max(H - 1 - y_h, 1.0),
         )
-        depth = np.repeat(floor[:, None], W, axis=1)
+        out = np.repeat(np.clip(np.rint(floor), 0, 255).astype(np.uint8)[:, None], W, axis=1)
         p = layout.placement
         base_row = min(H - 1, p.y + p.height - 1)
         base = float(floor[base_row])
-        solid = (layout.product_alpha >= 128).astype(np.uint8)
-        if solid.any():
-            dist = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
-            bulge = np.sqrt(dist / max(float(dist.max()), 1.0))
-            product_depth = base + 12.0 + self.BULGE * bulge
-            a = layout.product_alpha.astype(np.float32) / 255.0
-            depth = depth * (1.0 - a) + np.maximum(product_depth, depth) * a
-        out = np.clip(np.rint(depth), 0, 255).astype(np.uint8)
+        # the box of alpha > 0 grown by a pixel: the solid pixels' nearest non-solid pixel lies
+        # inside it (or beyond the canvas edge, as over the whole canvas)
+        x, y, w, h = cv2.boundingRect(layout.product_alpha)
+        if w:
+            box = slice(max(0, y - 1), min(H, y + h + 1)), slice(max(0, x - 1), min(W, x + w + 1))
+            alpha = layout.product_alpha[box]
+            solid = cv2.compare(alpha, 128, cv2.CMP_GE) // 255
+            if cv2.countNonZero(solid):
+                dist = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
+                bulge = np.sqrt(dist / max(float(dist.max()), 1.0))
+                product_depth = base + 12.0 + self.BULGE * bulge
+                a = alpha.astype(np.float32) / 255.0
+                depth = np.repeat(floor[box[0], None], alpha.shape[1], axis=1)
+                depth = depth * (1.0 - a) + np.maximum(product_depth, depth) * a
+                out[box] = np.clip(np.rint(depth), 0, 255).astype(np.uint8)
         return DepthMap(out, self.name, {"horizon": horizon, "product_base_depth": round(base, 1)})

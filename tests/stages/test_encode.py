@@ -1,4 +1,5 @@
-"""The fast PNG encoder: lossless for every supported layout and level, readable by libpng and Pillow."""
+"""The fast PNG encoder: lossless for every supported layout and level, readable by libpng and Pillow;
+the JPEG format: full chroma, the quality's tables, optimised codes."""
 
 from __future__ import annotations
 
@@ -78,3 +79,30 @@ def test_unsupported_arrays_and_levels_are_refused():
         encode_png(np.zeros((0, 4, 3), np.uint8), 1)
     with pytest.raises(ValueError, match="0..9"):
         encode_png(np.zeros((4, 4), np.uint8), 10)
+
+
+@pytest.mark.parametrize("quality", [82, 92])
+def test_jpeg_is_full_chroma_with_the_quality_tables_and_optimised_huffman_codes(images, quality):
+    """JPEG copies keep colour at full resolution (4:4:4: product edges keep their colour), carry
+    the standard tables scaled by `quality` (as Pillow writes them) and optimised Huffman codes
+    (smaller than the standard ones), and decode close to the original."""
+    from PIL import JpegImagePlugin
+
+    from stages.encode import encode_format
+
+    rgb = np.asarray(Image.open(next(p for p in sorted(images.iterdir()) if p.suffix == ".jpg")).convert("RGB"))
+    data = encode_format(rgb, "jpeg", quality)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and im.size == (rgb.shape[1], rgb.shape[0])
+        assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4
+        tables = im.quantization
+        decoded = np.asarray(im.convert("RGB"))
+    plain, optimised = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgb).save(plain, format="JPEG", quality=quality, subsampling=0)
+    Image.fromarray(rgb).save(optimised, format="JPEG", quality=quality, subsampling=0, optimize=True)
+    with Image.open(plain) as ref:
+        assert tables == ref.quantization
+    assert len(data) < len(plain.getvalue())
+    assert len(data) == len(optimised.getvalue())
+    diff = np.abs(decoded.astype(int) - rgb.astype(int))
+    assert diff.mean() < (2.0 if quality >= 90 else 3.5) and np.percentile(diff, 99) <= 24
