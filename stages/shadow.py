@@ -14,6 +14,7 @@ from stages.depth.base import DepthMap
 from stages.errors import ConfigError
 from stages.layout import Layout
 
+_BELOW_FAINT = float(np.nextafter(np.float32(1.0 / 510), np.float32(0.0)))  # zero up to here: under 1/510
 WORK_SIDE = 320  # the long side the shadow is computed at; upsampled once at the end
 
 
@@ -131,8 +132,10 @@ def compute_shadow(layout: Layout, depth: DepthMap | None, horizon: float, cfg: 
 
     small = np.clip(cfg.intensity * cast + cfg.contact * contact, 0.0, 1.0)
     opacity = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
-    opacity[alpha_full == 255] = 0.0  # never under the opaque product
-    opacity[opacity < 1.0 / 510] = 0.0  # too faint to change an 8-bit pixel: keeps the shaded box small
+    box = slice(p.y, p.y + p.height), slice(p.x, p.x + p.width)  # the opaque product lies in its placed box
+    opacity[box][alpha_full[box] == 255] = 0.0  # never under the opaque product
+    # too faint to change an 8-bit pixel (under 1/510): keeps the shaded box small
+    cv2.threshold(opacity, _BELOW_FAINT, 0.0, cv2.THRESH_TOZERO, dst=opacity)
     settings["length_px"] = round(reach / sy, 1)
     return ShadowLayer(opacity, colour, settings)
 
@@ -187,11 +190,12 @@ def apply_shadow(background: np.ndarray, layer: ShadowLayer) -> np.ndarray:
     if layer.opacity.shape != background.shape[:2]:
         raise ValueError(f"shadow {layer.opacity.shape} does not match the background {background.shape[:2]}")
     out = np.array(background, copy=True)
-    x, y, w, h = cv2.boundingRect((layer.opacity > 0).astype(np.uint8))  # the shadow covers a small box
+    x, y, w, h = cv2.boundingRect(cv2.compare(layer.opacity, 0.0, cv2.CMP_GT))  # the shadow covers a small box
     if w == 0 or h == 0:
         return out
-    a = layer.opacity[y : y + h, x : x + w, None]
-    gain = 1.0 - a * (1.0 - layer.colour[None, None, :] / 255.0)  # per channel: 1 = unchanged
-    px = background[y : y + h, x : x + w].astype(np.float32)
-    out[y : y + h, x : x + w] = cv2.convertScaleAbs(cv2.multiply(px, gain.astype(np.float32)))  # rounds, saturates
+    a = layer.opacity[y : y + h, x : x + w]
+    toward = 1.0 - layer.colour / 255.0
+    gain = cv2.merge([1.0 - a * toward[c] for c in range(3)])  # per channel: 1 = unchanged
+    # float32 products, rounded and saturated to 8 bits
+    out[y : y + h, x : x + w] = cv2.multiply(background[y : y + h, x : x + w], gain, dtype=cv2.CV_8U)
     return out
