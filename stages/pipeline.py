@@ -28,7 +28,7 @@ from stages.shadow import ShadowOptions
 from stages.style import StyledBackground, prepare_style
 
 # Part of every cache key and record: a new version regenerates every output.
-PIPELINE_VERSION = "0.5.0"
+PIPELINE_VERSION = "0.6.0"
 
 Timer = Callable[[str], AbstractContextManager[Any]]
 CheckMode = Literal["all", "trained", "none"]
@@ -167,11 +167,11 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
         with timer("composite"):
             background, look = style.apply(scene.rgb) if style is not None else (scene.rgb, {})
             pixels = composite(background, layout)
-        # 7. content checks: NSFW, object expansion, halo, on the composited pixels
+        # 7. content checks: NSFW, object expansion (on generated scenes), halo, leftovers, hangers
         found: tuple[list[CheckResult], dict[str, Any]] = ([], {})
         if checks == "all" or (checks == "trained" and scene.trained):
             with timer("check"):
-                found = parts.checks.run(pixels, layout, photo.rgb, matte, measures, brief.category)
+                found = parts.checks.run(pixels, layout, photo.rgb, matte, measures, brief.category, scene.trained)
         variants.append(Variant(seed, scene, pixels, look, *found))
     return Staging(matte, layout, depth, style, variants, crop)
 

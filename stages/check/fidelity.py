@@ -275,6 +275,13 @@ def expansion_check(exp: Expansion, cfg: FidelityOptions) -> CheckResult:
     return CheckResult("expansion", ok, exp.score, limit, msg, cfg.blocking)
 
 
+def expansion_not_judged(cfg: FidelityOptions) -> CheckResult:
+    """The expansion check of a scene no trained model drew (see `ContentChecks.run`): passed, saying why."""
+    return CheckResult("expansion", True, 0.0, f"reach <= {cfg.expansion_limit} of the product size",
+                       "not judged: the scene was not drawn by a trained model (a procedural or flat backdrop "
+                       "draws no product)", cfg.blocking)
+
+
 def backdrop_colour(source_rgb: np.ndarray, matte_alpha: np.ndarray, details: dict[str, Any]) -> np.ndarray | None:
     """The source photo's backdrop colour: the studio matte's own estimate, else the border median."""
     est = details.get("backdrop_rgb") if isinstance(details, dict) else None

@@ -10,7 +10,8 @@ import numpy as np
 
 from stages.check import CheckResult
 from stages.check.fidelity import (
-    FidelityOptions, backdrop_colour, expansion_check, expansion_heuristic, expansion_resegment, halo, measure_outline,
+    FidelityOptions, backdrop_colour, expansion_check, expansion_heuristic, expansion_not_judged, expansion_resegment, halo,
+    measure_outline,
 )
 from stages.check.hangers import Hangers, find_hangers, hanger_check
 from stages.check.leftovers import Leftovers, find_leftovers, leftover_checks
@@ -67,16 +68,26 @@ class ContentChecks:
         return LayoutMeasures(outline, backdrop, found, hangers)
 
     def run(self, staged: np.ndarray, layout: Layout, source_rgb: np.ndarray, matte: Matte,
-            measures: LayoutMeasures | None = None, category: str = "") -> tuple[list[CheckResult], dict[str, Any]]:
+            measures: LayoutMeasures | None = None, category: str = "",
+            generated: bool = True) -> tuple[list[CheckResult], dict[str, Any]]:
         """NSFW, expansion, halo, leftovers and hangers on one composited variant; returns the checks
-        and diagnostics."""
+        and diagnostics.
+
+        `generated`: the scene was drawn by a trained model. Object expansion is what such a model
+        does (more product drawn out of the outline), so it is judged only then: around a procedural
+        or flat backdrop every pixel outside the product layer is the backdrop's own, and a finding
+        there could only be a false alarm (a backdrop tone that happens to match the product's).
+        The other checks judge the product, its cut-out or the whole image, and always run."""
         cfg = self.fidelity
         m = measures or self.measure(layout, source_rgb, matte, category)
         score = self.nsfw.score(staged)
         checks = [nsfw_check(score, self.nsfw_threshold, self.nsfw_review_threshold, self.nsfw.label)]
         details: dict[str, Any] = {"nsfw": {"backend": self.nsfw.label, "score": round(score, 4)}}
         method = self.expansion
-        if method != "off":
+        if method != "off" and not generated:
+            checks.append(expansion_not_judged(cfg))
+            details["expansion"] = {"method": method, "judged": False}
+        elif method != "off":
             if method == "resegment":
                 exp = expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha)
             else:

@@ -268,7 +268,7 @@ class _Verdict:
     def measure(self, layout, source_rgb, matte, category=""):
         return None
 
-    def run(self, pixels, layout, source_rgb, matte, measures=None, category=""):
+    def run(self, pixels, layout, source_rgb, matte, measures=None, category="", generated=True):
         self.seen.append(pixels.shape)
         return [self.result], {}
 

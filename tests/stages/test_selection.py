@@ -93,12 +93,13 @@ def test_image_quality_flags_blank_and_clipped_scenes(images, repo):
 
 class ExtendingScene(ProceduralScene):
     """The procedural backdrop, plus (for odd seeds) a strap of the product's colour drawn out of the
-    product's top edge: a generator that 'draws more product' in some variants."""
+    product's top edge: a trained generator that 'draws more product' in some variants (its scenes
+    say trained, so the expansion check judges them)."""
 
     name = "test-extending"
 
     def generate(self, request):
-        scene = super().generate(request)
+        scene = dataclasses.replace(super().generate(request), trained=True)
         if request.seed % 2 == 0:
             return scene
         layout = request.layout
@@ -141,3 +142,27 @@ def test_best_of_n_picks_the_clean_variant_and_keeps_the_others(tmp_path, images
     assert res.output.endswith(clean["output"])
     assert all((tmp_path / "out" / res.record).parent.joinpath(v["output"]).is_file() for v in rec["variants"])
     assert rec["verdict"] == clean["verdict"]
+
+
+def test_the_procedural_backdrop_is_not_judged_for_expansion(tmp_path, images, repo, dev_keys):
+    """The same extended scenes, not marked as a trained model's: no generator drew them, so the
+    expansion check does not judge them (it says so) and the variants pass it."""
+    from ops.runner import process_row
+    from ops.workbench import Workbench
+
+    class Untrained(ExtendingScene):
+        def generate(self, request):
+            return dataclasses.replace(super().generate(request), trained=False)
+
+    shutil.copy(images / "27_hat_leather-cap_on-white-sheet.jpg", tmp_path / "cap.jpg")
+    (tmp_path / "c.csv").write_text("sku,image,title,category,scene_prompt,seed,variants\n"
+                                    "CAP-1,cap.jpg,Cap,hats,sage green wall,11,1\n", encoding="utf-8")
+    [row] = read_catalog(tmp_path / "c.csv").rows
+    bench = Workbench.build(load_config(repo / "config.toml", {"layout": {"width": 320, "height": 320}}))
+    bench.parts.scene = SceneChain(["procedural"], lambda name: Untrained(ProceduralOptions()))
+    res = process_row(bench, row, RunContext(tmp_path / "out", "run-1"))
+    rec = json.loads((tmp_path / "out" / res.record).read_text())
+    [variant] = rec["variants"]
+    exp = next(c for c in variant["checks"] if c["name"] == "expansion")
+    assert exp["passed"] and exp["message"].startswith("not judged: the scene was not drawn by a trained model"), exp
+    assert {c["name"] for c in variant["checks"]} >= {"nsfw", "halo", "stray_parts", "rim_spill"}
