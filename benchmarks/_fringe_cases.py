@@ -7,8 +7,15 @@ The model knows nothing of the check (its alpha gate, rim width, shift or share 
 - colour bleed: light the backdrop throws onto the product, strongest at the rim and fading
   inward (exp(-d / `reach`) over the distance d inside the mask); a pixel takes `bleed` x that
   weight of the backdrop's colour, scaled by its own lightness (a dark product reflects little);
-- a plain backdrop with a gentle light falloff and a little sensor noise.
+- a plain backdrop with a gentle light falloff and a little sensor noise;
+- optionally a pale version of the product (`pale`: every channel brought 70% of the way to white,
+  its shading and texture kept): a light garment or a white shoe made of a dark hand-masked one.
 The result is a source photo; the real matte backend, layout step and check take it from there.
+
+Whether a fringe shows is said by the model's own parameters, not by the check: an edge blurred
+by 1 px or more mixes the backdrop into a rim pixel wide, and a bleed of 20% or more tints the
+rim outright (`visible`); a hard edge (blur 0.5 px or less: a lens's anti-aliasing) with a bleed
+of 5% or less is a clean re-shoot (`clean`); the cases between are neither and are not graded.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "catalog" / "images"
 MASKS = REPO / "tests" / "data" / "masks"
-BACKDROPS = {"red": (196, 32, 44), "pink": (236, 140, 178), "orange": (236, 124, 36), "blue": (40, 84, 196)}
+# plain backdrops: a red and a pink bed sheet, a pale pink one, magenta, orange and blue paper
+BACKDROPS = {"red": (196, 32, 44), "pink": (236, 140, 178), "orange": (236, 124, 36), "blue": (40, 84, 196),
+             "pale-pink": (244, 186, 212), "magenta": (190, 40, 140)}
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,22 @@ class Fringe:
     rgb: np.ndarray  # the source photo
 
 
-def hand_masked(stem: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb, hand mask) of a tuning photo."""
+def visible(soft: float, bleed: float) -> bool:
+    """A fringe that shows: an edge blurred by 1 px or more, or a bleed of 20% or more."""
+    return soft >= 1.0 or bleed >= 0.2
+
+
+def clean(soft: float, bleed: float) -> bool:
+    """A clean re-shoot: a hard edge (0.5 px blur at most) and a bleed of 5% at most."""
+    return soft <= 0.5 and bleed <= 0.05
+
+
+def hand_masked(stem: str, pale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, hand mask) of a tuning photo; `pale`: the product brought 70% of the way to white."""
     path = next(IMAGES.glob(f"{stem}.*"))
     rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if pale:
+        rgb = np.clip(255.0 - 0.3 * (255.0 - rgb.astype(np.float32)), 0, 255).astype(np.uint8)
     return rgb, cv2.imread(str(MASKS / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
 
 

@@ -19,10 +19,11 @@ WORK_SIDE = 256  # the source is judged for kept backdrop at most this large (lo
 PLAIN_HUE_SPREAD = 0.2  # a backdrop whose chroma varies less than this share of it is one plain colour
 MIN_BACKDROP_CHROMA = 30.0  # opponent chroma (RGB units) under which a backdrop is white, cream, grey or black: no hue
 MIN_HUE_GAP = 20.0  # chroma distance under which the product's own colour is too near the backdrop's hue
-SPILL_POINTS = 40000  # rim pixels judged at most (an even sample of a longer rim)
-MIN_SHIFT = 8.0  # chroma shift (RGB units) under which a rim pixel is not tinted, whatever the hues
-EDGE_PX = 1.5  # the outline: product pixels this near its edge measure the rim's length
-EDGE_REACH = 1  # px: an outline pixel with a tinted rim pixel this near is tinted
+SPILL_POINTS = 20000  # outline pixels judged at most (an even sample of a longer outline)
+EDGE_PX = 1.5  # the outline: visible product pixels this near its edge
+SPILL_OUT_PX = 2  # px: the rim judged across the outline reaches this far out, into a soft matte's faint tail
+SPILL_DEPTHS = (3.0, 4.0, 5.0)  # rim widths inward where the product's own colour is read
+SAME_HUE_DEPTH = 6.0  # rim widths: the product's colour is its median this far inside, past a bleed's reach
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,22 @@ class LeftoverOptions:
     region_area: float = 0.003  # a backdrop-coloured region of the product larger than this is kept backdrop
     alike_share: float = 0.5  # backdrop-like over more of the product: too alike to judge
     spill_width: float = 0.006  # rim of the product judged for backdrop colour spill
-    spill_share: float = 0.35  # a rim pixel whose chroma moved this share of the way to the backdrop's is tinted
-    spill_limit: float = 0.4  # share of the outline's length whose rim may be tinted
+    spill_tint: float = 0.55  # an outline pixel whose rim shows this many pixels of the backdrop's colour is tinted
+    spill_chroma: float = 30.0  # ... and at least this much chroma (RGB units x px) toward the backdrop's hue
+    spill_limit: float = 0.45  # share of the outline's length whose rim may be tinted
     blocking: bool = False  # false: a leftover sends the SKU to review; true: rejects it
 
     def check(self, where: str) -> None:
         for name in ("gap", "stray_area", "region_area", "spill_width"):
             if not 0 <= getattr(self, name) <= 0.5:
                 raise ConfigError(f"{where}.{name} = {getattr(self, name)}: must be 0..0.5")
-        for name in ("main_share", "alike_share", "spill_share", "spill_limit"):
+        for name in ("main_share", "alike_share", "spill_limit"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{where}.{name} = {getattr(self, name)}: must be in (0, 1]")
+        if not 0 < self.spill_tint <= 10:
+            raise ConfigError(f"{where}.spill_tint = {self.spill_tint}: must be in (0, 10] (pixels)")
+        if not 0 <= self.spill_chroma <= 1000:
+            raise ConfigError(f"{where}.spill_chroma = {self.spill_chroma}: must be 0..1000")
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class Leftovers:
     regions_note: str = ""  # why kept backdrop was not judged, when it was not
     backdrop_like: float = 0.0  # share of the product in the backdrop's colour and texture
     spill: float = 0.0  # share of the outline's length whose rim is tinted toward the backdrop's hue
-    spill_judged: int = 0
+    spill_judged: int = 0  # outline pixels judged (off the backdrop's hue)
     spill_note: str = ""
     hue: str = ""  # the backdrop's colour name
     spill_where: str = ""  # the sides of the product whose rim is tinted ("top and left")
@@ -268,86 +274,107 @@ def hue_name(rgb: np.ndarray) -> str:
 
 def rim_spill(product_rgb: np.ndarray, product_alpha: np.ndarray, outline: Outline, backdrop: np.ndarray,
               cfg: LeftoverOptions) -> tuple[float, int, str, str, str]:
-    """Share of the product's outline along which its rim is tinted toward a coloured backdrop's
-    hue: (share, judged pixels, why not judged or "", the backdrop's colour name, where).
+    """Share of the product's outline along which its rim shows the colour of a coloured backdrop:
+    (share, judged outline pixels, why not judged or "", the backdrop's colour name, where).
 
-    A red backdrop leaves a red fringe on a white shirt: light bounced off it, or edge pixels the
-    matte kept that are part backdrop. The halo check looks for rim pixels *in* the old backdrop
-    colour, so a tint (white mixed with some red) passes it. Here each visible rim pixel (within
-    `spill_width` of the outline, alpha >= 128: a soft matte's rim, where the mixed edge pixels
-    lie, counts) is compared, in chroma along the backdrop's hue (opponent axes, lightness apart),
-    with the product's colour 2.5-3.5 rim widths further in along the outline's normal; its gain,
-    times its alpha (what shows on the new scene), makes it tinted at `spill_share` of the
-    backdrop's chroma the product lacks there (and at least 8 levels). The share is of the
-    outline's length (outline pixels with a tinted rim pixel at most 1 px away), so a fringe
-    one pixel wide, the common case, counts along all its length; JPEG chroma smear and the light
-    a coloured floor bounces tint a good cut-out's rim too (up to about a third of it on the
-    catalog photos with hand masks), so a share over `spill_limit` fails. Judged for a coloured
-    backdrop, where the product's colour is off its hue. Blind spots: a product's own edge in the
-    backdrop's hue (red piping shot on red); a bleed fading slowly inward (it tints the reference
-    too), a faint one on a dark product or pale backdrop; a fringe the matte left under alpha 128.
+    A red backdrop leaves a red fringe on a white shirt: edge pixels that are part backdrop (a soft
+    edge, a learned matte's soft rim) or light bounced off it. The halo check looks for rim pixels
+    *in* the old backdrop colour, so a tint (white mixed with some red) passes it. What shows on
+    the new scene is each pixel's colour times its alpha: a learned matte (rembg + IS-Net) is soft
+    across the edge, its mixed pixels lie on both sides of alpha 128 and the composite shows those
+    under 128 too, by their alpha. So each outline pixel (visible, within `EDGE_PX` of the edge) is
+    judged across the rim along the outline's normal, from `SPILL_OUT_PX` outside (the matte's faint
+    tail) to `spill_width` inside: the chroma gained along the backdrop's hue (opponent axes,
+    lightness apart) over the product's own colour, times alpha, summed over the pixels crossed: the
+    backdrop's colour the rim shows, in pixels of it. The product's own colour is read 3-5 rim widths
+    further in (5x5 means): deep enough that a bleed fading inward tints it little. An outline pixel
+    is tinted when its rim shows `spill_tint` pixels' worth of the backdrop chroma the product lacks
+    there and at least `spill_chroma` (a tint fainter than that does not show, whatever the hues: a
+    pale backdrop's, a cream wall's). A hard edge cut by a soft matte shows about half a pixel of
+    backdrop (the matte's faint tail); a 1 px soft edge or a 20% bleed a pixel or more. The share
+    is of the outline's length, so a fringe one pixel wide counts along all its length; where the
+    product's own colour is within `MIN_HUE_GAP` of the backdrop's chroma along its hue a fringe
+    does not show and that part counts as clean, and a product coloured in the backdrop's hue (its
+    median `SAME_HUE_DEPTH` rim widths in: a dark red cap shot on red) is not judged; over
+    `spill_limit` fails. JPEG chroma smear, the light a coloured floor bounces and a matte's own
+    softness tint a good cut-out's rim too (up to 0.4 of the outline on the tuning photos: the
+    sneakers' hand mask on red tiles, the shorts' IS-Net cut-out on a cream wall). Judged for a
+    coloured backdrop only. Blind spots: a product's own edge in the backdrop's hue (red piping
+    shot on red, a red saucer on wood: a fringe along the white cup above it is missed too); a
+    faint fringe on a pale backdrop (pale pink) or a dark product; a bleed behind a hard edge on a
+    dark product (it reflects little). A matte that keeps a hard edge's anti-aliased pixels opaque,
+    or one soft enough to straddle a hard edge, shows the backdrop as a fringe would: caught.
     """
     bd = _opponent(backdrop)[0]
     name = hue_name(np.asarray(backdrop, np.float32))
-    if float(np.hypot(bd[1], bd[2])) < MIN_BACKDROP_CHROMA:
+    bc = float(np.hypot(bd[1], bd[2]))
+    if bc < MIN_BACKDROP_CHROMA:
         return 0.0, 0, "the backdrop is not coloured: not judged", name, ""
     roi, local = outline.region(0.0)
     dist_in = outline.dist_in[local]
     width = max(2.0, cfg.spill_width * outline.size)
     rgb = np.ascontiguousarray(product_rgb[roi])  # read at points below: one copy, not one per read
     a_roi = product_alpha[roi]
-    rim = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, width), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
-    ry, rx = points(rim)
-    if ry.size < 20:
+    edge = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, EDGE_PX), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
+    ey, ex = points(edge)
+    if ey.size < 20:
         return 0.0, 0, "no product rim", name, ""
-    step = max(1, ry.size // SPILL_POINTS)  # a share: an even sample of the rim measures it
-    ry, rx = ry[::step], rx[::step]
-    # the product's colour just inside each rim pixel: 2.5 to 3.5 rim widths inward along the
-    # distance map's gradient (the outline's normal), from the 5x5 mean of the product layer
+    if _has_hue(rgb, dist_in, SAME_HUE_DEPTH * width, bd[1:]):
+        return 0.0, 0, "the product has the backdrop's hue: not judged", name, ""
+    step = max(1, ey.size // SPILL_POINTS)  # a share: an even sample of the outline measures it
+    ey, ex = ey[::step], ex[::step]
+    # the outline's normal: the distance map's gradient
     h, w = dist_in.shape
-    gy = dist_in[np.minimum(ry + 1, h - 1), rx] - dist_in[np.maximum(ry - 1, 0), rx]
-    gx = dist_in[ry, np.minimum(rx + 1, w - 1)] - dist_in[ry, np.maximum(rx - 1, 0)]
+    gy = dist_in[np.minimum(ey + 1, h - 1), ex] - dist_in[np.maximum(ey - 1, 0), ex]
+    gx = dist_in[ey, np.minimum(ex + 1, w - 1)] - dist_in[ey, np.maximum(ex - 1, 0)]
     norm = np.maximum(np.hypot(gx, gy), 1e-6)
+    ny, nx = gy / norm, gx / norm
+    # the product's own colour: 3 to 5 rim widths inward, from the 5x5 mean of the product layer
     mean5 = cv2.blur(rgb, (5, 5))
-    inner, n_in = np.zeros((ry.size, 3), np.float32), np.zeros(ry.size, np.float32)
-    for depth in (2.5, 3.0, 3.5):
-        iy = np.clip(np.rint(ry + gy / norm * depth * width), 0, h - 1).astype(np.intp)
-        ix = np.clip(np.rint(rx + gx / norm * depth * width), 0, w - 1).astype(np.intp)
+    inner, n_in = np.zeros((ey.size, 3), np.float32), np.zeros(ey.size, np.float32)
+    for depth in SPILL_DEPTHS:
+        iy = np.clip(np.rint(ey + ny * depth * width), 0, h - 1).astype(np.intp)
+        ix = np.clip(np.rint(ex + nx * depth * width), 0, w - 1).astype(np.intp)
         inside = dist_in[iy, ix] > 2.0 * width
         inner[inside] += colours_at(mean5, iy[inside], ix[inside])
         n_in += inside
     have = n_in > 0
-    inner = _opponent(inner[have] / n_in[have, None])
-    ry, rx = ry[have], rx[have]
-    rim = _opponent(colours_at(rgb, ry, rx))
+    ey, ex, ny, nx = ey[have], ex[have], ny[have], nx[have]
     # chroma along the backdrop's hue only: a rim that loses its own colour (a navy edge going
     # grey) is not tinted toward an orange backdrop, though grey lies between navy and orange
-    bc = float(np.hypot(bd[1], bd[2]))
     unit = bd[1:] / bc
-    p_in = np.maximum(inner[:, 1:] @ unit, 0.0)
-    p_rim = np.maximum(rim[:, 1:] @ unit, 0.0)
+    p_in = np.maximum(_opponent(inner[have] / n_in[have, None])[:, 1:] @ unit, 0.0)
     room = bc - p_in
-    ok = room >= MIN_HUE_GAP
+    ok = room >= MIN_HUE_GAP  # the product's own colour at least this far short of the backdrop's chroma
     judged = int(ok.sum())
     if judged < 20:
         return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name, ""
-    # what shows on the new scene: a soft rim pixel shows its colour by its coverage
-    shift = (p_rim - p_in) * (a_roi[ry, rx].astype(np.float32) / 255.0)
-    tinted = ok & (shift >= MIN_SHIFT) & (shift >= cfg.spill_share * room)
-    # a share of the rim's length: the outline pixels with a tinted (or judged) rim pixel within
-    # `EDGE_REACH`, so a fringe one pixel wide counts along all its length
-    edge = cv2.bitwise_and(cv2.inRange(dist_in, 1e-3, EDGE_PX), cv2.compare(a_roi, VISIBLE_ALPHA, cv2.CMP_GE))
-    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_REACH + 1, 2 * EDGE_REACH + 1))
+    # what the rim shows across the outline: chroma gained toward the backdrop's hue times alpha,
+    # summed over the pixels the normal crosses
+    shown = np.zeros(ey.size, np.float32)
+    for t in np.arange(-float(SPILL_OUT_PX), width + 1e-3, 1.0):
+        sy = np.clip(np.rint(ey + ny * t), 0, h - 1).astype(np.intp)
+        sx = np.clip(np.rint(ex + nx * t), 0, w - 1).astype(np.intp)
+        p = np.maximum(_opponent(colours_at(rgb, sy, sx))[:, 1:] @ unit, 0.0)
+        shown += (p - p_in) * (a_roi[sy, sx].astype(np.float32) / 255.0)
+    tinted = ok & (shown >= cfg.spill_tint * room) & (shown >= cfg.spill_chroma)
+    where = _sides(ey, ex, ok, tinted) if tinted.any() else ""
+    return float(tinted.sum()) / ey.size, judged, "", name, where
 
-    def along(sel: np.ndarray) -> int:
-        marks = np.zeros(dist_in.shape, np.uint8)
-        marks[ry[sel], rx[sel]] = 255
-        return cv2.countNonZero(cv2.bitwise_and(cv2.dilate(marks, reach), edge))
 
-    if (length := along(ok)) < 20:
-        return 0.0, judged, "the product's rim has the backdrop's hue: not judged", name, ""
-    where = _sides(ry, rx, ok, tinted) if tinted.any() else ""
-    return along(tinted) / length, judged, "", name, where
+def _has_hue(rgb: np.ndarray, dist_in: np.ndarray, depth: float, chroma: np.ndarray) -> bool:
+    """Whether the product (its pixels at least `depth` inside, an even sample) is coloured in the
+    backdrop's hue: its median chroma at least `MIN_BACKDROP_CHROMA` along the backdrop's
+    (`chroma`, opponent axes) and within 20 degrees of it. A dark red cap shot on red: its rim
+    takes more red from the backdrop, which reads as its own colour."""
+    ys, xs = points(cv2.compare(dist_in, depth, cv2.CMP_GT))
+    if ys.size < 20:
+        return False
+    step = max(1, ys.size // 4000)
+    c = np.median(_opponent(colours_at(rgb, ys[::step], xs[::step]))[:, 1:], axis=0)
+    unit = chroma / max(float(np.hypot(*chroma)), 1e-6)
+    along, across = float(c @ unit), abs(float(c[0] * unit[1] - c[1] * unit[0]))
+    return along >= MIN_BACKDROP_CHROMA and across <= along * np.tan(np.radians(20))
 
 
 def _sides(ys: np.ndarray, xs: np.ndarray, judged: np.ndarray, tinted: np.ndarray) -> str:
@@ -393,7 +420,7 @@ def leftover_checks(found: Leftovers, cfg: LeftoverOptions) -> list[CheckResult]
                f"length, along its {found.spill_where or 'outline'}: fringe of the source backdrop's {found.hue}")
         spill = CheckResult("rim_spill", False, round(found.spill, 4), limit, msg, cfg.blocking)
     else:
-        msg = found.spill_note or (f"{found.spill:.0%} of {found.spill_judged} judged rim pixels tinted toward the "
-                                   f"backdrop colour ({found.hue})")
+        msg = found.spill_note or (f"{found.spill:.0%} of the outline ({found.spill_judged} pixels judged) tinted "
+                                   f"toward the backdrop colour ({found.hue})")
         spill = CheckResult("rim_spill", True, round(found.spill, 4), limit, msg, cfg.blocking)
     return [stray, region, spill]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -126,8 +127,11 @@ def test_red_rim_spill_is_caught_where_the_halo_check_is_not(bases):
     assert hue_name(red) == "red"
     caught = 0
     for stem, base in bases.items():
-        if stem != "23_shoes_white-sneakers_on-brown":  # shot on red tiles: its rim already has some red
-            assert not failed(le.spill(base, 0.15, 2.0, red, CFG))["rim_spill"], stem  # a faint tint passes
+        # a faint tint passes; not judged on the sneakers shot on red tiles (their rim already has
+        # some red) nor on the loafers, whose rim mixes in the warm beige floor: read against a red
+        # backdrop the check is told of, that is a tint toward red already
+        if stem not in ("23_shoes_white-sneakers_on-brown", "20_shoes_beige-loafers_on-beige-floor"):
+            assert not failed(le.spill(base, 0.15, 2.0, red, CFG))["rim_spill"], stem
         case = le.spill(base, 0.5, 2.0, red, CFG)
         result = failed(case)
         caught += result["rim_spill"]
@@ -183,6 +187,10 @@ def test_content_checks_run_the_leftovers_once_per_layout(bases):
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="leftovers.spill_limit"):
         LeftoverOptions(spill_limit=0).check("fidelity.leftovers")
+    with pytest.raises(ConfigError, match="leftovers.spill_tint"):
+        LeftoverOptions(spill_tint=0).check("fidelity.leftovers")
+    with pytest.raises(ConfigError, match="leftovers.spill_chroma"):
+        LeftoverOptions(spill_chroma=-1).check("fidelity.leftovers")
     with pytest.raises(ConfigError, match="leftovers.gap"):
         LeftoverOptions(gap=0.9).check("fidelity.leftovers")
 
@@ -235,6 +243,34 @@ def test_fringe_near_the_threshold_both_sides():
     assert failed(le.fringe(stem, "red", 3.0, 0.3, EMBEDDED))["rim_spill"]
 
 
+@pytest.mark.parametrize("colour", ["pink", "red"])
+def test_a_light_garment_on_a_sheet_near_the_threshold_both_sides(colour):
+    """The light shirt on a pink or red bed sheet: the black shorts made pale (a light garment),
+    re-shot. A hard edge, with no bleed or a faint one, and a lens's 0.5 px anti-aliasing pass; a
+    just-visible 1 px soft edge is caught (near the threshold: either side can fail)."""
+    stem = "32_apparel_black-shorts_on-white-quilt"
+    for soft, bleed in ((0.0, 0.0), (0.0, 0.05), (0.5, 0.0)):
+        case = le.fringe(stem, colour, soft, bleed, EMBEDDED, pale=True)
+        assert case.family == "reshot" and not failed(case)["rim_spill"], (soft, bleed)
+    case = le.fringe(stem, colour, 1.0, 0.0, EMBEDDED, pale=True)
+    assert case.family == "fringe" and failed(case)["rim_spill"]
+
+
+def test_a_soft_matte_shows_the_backdrop_it_straddles_below_alpha_128():
+    """A learned matte's soft rim, stood in for by the hand mask blurred by 1 px, on the loafers
+    re-shot on pink with a hard edge: the matte's pixels under alpha 128 are pure pink and the
+    composite shows them by their alpha, a pink line all round: caught. The hand mask itself on
+    the same photo passes."""
+    rgb, mask = fringes.hand_masked("20_shoes_beige-loafers_on-beige-floor")
+    pink = np.asarray(fringes.BACKDROPS["pink"], np.float32)
+    src = fringes.reshoot(rgb, mask, fringes.BACKDROPS["pink"], 0.0, 0.0)
+    for matte, caught in ((cv2.GaussianBlur(mask, (0, 0), 1.0), True), (mask, False)):
+        layout = place_product(src, matte, LayoutOptions(width=1024, height=1024))
+        found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement,
+                               measure_outline(layout, FidelityOptions()), src, matte, pink, CFG)
+        assert (found.spill > CFG.spill_limit) == caught, (caught, found.spill)
+
+
 def test_white_on_white_and_a_product_in_the_backdrops_hue_are_not_fringes():
     stem = "27_hat_leather-cap_on-white-sheet"
     rgb, mask = fringes.hand_masked(stem)
@@ -243,7 +279,7 @@ def test_white_on_white_and_a_product_in_the_backdrops_hue_are_not_fringes():
     red = np.asarray(fringes.BACKDROPS["red"], np.float32)
     dyed = np.clip(rgb.astype(np.float32).mean(axis=2, keepdims=True) / 128.0 * red, 0, 255).astype(np.uint8)
     on_red = fringes.reshoot(dyed, mask, fringes.BACKDROPS["red"], 1.5, 0.3)
-    for src, note in ((white, "not coloured"), (on_red, "")):
+    for src, note in ((white, "not coloured"), (on_red, "has the backdrop's hue")):
         matte = EMBEDDED.run(src)
         layout = place_product(src, matte.alpha, LayoutOptions(width=1024, height=1024))
         found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement,
