@@ -346,7 +346,7 @@ def timing(stem: str, cfg: LeftoverOptions, canvas: int = 1024, repeat: int = 9)
 def spill_timing(cfg: LeftoverOptions, stem: str = "20_shoes_beige-loafers_on-beige-floor", canvas: int = 1024,
                  repeat: int = 9) -> float:
     """Fastest of `repeat` runs of `rim_spill` alone on a 2 px fringe of `stem` re-shot on red, in ms."""
-    from stages.check.leftovers import rim_spill
+    from stages.check.rim_spill import rim_spill
     from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 
     case = fringe(stem, "red", 2.0, 0.2, PlainBackdropMatte(PlainBackdropOptions()), canvas)
@@ -354,7 +354,8 @@ def spill_timing(cfg: LeftoverOptions, stem: str = "20_shoes_beige-loafers_on-be
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
-        rim_spill(case.layout.product_rgb, case.layout.product_alpha, outline, case.backdrop, cfg)
+        rim_spill(case.layout.product_rgb, case.layout.product_alpha, outline, case.backdrop, cfg.spill_width,
+                  cfg.spill_tint, cfg.spill_chroma)
         best = min(best, time.perf_counter() - t)
     return best * 1000.0
 

@@ -17,9 +17,9 @@ from stages.check.guards import ContentChecks
 from stages.check.leftovers import (
     LeftoverOptions,
     find_leftovers,
-    hue_name,
     leftover_checks,
 )
+from stages.colour import hue_name
 from stages.composite import composite
 from stages.errors import ConfigError
 from stages.layout import LayoutOptions, place_product
