@@ -157,9 +157,13 @@ def test_two_workers_share_a_catalog_and_survive_a_kill(tmp_path, images, dev_ke
     _wait([_worker(tmp_path, "w0", 0, url, env), w1], tmp_path)
     events = _events(database, url)
     ok = Counter(e["sku"] for e in events if e["status"] == "ok")
-    # a SKU published just before the kill but not yet in the ledger is `cached` from the store
-    done = {e["sku"] for e in events if e["status"] in ("ok", "cached")}
-    assert done == {f"SKU-{i:04d}" for i in range(SKUS)}, "a SKU was lost"
+    done = {e["sku"] for e in events if e["status"] == "ok"}
+    # a SKU the dead worker published just before the kill, but whose ledger event the kill cut
+    # off, is found whole in the store by the rerun and counted `cached`, which writes no event:
+    # at most the SKUs of the dead worker's batches in flight; _check_store below proves every
+    # SKU, these included, published whole
+    unlogged = {f"SKU-{i:04d}" for i in range(SKUS)} - done
+    assert unlogged <= shard0 - done_before and len(unlogged) <= 2, f"a SKU was lost: {sorted(unlogged)}"
     assert all(ok[s] == 1 for s in done_before), "a SKU finished before the kill was staged again"
     assert {e["sku"] for e in events if e["worker"] == "w0"} <= shard0
     _check_store(s3_server, bucket, "second", anchors)
