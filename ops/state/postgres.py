@@ -325,7 +325,11 @@ class PostgresState(RunState):
                                          f"({self._holder(db, own)})")
             yield
         finally:
-            db.close()  # releases the locks
+            # released at once: a closed connection's locks go only when its server process has
+            # ended, a moment later, and a run started right after this one would find them held
+            with contextlib.suppress(psycopg.Error):
+                db.execute("SELECT pg_advisory_unlock_all()")
+            db.close()
 
     @staticmethod
     def _try(db: psycopg.Connection, key: int, shared: bool) -> bool:
