@@ -84,17 +84,18 @@ class ContentChecks:
         checks = [nsfw_check(score, self.nsfw_threshold, self.nsfw_review_threshold, self.nsfw.label)]
         details: dict[str, Any] = {"nsfw": {"backend": self.nsfw.label, "score": round(score, 4)}}
         method = self.expansion
-        if method != "off" and not generated:
-            checks.append(expansion_not_judged(cfg))
-            details["expansion"] = {"method": method, "judged": False}
-        elif method != "off":
-            if method == "resegment":
-                exp = expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha)
+        if method != "off":
+            if not generated:
+                checks.append(expansion_not_judged(cfg))
+                details["expansion"] = {"method": method, "judged": False}
             else:
-                exp = expansion_heuristic(staged, layout, cfg, m.outline)
-            checks.append(expansion_check(exp, cfg))
-            details["expansion"] = {"method": exp.method, "score": exp.score, "reach_px": exp.reach_px,
-                                    "regions": exp.regions}
+                if method == "resegment":
+                    exp = expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha)
+                else:
+                    exp = expansion_heuristic(staged, layout, cfg, m.outline)
+                checks.append(expansion_check(exp, cfg))
+                details["expansion"] = {"method": exp.method, "score": exp.score, "reach_px": exp.reach_px,
+                                        "regions": exp.regions}
         checks.append(halo(staged, layout, m.backdrop, cfg, m.outline))
         details["halo"] = {"source_backdrop_rgb": None if m.backdrop is None else
                            [round(float(v), 1) for v in m.backdrop]}
