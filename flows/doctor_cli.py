@@ -19,10 +19,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from ops.config import load_config
     from ops.doctor import problems, report, run_checks, summary_line
-    from ops.runlock import output_root
 
     cfg = load_config(args.config)
-    rows = run_checks(cfg, output_root(cfg, args.out))
+    where = cfg.output_location(args.out)
+    rows = run_checks(cfg, where.root, output_url=where.url)
     if args.json:
         print(json.dumps(report(rows, cfg), indent=2, ensure_ascii=False))
     else:
@@ -56,9 +56,9 @@ def print_summary(cfg: Any, out: str | None, say: Callable[[str], None]) -> None
 
 def add_parsers(sub: argparse._SubParsersAction, default_config: str | None) -> None:
     dr = sub.add_parser("doctor", help="what this machine and config can run: backends, models, GPU, signing, "
-                                       "Prefect API, output folder")
+                                       "Prefect API, output folder or object store")
     dr.add_argument("--config", default=default_config,
                     help="config.toml (default: ./config.toml when there is one, else the built-in defaults)")
-    dr.add_argument("--out", help="output folder to check (default: [run].output_dir)")
+    dr.add_argument("--out", help="output folder or object-store URL to check (default: [run].output_dir)")
     dr.add_argument("--json", action="store_true", help="machine-readable output")
     dr.set_defaults(func=cmd_doctor)

@@ -286,7 +286,7 @@ def run_rows(ctx: RunContext, cfg: Config, rows: Iterable[CatalogRow], total: in
     t0 = time.perf_counter()
     log = ResultLog(ctx.out_root / ".work" / f"{ctx.run_id}.jsonl", cfg.cost.currency)
     try:
-        remote = RemoteOutputs(store_for(cfg, ctx.output_url)) if ctx.output_url and not ctx.force else None
+        remote = RemoteOutputs(store_for(cfg.storage, ctx.output_url)) if ctx.output_url and not ctx.force else None
         feed = _Feed(rows, Screen(cfg, ctx.out_root, state, ctx.force, log.append, remote), cfg.run.batch_size)
         progress = artifacts.Progress(total, ctx.run_id)
         progress.update(log.count)
@@ -411,7 +411,7 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
     report_url = None
     if ctx.output_url:  # the report goes where the products are
         try:
-            upload_tree(store_for(cfg, ctx.output_url), run_dir, f"runs/{ctx.run_id}")
+            upload_tree(store_for(cfg.storage, ctx.output_url), run_dir, f"runs/{ctx.run_id}")
             report_url = f"{ctx.output_url}/runs/{ctx.run_id}/report.html" if paths.get("html") else None
         except Exception as exc:
             logger.error("could not upload the run report to %s: %s: %s", ctx.output_url, type(exc).__name__, exc)
@@ -422,7 +422,8 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
                if log.timed_rows else {}}
     try:
         artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings,
-                          cfg.previews.base_url, cfg.previews.presign_s, output_url=ctx.output_url)
+                          cfg.previews.base_url, cfg.previews.presign_s, output_url=ctx.output_url,
+                          endpoint_url=cfg.storage.endpoint_url, region=cfg.storage.region)
     except Exception as exc:  # artifacts are a convenience; the run's own report is the record
         logger.warning("could not create Prefect artifacts: %s: %s", type(exc).__name__, exc)
     return {**meta, "summary": summary, "run_dir": str(run_dir), "report": str(report) if report else None,

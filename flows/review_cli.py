@@ -27,7 +27,7 @@ def _out_root(args: argparse.Namespace):
     state = open_state(where.name, cfg.state)
     if where.url and args.review_command != "reset":
         slugs = None if args.review_command == "list" else [sku_slug(args.sku)]
-        mirror_records(store_for(cfg, where.url), where.root, slugs, with_output=args.review_command == "approve")
+        mirror_records(store_for(cfg.storage, where.url), where.root, slugs, with_output=args.review_command == "approve")
     return where.root, where.name, state
 
 

@@ -8,22 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from ops.config import StateOptions
-from ops.doctor_host import output_rows, prefect_rows, signing_rows, trust_rows, tsa_rows
+from ops.doctor_host import output_rows, prefect_rows, signing_rows, store_rows, trust_rows, tsa_rows
 from ops.doctor_models import STEPS, backend_rows, gpu_rows, hf_cache_rows, u2net_rows
 from ops.doctor_row import Row
 from ops.state import backend_name, open_state
 from stages.errors import StagingError
 
 HTTP_TIMEOUT_S = 2.0  # Prefect API and timestamp server probes
+STORE_TIMEOUT_S = 20.0  # the object-store probe: a write, a read and a delete
 
 
 def run_checks(cfg: Any, out_dir: Path, *, quick: bool = False, env: Mapping[str, str] | None = None,
-               timeout_s: float = HTTP_TIMEOUT_S) -> list[Row]:
+               timeout_s: float = HTTP_TIMEOUT_S, output_url: str | None = None,
+               store_timeout_s: float = STORE_TIMEOUT_S) -> list[Row]:
     """Every check, in table order. `quick` (the summary at the start of `stage run`) leaves out
     what costs seconds or is only information: the GPU probe (importing torch alone takes seconds),
-    the cache listings and the timestamp server's round trip; the Prefect API is still asked, with
+    the cache listings, the timestamp server's round trip and the object-store probe (the run's
+    first upload reports that store's errors itself); the Prefect API is still asked, with
     `timeout_s`, as the run needs it. Presence of weights is read from files and caches, never by
-    loading them, so even the full table takes well under a second without a GPU."""
+    loading them, so even the full table takes well under a second without a GPU. `out_dir` is the
+    local folder the run writes (for an object-store output, `output_url`, its scratch folder)."""
     env = os.environ if env is None else env
     rows = backend_rows(cfg)
     if not quick:
@@ -31,8 +35,10 @@ def run_checks(cfg: Any, out_dir: Path, *, quick: bool = False, env: Mapping[str
     rows += signing_rows(cfg.sign, env) + trust_rows(cfg.verify, env)
     if not quick:
         rows += tsa_rows(cfg.sign.tsa_url, timeout_s)
-    rows += prefect_rows(env, timeout_s) + output_rows(out_dir) + state_rows(cfg.state, out_dir, env)
-    return rows
+    rows += prefect_rows(env, timeout_s) + output_rows(out_dir)
+    if not quick:
+        rows += store_rows(output_url, cfg.storage, store_timeout_s)
+    return rows + state_rows(cfg.state, out_dir, env)
 
 
 def state_rows(options: StateOptions, out_dir: Path, env: Mapping[str, str]) -> list[Row]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ops.doctor_row import Row
+from ops.location import StorageOptions
 from provenance.errors import SigningError
 from provenance.keys import load_certs, load_private_key, same_public_key
 from provenance.sign import SignOptions, load_signer_material
@@ -167,3 +170,44 @@ def output_rows(root: Path) -> list[Row]:
         return [Row("output", "output folder", "warn", f"{where}: writable, only {free / _GIB:.2f} GiB free",
                     "free space or choose another folder")]
     return [Row("output", "output folder", "ok", f"{where}: writable, {free / _GIB:.1f} GiB free")]
+
+
+def store_rows(url: str | None, storage: StorageOptions, timeout_s: float) -> list[Row]:
+    """Whether a run can publish to the object-store output `url` with this machine's credentials
+    and `[storage]` settings: a probe object written (and checked, as uploads are), read back and
+    deleted under the output prefix. The local folder a URL output has is its scratch folder
+    (`output_rows`); this is the check of where the outputs go. No answer within `timeout_s` (a
+    wrong endpoint, a firewall) is a failure too."""
+    if not url:
+        return []
+    from ops.objectstore import open_store
+
+    fix = ("check the bucket and prefix, the credentials in the environment (AWS_* or ~/.aws for s3://, "
+           "GOOGLE_APPLICATION_CREDENTIALS for gs://) and [storage] endpoint_url and region")
+    probe = f".stage-doctor-{secrets.token_hex(4)}.tmp"
+    result: list[Row] = []
+
+    def attempt() -> None:
+        try:
+            store = open_store(url, storage.endpoint_url, storage.region)
+            store.put(probe, b"stage doctor probe\n")  # checked against the store's MD5, as every upload
+            back = store.get(probe)
+            store.delete([probe])
+        except Exception as exc:  # StagingError (no fsspec package), StoreError, credentials, network
+            result.append(Row("output", "object store", "fail", f"{url}: cannot publish there: "
+                              f"{type(exc).__name__}: {exc}", fix))
+            return
+        if back != b"stage doctor probe\n":
+            result.append(Row("output", "object store", "fail", f"{url}: an object written there reads back "
+                              "different", fix))
+        else:
+            where = f" at {storage.endpoint_url}" if storage.endpoint_url else ""
+            result.append(Row("output", "object store", "ok", f"{url}{where}: writable (an object written, "
+                              "read back and deleted)"))
+
+    worker = threading.Thread(target=attempt, name="stage-doctor-store", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive() or not result:
+        return [Row("output", "object store", "fail", f"{url}: no answer within {timeout_s:g} s", fix)]
+    return result

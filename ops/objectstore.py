@@ -11,15 +11,12 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ops.atomic import write_bytes
 from ops.errors import TransientError
-from ops.location import check_output_url
+from ops.location import StorageOptions, check_output_url
 from stages.errors import StagingError
-
-if TYPE_CHECKING:
-    from ops.config import Config
 
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
@@ -71,6 +68,12 @@ class Store:
                 response = None
             else:
                 response = self.fs.pipe_file(target, data, **extra)
+        except FileNotFoundError as exc:  # the upload itself: no such bucket (not worth a retry)
+            raise StagingError(f"upload of {self.url}/{rel} failed: the store answered 'not found' "
+                               f"(no such bucket there?): {exc}") from exc
+        except Exception as exc:
+            raise StoreError(f"upload of {self.url}/{rel} failed: {type(exc).__name__}: {exc}") from exc
+        try:
             info = _from_response(response, len(data)) or self._info(target)
         except FileNotFoundError:
             info = None
@@ -135,6 +138,12 @@ class Store:
             return None if info["md5Hash"] == sent else "md5Hash differs from the bytes sent"
         back = self.fs.cat_file(target)  # no MD5 from the store: compare the bytes themselves
         return None if hashlib.sha256(back).digest() == hashlib.sha256(data).digest() else "stored bytes differ"
+
+    def signed_url(self, rel: str, seconds: int) -> str:
+        """A presigned GET URL of the object `rel`, valid `seconds` (fsspec `sign`, made locally
+        without a request: S3 signs with SigV4 at the store's endpoint and region). Raises what
+        the filesystem raises when it cannot sign (no credentials, a filesystem without signed URLs)."""
+        return str(self.fs.sign(self.path(rel), expiration=seconds))
 
     def get(self, rel: str) -> bytes | None:
         """The object's bytes; None when there is none."""
@@ -216,9 +225,9 @@ def open_store(url: str, endpoint_url: str = "", region: str = "") -> Store:
         return _OPEN[key]
 
 
-def store_for(cfg: Config, url: str) -> Store:
+def store_for(storage: StorageOptions, url: str) -> Store:
     """`open_store` with the config's `[storage]` settings."""
-    return open_store(url, cfg.storage.endpoint_url, cfg.storage.region)
+    return open_store(url, storage.endpoint_url, storage.region)
 
 
 def _connect(url: str, endpoint_url: str, region: str) -> Store:
@@ -227,6 +236,7 @@ def _connect(url: str, endpoint_url: str, region: str) -> Store:
     scheme = urllib.parse.urlsplit(url).scheme
     opts: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
     if scheme == "s3":
+        opts["config_kwargs"] = {"signature_version": "s3v4"}  # presigned links: the only one newer regions take
         if endpoint_url:
             opts["endpoint_url"] = endpoint_url
         if region:

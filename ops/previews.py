@@ -50,16 +50,16 @@ def base_url_error(base_url: str) -> str | None:
 
 
 def preview_url(rel: str, out_root: Path, base_url: str = "", output_url: str | None = None,
-                presign_s: int = 86_400) -> str:
+                presign_s: int = 86_400, endpoint_url: str = "", region: str = "") -> str:
     """The link to `rel`, a file path relative to the output location, that the Prefect UI can open.
 
     - `base_url` set: `base_url` + the URL-quoted path, for a local folder served by `stage
       serve-outputs` (or any web server of the folder), or an object store behind a CDN or a public
       bucket URL.
     - an object-store output (`output_url`: `s3://bucket/prefix`, `gs://...`): a presigned GET URL
-      that lives `presign_s` seconds (`fs.sign`; S3 signs with SigV4, the only signature newer
-      buckets and regions accept, for the region of the AWS environment). Anyone holding the link
-      can read that one object until it expires, and the link dies then.
+      that lives `presign_s` seconds, for the store at `endpoint_url` and `region` (`[storage]`;
+      empty: the AWS environment's) as the run's uploads reach it (`ops.objectstore.Store.signed_url`).
+      Anyone holding the link can read that one object until it expires, and the link dies then.
     - else today's `file://` URL of the local file (`out_root` / `rel`): it opens only in a browser
       on a machine that sees the folder, and never from the UI's http page.
 
@@ -73,24 +73,23 @@ def preview_url(rel: str, out_root: Path, base_url: str = "", output_url: str | 
     if base_url:
         return base_url.rstrip("/") + "/" + quote(rel, safe="/")
     if output_url:
-        return presigned_url(output_url, rel, presign_s)
+        return presigned_url(output_url, rel, presign_s, endpoint_url, region)
     return "file://" + quote(str((out_root / rel).resolve()))
 
 
-def presigned_url(output_url: str, rel: str, presign_s: int) -> str:
-    """A presigned GET URL of `rel` under the object-store location `output_url` (fsspec `sign`).
+def presigned_url(output_url: str, rel: str, presign_s: int, endpoint_url: str = "", region: str = "") -> str:
+    """A presigned GET URL of `rel` under the object-store location `output_url`, signed for the
+    same store (endpoint, region) the run uploads to: an S3-compatible store (MinIO, R2, Ceph)
+    named by `[storage] endpoint_url` gets links to itself, not to AWS.
 
     Credentials come from the usual environment (AWS_* / GOOGLE_*). Signing happens locally, without a
     request to the store; PreviewError when the filesystem cannot sign (no credentials, no fsspec
     package for the scheme, a filesystem without signed URLs).
     """
-    import fsspec
+    from ops.objectstore import open_store  # here: ops.config reads this module's options
 
-    url = output_url.rstrip("/") + "/" + rel
     scheme = output_url.split("://", 1)[0].lower()
-    options = {"config_kwargs": {"signature_version": "s3v4"}} if scheme in ("s3", "s3a") else {}
     try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
-        return str(fs.sign(path, expiration=presign_s))
-    except Exception as exc:  # ImportError, NotImplementedError, botocore's NoCredentialsError, ...
+        return open_store(output_url, endpoint_url, region).signed_url(rel, presign_s)
+    except Exception as exc:  # StagingError (no package), NotImplementedError, botocore's NoCredentialsError, ...
         raise PreviewError(f"cannot presign {scheme}:// links: {type(exc).__name__}: {exc}") from exc

@@ -151,7 +151,7 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
         _write_product(bench, p, variants, primary, sku_checks, channels)
         if ctx.output_url:  # the record last, after every file it lists (ops.store_products)
             with t("upload"):
-                publish_product(store_for(bench.cfg, ctx.output_url), ctx.out_root, paths.slug,
+                publish_product(store_for(bench.cfg.storage, ctx.output_url), ctx.out_root, paths.slug,
                                 [v.quarantined for v in variants if v.quarantined])
     return RowResult(
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
@@ -173,7 +173,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     if (held := review.held_decision(ctx.out_root, row, source_sha, paths.record, state_for(ctx))) is not None:
         if ctx.output_url and held.status == "rejected":
             with t("upload"):  # the store's copy is the published one
-                withdraw_product(store_for(bench.cfg, ctx.output_url), paths.slug)
+                withdraw_product(store_for(bench.cfg.storage, ctx.output_url), paths.slug)
         return RowResult(row.row, row.sku, held.status, verdict=held.verdict, reasons=held.reasons,
                          record=rel(paths.record), output=rel(paths.folder / held.output) if held.output else None,
                          timings_ms=t.ms, photo_problems=held.photo_problems)
@@ -196,7 +196,7 @@ def _current(bench: Workbench, ctx: RunContext, paths: ProductPaths, key: str, t
     if not ctx.output_url:
         return cached_record(paths.record, key)
     with t("store_check"):
-        return remote_record(store_for(bench.cfg, ctx.output_url), paths.slug, key)
+        return remote_record(store_for(bench.cfg.storage, ctx.output_url), paths.slug, key)
 
 
 def _sku_checks(bench: Workbench, staging: Staging) -> list[CheckResult]:

@@ -182,5 +182,6 @@ def fake_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "preview-test-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     s3fs.S3FileSystem.clear_instance_cache()
+    monkeypatch.setattr("ops.objectstore._OPEN", {})  # no store opened with another test's credentials
     yield monkeypatch
     s3fs.S3FileSystem.clear_instance_cache()

@@ -81,6 +81,7 @@ def test_object_store_output_links_are_presigned(tmp_path, fake_aws):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     s3fs.S3FileSystem.clear_instance_cache()
+    monkeypatch.setattr("ops.objectstore._OPEN", {})  # a new worker process: no store opened yet
     text = _run_report(tmp_path / "again", monkeypatch, output_url="s3://shop/nightly")
     assert "Report: `s3://shop/nightly/runs/r1/report.html`" in text and "](" not in text
     assert text.count("Previews: a link could not be made (cannot presign s3:// links: NoCredentialsError") == 1

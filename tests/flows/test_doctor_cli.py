@@ -10,6 +10,7 @@ from flows.cli import main
 from flows.doctor_cli import print_summary
 from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED
 from ops.config import load_config
+from s3_server import s3_server  # noqa: F401  (tests/ is on sys.path)
 
 
 def test_doctor_json_on_the_default_config_exits_0(tmp_path, repo, dev_keys, capsys):
@@ -55,3 +56,15 @@ def test_stage_run_summary_line(tmp_path, dev_keys):
     (tmp_path / "file").write_text("x")
     print_summary(load_config(None), str(tmp_path / "file" / "out"), lines.append)
     assert lines[-1] == 'doctor: 1 problem (output folder: fail) - run "stage doctor"'
+
+
+def test_doctor_on_an_object_store_output_probes_the_bucket(tmp_path, repo, dev_keys, capsys, s3_server,  # noqa: F811
+                                                            monkeypatch):
+    monkeypatch.setattr("ops.objectstore._OPEN", {})
+    bucket = s3_server.bucket()
+    config = str(repo / "config.toml")
+    assert main(["doctor", "--json", "--config", config, "--out", f"s3://{bucket}/nightly"]) == EXIT_OK
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["object store"]["status"] == "ok" and rows["output folder"]["status"] == "ok"  # and its scratch
+    assert main(["doctor", "--config", config, "--out", "s3://no-such-bucket-here/nightly"]) == EXIT_RUN_FAILED
+    assert "no such bucket there?" in capsys.readouterr().out

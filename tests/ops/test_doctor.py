@@ -17,9 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import loopback_http  # tests/ is on sys.path
+from s3_server import s3_server  # noqa: F401
 from ops.config import load_config
 from ops.doctor import problems, run_checks, summary_line
-from ops.doctor_host import output_rows, prefect_rows, signing_rows, trust_rows, tsa_rows
+from ops.doctor_host import output_rows, prefect_rows, signing_rows, store_rows, trust_rows, tsa_rows
+from ops.location import StorageOptions
 from ops.doctor_models import backend_rows, gpu_rows, hf_cache_rows, u2net_rows
 from provenance.sign import SignOptions
 from provenance.verify import VerifyOptions
@@ -259,3 +261,32 @@ def test_run_checks_counts_an_unwritable_output_as_a_problem(tmp_path, dev_keys)
     assert [r.name for r in problems(rows)] == ["output folder"]
     assert summary_line(load_config(None), rows) == (
         'doctor: 1 problem (output folder: fail) - run "stage doctor"')
+
+
+def test_an_object_store_output_is_probed_where_the_outputs_go(s3_server, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("ops.objectstore._OPEN", {})
+    bucket = s3_server.bucket()
+    via_config = StorageOptions(endpoint_url=s3_server.endpoint, region="us-east-1")
+    row, = store_rows(f"s3://{bucket}/nightly", via_config, 20.0)
+    assert row.status == "ok" and "writable" in row.detail and s3_server.endpoint in row.detail
+    assert s3_server.keys(bucket) == {}  # the probe object is gone
+    missing, = store_rows("s3://no-such-bucket-here/nightly", via_config, 20.0)
+    assert missing.status == "fail" and "s3://no-such-bucket-here/nightly: cannot publish there" in missing.detail
+    assert "no such bucket there?" in missing.detail
+    assert "[storage] endpoint_url" in missing.fix
+    assert store_rows(None, via_config, 20.0) == []  # a local output folder: output_rows says it all
+
+
+def test_an_object_store_that_does_not_answer_fails_within_the_timeout(monkeypatch):
+    monkeypatch.setattr("ops.objectstore._OPEN", {})
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(var, value)
+    with socket.socket() as silent:  # accepts the connection (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        row, = store_rows("s3://outputs/nightly", StorageOptions(endpoint_url=endpoint), 1.5)
+        assert row.status == "fail" and row.detail == "s3://outputs/nightly: no answer within 1.5 s"
+        assert time.monotonic() - started < 3

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from ops.config import load_config
 from ops.previews import MAX_PRESIGN_S, PreviewError, preview_url
+from s3_server import s3_server  # noqa: F401  (tests/ is on sys.path)
 from stages.errors import ConfigError
 
 THUMB = "products/SHOE 01 (black)-64cf0213cb/layers/after.jpg"
@@ -90,3 +93,21 @@ def test_previews_settings_are_not_part_of_the_output_digest(tmp_path):
     cfg = load_config(path)
     assert (cfg.previews.base_url, cfg.previews.presign_s) == ("http://stage-box:8780/", 600)
     assert cfg.digest() == load_config(None).digest()  # changing where previews live regenerates nothing
+
+
+def test_presigned_links_go_to_the_configured_store_and_open(tmp_path, s3_server, monkeypatch):  # noqa: F811
+    """An S3-compatible store named by [storage] endpoint_url (MinIO, R2, Ceph): the link is signed
+    for that store, not for AWS, and a plain HTTP GET of it returns the object."""
+    bucket = s3_server.bucket()
+    s3_server.client().put_object(Bucket=bucket, Key=f"nightly/{THUMB}", Body=b"after-thumbnail")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # the endpoint comes from the config only
+    monkeypatch.setattr("ops.objectstore._OPEN", {})
+    url = preview_url(THUMB, tmp_path, output_url=f"s3://{bucket}/nightly", presign_s=300,
+                      endpoint_url=s3_server.endpoint, region="us-east-1")
+    assert url.startswith(s3_server.endpoint + "/") and "X-Amz-Signature=" in url, url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"after-thumbnail"
+    unsigned = url.split("?", 1)[0]
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the signature is what opens it
+        urllib.request.urlopen(unsigned, timeout=10)
+    assert refused.value.code == 403
