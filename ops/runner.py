@@ -187,7 +187,24 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
         return RowResult(row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
                          record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms,
                          photo_problems=prev.get("photo_problems") or [])
+    if not ctx.force and ctx.output_url and (staged := cached_record(paths.record, key)) is not None:
+        return _upload_staged(bench, row, paths, staged, ctx, t)
     return safety
+
+
+def _upload_staged(bench: Workbench, row: CatalogRow, paths: ProductPaths, record: dict[str, Any],
+                   ctx: RunContext, t: StepTimer) -> RowResult:
+    """Publish a product already staged in this worker's scratch folder for the same cache key
+    but not in the store (its upload failed: the row's retry, or the next run on this worker)
+    instead of staging it again: the files are the ones that passed their checks and were
+    signed, and `publish_product` verifies each upload as it would have. The result is `ok`, as
+    this run published it, with the staging's verdict and cost from the record."""
+    held = [v["quarantined"] for v in record.get("variants") or [] if v.get("quarantined")]
+    with STOP.publishing(), t("upload"):
+        publish_product(store_for(bench.cfg.storage, ctx.output_url), ctx.out_root, paths.slug, held)
+    return RowResult(row.row, row.sku, "ok", verdict=record.get("verdict"), reasons=record.get("reasons", []),
+                     record=paths.rel(paths.record), output=paths.rel(paths.folder / record["output"]),
+                     timings_ms=t.ms, cost=record.get("cost"), photo_problems=record.get("photo_problems") or [])
 
 
 def _current(bench: Workbench, ctx: RunContext, paths: ProductPaths, key: str, t: StepTimer) -> dict[str, Any] | None:

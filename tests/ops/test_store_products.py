@@ -115,6 +115,22 @@ def test_a_failed_upload_publishes_no_record_and_keeps_the_old_one(bench, row, u
     assert again.status == "failed" and again.transient and "ConnectionResetError" in again.error, again
     assert store.get(f"products/{slug}/{slug}.json") == old_record  # readers still see the previous product
     assert calls == []  # nothing after the failed upload: no record, no deletion
+    # the retry on the same worker uploads what was staged instead of staging it again
+    monkeypatch.setattr(store.fs, "pipe", pipe)
+    retry = process_row(bench, row.__class__(**{**row.to_dict(), "seed": 99}),
+                        RunContext(tmp_path / "b", "run-2", output_url=url))
+    assert retry.status == "ok" and retry.output == again_output(tmp_path / "b", slug), retry
+    assert "upload" in retry.timings_ms and "matte" not in retry.timings_ms and "scene" not in retry.timings_ms
+    published = json.loads(store.get(f"products/{slug}/{slug}.json"))
+    assert published == json.loads((tmp_path / "b" / "products" / slug / f"{slug}.json").read_bytes())
+    assert published["seed"] != json.loads(old_record)["seed"] and retry.cost == published["cost"]
+    record_at = calls.index(("put", f"products/{slug}/{slug}.json"))  # the record after every file it lists
+    assert {("put", f"products/{slug}/{n}") for n in listed_files(published)} <= set(calls[:record_at])
+    assert remote_record(store, slug, published["cache_key"]) is not None
+
+
+def again_output(scratch, slug):
+    return f"products/{slug}/" + json.loads((scratch / "products" / slug / f"{slug}.json").read_bytes())["output"]
 
 
 def test_an_empty_scratch_folder_is_a_cache_hit_from_the_store(bench, row, url, tmp_path, monkeypatch):
