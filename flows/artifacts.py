@@ -16,6 +16,7 @@ from prefect.artifacts import (
 )
 
 from ops.cost import money
+from ops.location import StorageOptions
 from ops.paths import LAYERS, PRODUCTS
 from ops.previews import SERVE_HINT, PreviewError, preview_url
 from ops.report import printable
@@ -55,9 +56,9 @@ class Links:
     report says about them once: how to get previews the UI can load, or why a link could not be made."""
 
     def __init__(self, out_root: Path, base_url: str = "", output_url: str | None = None,
-                 presign_s: int = 86_400, endpoint_url: str = "", region: str = "") -> None:
+                 presign_s: int = 86_400, storage: StorageOptions = StorageOptions()) -> None:
         self.out_root, self.base_url, self.output_url, self.presign_s = out_root, base_url, output_url, presign_s
-        self.endpoint_url, self.region = endpoint_url, region  # the store's ([storage]), for presigned links
+        self.storage = storage  # [storage]: the store presigned links are made for
         self.problem: str | None = None
 
     def rel(self, path: Path) -> str:
@@ -68,7 +69,7 @@ class Links:
         """The link to `path`, or None (the reason kept for `note`): the artifact shows the path instead."""
         try:
             url = preview_url(self.rel(path), self.out_root, self.base_url, self.output_url, self.presign_s,
-                              self.endpoint_url, self.region)
+                              self.storage)
         except (ValueError, PreviewError) as exc:
             self.problem = self.problem or str(exc)
             return None
@@ -92,8 +93,8 @@ class Links:
 
 def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]], errors: list[dict[str, Any]],
             report: Path | None, out_root: Path, timings: dict[str, Any], base_url: str = "",
-            presign_s: int = 86_400, output_url: str | None = None, endpoint_url: str = "",
-            region: str = "") -> None:
+            presign_s: int = 86_400, output_url: str | None = None,
+            storage: StorageOptions = StorageOptions()) -> None:
     """Create the run's table and markdown artifacts.
 
     Keys are fixed so that the UI's Artifacts page keeps one history per kind across runs:
@@ -101,8 +102,8 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
     class), `staging-run-failures`, `staging-run-timings`, `staging-run-cost`, `staging-run-report`.
     Thumbnails and the report link go through `ops.previews.preview_url`: `[previews] base_url` +
     the path (a local folder that `stage serve-outputs` serves), presigned URLs for an object-store
-    output (`output_url`, None for a local folder; signed for the store at `endpoint_url` and
-    `region`, the config's `[storage]`), else file:// URLs, which open only in a browser
+    output (`output_url`, None for a local folder; signed for the store `storage`, the config's
+    `[storage]`, names), else file:// URLs, which open only in a browser
     on a machine that sees the folder and never from the UI's http page (the report says so once).
     """
     counts = [{"outcome": f"status:{k}", "count": v} for k, v in sorted(summary["by_status"].items())]
@@ -126,7 +127,7 @@ def publish(run_id: str, summary: dict[str, Any], attention: list[dict[str, Any]
     if cost := summary.get("cost"):
         create_table_artifact(cost_rows(cost), key="staging-run-cost",
                               description=f"Run {run_id}: cost per run, per SKU and per stage ({cost['currency']})")
-    links = Links(out_root, base_url, output_url, presign_s, endpoint_url, region)
+    links = Links(out_root, base_url, output_url, presign_s, storage)
     create_markdown_artifact(_markdown(run_id, summary, attention, report, links), key="staging-run-report",
                              description=f"Run {run_id}")
 

@@ -423,7 +423,7 @@ def _finish(ctx: RunContext, cfg: Config, log: ResultLog, errors: list[dict[str,
     try:
         artifacts.publish(ctx.run_id, summary, log.attention, errors, report, ctx.out_root, timings,
                           cfg.previews.base_url, cfg.previews.presign_s, output_url=ctx.output_url,
-                          endpoint_url=cfg.storage.endpoint_url, region=cfg.storage.region)
+                          storage=cfg.storage)
     except Exception as exc:  # artifacts are a convenience; the run's own report is the record
         logger.warning("could not create Prefect artifacts: %s: %s", type(exc).__name__, exc)
     return {**meta, "summary": summary, "run_dir": str(run_dir), "report": str(report) if report else None,

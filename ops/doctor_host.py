@@ -180,7 +180,7 @@ def store_rows(url: str | None, storage: StorageOptions, timeout_s: float) -> li
     wrong endpoint, a firewall) is a failure too."""
     if not url:
         return []
-    from ops.objectstore import open_store
+    from ops.objectstore import store_for
 
     fix = ("check the bucket and prefix, the credentials in the environment (AWS_* or ~/.aws for s3://, "
            "GOOGLE_APPLICATION_CREDENTIALS for gs://) and [storage] endpoint_url and region")
@@ -189,7 +189,7 @@ def store_rows(url: str | None, storage: StorageOptions, timeout_s: float) -> li
 
     def attempt() -> None:
         try:
-            store = open_store(url, storage.endpoint_url, storage.region)
+            store = store_for(storage, url)
             store.put(probe, b"stage doctor probe\n")  # checked against the store's MD5, as every upload
             back = store.get(probe)
             store.delete([probe])

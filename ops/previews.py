@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
+from ops.location import StorageOptions
 from stages.errors import ConfigError
 
 MAX_PRESIGN_S = 604_800  # 7 days: the longest a SigV4 presigned S3 URL may live
@@ -50,15 +51,15 @@ def base_url_error(base_url: str) -> str | None:
 
 
 def preview_url(rel: str, out_root: Path, base_url: str = "", output_url: str | None = None,
-                presign_s: int = 86_400, endpoint_url: str = "", region: str = "") -> str:
+                presign_s: int = 86_400, storage: StorageOptions = StorageOptions()) -> str:
     """The link to `rel`, a file path relative to the output location, that the Prefect UI can open.
 
     - `base_url` set: `base_url` + the URL-quoted path, for a local folder served by `stage
       serve-outputs` (or any web server of the folder), or an object store behind a CDN or a public
       bucket URL.
     - an object-store output (`output_url`: `s3://bucket/prefix`, `gs://...`): a presigned GET URL
-      that lives `presign_s` seconds, for the store at `endpoint_url` and `region` (`[storage]`;
-      empty: the AWS environment's) as the run's uploads reach it (`ops.objectstore.Store.signed_url`).
+      that lives `presign_s` seconds, for the store `storage` (`[storage]` endpoint_url and region;
+      empty: the AWS environment's) names, as the run's uploads reach it (`ops.objectstore.Store.signed_url`).
       Anyone holding the link can read that one object until it expires, and the link dies then.
     - else today's `file://` URL of the local file (`out_root` / `rel`): it opens only in a browser
       on a machine that sees the folder, and never from the UI's http page.
@@ -73,11 +74,11 @@ def preview_url(rel: str, out_root: Path, base_url: str = "", output_url: str | 
     if base_url:
         return base_url.rstrip("/") + "/" + quote(rel, safe="/")
     if output_url:
-        return presigned_url(output_url, rel, presign_s, endpoint_url, region)
+        return presigned_url(output_url, rel, presign_s, storage)
     return "file://" + quote(str((out_root / rel).resolve()))
 
 
-def presigned_url(output_url: str, rel: str, presign_s: int, endpoint_url: str = "", region: str = "") -> str:
+def presigned_url(output_url: str, rel: str, presign_s: int, storage: StorageOptions = StorageOptions()) -> str:
     """A presigned GET URL of `rel` under the object-store location `output_url`, signed for the
     same store (endpoint, region) the run uploads to: an S3-compatible store (MinIO, R2, Ceph)
     named by `[storage] endpoint_url` gets links to itself, not to AWS.
@@ -86,10 +87,10 @@ def presigned_url(output_url: str, rel: str, presign_s: int, endpoint_url: str =
     request to the store; PreviewError when the filesystem cannot sign (no credentials, no fsspec
     package for the scheme, a filesystem without signed URLs).
     """
-    from ops.objectstore import open_store  # here: ops.config reads this module's options
+    from ops.objectstore import store_for  # here: ops.config reads this module's options
 
     scheme = output_url.split("://", 1)[0].lower()
     try:
-        return open_store(output_url, endpoint_url, region).signed_url(rel, presign_s)
+        return store_for(storage, output_url).signed_url(rel, presign_s)
     except Exception as exc:  # StagingError (no package), NotImplementedError, botocore's NoCredentialsError, ...
         raise PreviewError(f"cannot presign {scheme}:// links: {type(exc).__name__}: {exc}") from exc

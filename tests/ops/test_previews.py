@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ops.config import load_config
+from ops.location import StorageOptions
 from ops.previews import MAX_PRESIGN_S, PreviewError, preview_url
 from s3_server import s3_server  # noqa: F401  (tests/ is on sys.path)
 from stages.errors import ConfigError
@@ -95,15 +96,15 @@ def test_previews_settings_are_not_part_of_the_output_digest(tmp_path):
     assert cfg.digest() == load_config(None).digest()  # changing where previews live regenerates nothing
 
 
-def test_presigned_links_go_to_the_configured_store_and_open(tmp_path, s3_server, monkeypatch):  # noqa: F811
+def test_presigned_links_go_to_the_configured_store_and_open(tmp_path, s3_server, monkeypatch,  # noqa: F811
+                                                             fresh_stores):
     """An S3-compatible store named by [storage] endpoint_url (MinIO, R2, Ceph): the link is signed
     for that store, not for AWS, and a plain HTTP GET of it returns the object."""
     bucket = s3_server.bucket()
     s3_server.client().put_object(Bucket=bucket, Key=f"nightly/{THUMB}", Body=b"after-thumbnail")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # the endpoint comes from the config only
-    monkeypatch.setattr("ops.objectstore._OPEN", {})
     url = preview_url(THUMB, tmp_path, output_url=f"s3://{bucket}/nightly", presign_s=300,
-                      endpoint_url=s3_server.endpoint, region="us-east-1")
+                      storage=StorageOptions(endpoint_url=s3_server.endpoint, region="us-east-1"))
     assert url.startswith(s3_server.endpoint + "/") and "X-Amz-Signature=" in url, url
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"after-thumbnail"
