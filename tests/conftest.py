@@ -170,7 +170,14 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture
-def fake_aws(monkeypatch, tmp_path):
+def fresh_stores(monkeypatch):
+    """No object store opened by an earlier test (`ops.objectstore.open_store` keeps one per process
+    and settings, with the credentials and endpoint it first saw)."""
+    monkeypatch.setattr("ops.objectstore._OPEN", {})
+
+
+@pytest.fixture
+def fake_aws(monkeypatch, tmp_path, fresh_stores):
     """Made-up AWS credentials in the environment only (no ~/.aws, no instance metadata); a fresh s3fs."""
     import s3fs
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
@@ -182,6 +189,5 @@ def fake_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "preview-test-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     s3fs.S3FileSystem.clear_instance_cache()
-    monkeypatch.setattr("ops.objectstore._OPEN", {})  # no store opened with another test's credentials
     yield monkeypatch
     s3fs.S3FileSystem.clear_instance_cache()

@@ -59,8 +59,7 @@ def test_stage_run_summary_line(tmp_path, dev_keys):
 
 
 def test_doctor_on_an_object_store_output_probes_the_bucket(tmp_path, repo, dev_keys, capsys, s3_server,  # noqa: F811
-                                                            monkeypatch):
-    monkeypatch.setattr("ops.objectstore._OPEN", {})
+                                                            fresh_stores):
     bucket = s3_server.bucket()
     config = str(repo / "config.toml")
     assert main(["doctor", "--json", "--config", config, "--out", f"s3://{bucket}/nightly"]) == EXIT_OK

@@ -263,8 +263,7 @@ def test_run_checks_counts_an_unwritable_output_as_a_problem(tmp_path, dev_keys)
         'doctor: 1 problem (output folder: fail) - run "stage doctor"')
 
 
-def test_an_object_store_output_is_probed_where_the_outputs_go(s3_server, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("ops.objectstore._OPEN", {})
+def test_an_object_store_output_is_probed_where_the_outputs_go(s3_server, fresh_stores):  # noqa: F811
     bucket = s3_server.bucket()
     via_config = StorageOptions(endpoint_url=s3_server.endpoint, region="us-east-1")
     row, = store_rows(f"s3://{bucket}/nightly", via_config, 20.0)
@@ -277,8 +276,7 @@ def test_an_object_store_output_is_probed_where_the_outputs_go(s3_server, monkey
     assert store_rows(None, via_config, 20.0) == []  # a local output folder: output_rows says it all
 
 
-def test_an_object_store_that_does_not_answer_fails_within_the_timeout(monkeypatch):
-    monkeypatch.setattr("ops.objectstore._OPEN", {})
+def test_an_object_store_that_does_not_answer_fails_within_the_timeout(monkeypatch, fresh_stores):
     for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
         monkeypatch.setenv(var, value)
