@@ -13,6 +13,7 @@ from stages.errors import StageError
 from stages.matte.base import Matte, MatteBackend
 from stages.matte.plain_backdrop import PlainBackdropMatte
 from stages.matte.rembg import RembgMatte
+from stages.matte.translucent import judge_translucency
 from stages.registry import lookup
 
 BACKENDS: dict[str, type[MatteBackend]] = {
@@ -30,7 +31,7 @@ def compute_matte(backend: MatteBackend, rgb: np.ndarray, alpha: np.ndarray | No
     """Matte for one photo. `alpha` is the source's own transparency, None when it has none
     (the caller passes None for an all-opaque channel, which carries no information): a photo
     that already carries real transparency is used as is, the product's own cut-out beats any
-    estimate."""
+    estimate. A backend's cut-out with a translucent part goes to review (`judge_translucency`)."""
     if alpha is not None:
         if alpha.shape != rgb.shape[:2]:
             raise StageError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
@@ -40,8 +41,9 @@ def compute_matte(backend: MatteBackend, rgb: np.ndarray, alpha: np.ndarray | No
             confidence=1.0,
             backend="source-alpha",
             details={"coverage": round(float((a > 127).mean()), 4), "reasons": []},
+            mixed_edge=False,
         )
-    return backend.run(rgb)
+    return judge_translucency(backend.run(rgb))
 
 
 __all__ = ["BACKENDS", "Matte", "MatteBackend", "compute_matte", "load_matte_backend"]

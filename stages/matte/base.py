@@ -16,6 +16,9 @@ class Matte:
     confidence: float  # 0..1: how far the backend trusts its own matte
     backend: str  # what made it, e.g. "plain-backdrop", "rembg:isnet-general-use", "source-alpha"
     details: dict[str, Any]  # JSON-able diagnostics; "reasons" says why confidence is low
+    # its soft pixels mix the product and the photo's backdrop (a cut-out of a photo); False for
+    # the photo's own transparency and for shadows kept as translucent dark pixels: not unmixed
+    mixed_edge: bool = True
 
 
 class MatteBackend(Protocol):

@@ -57,7 +57,7 @@ class PlainBackdropMatte:
 
     def run(self, rgb: np.ndarray) -> Matte:
         alpha, confidence, details = plain_backdrop_matte(check_rgb(rgb), self.options)
-        return Matte(alpha, confidence, self.name, details)
+        return Matte(alpha, confidence, self.name, details, mixed_edge=not details["kept_shadow_fraction"])
 
 
 def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tuple[np.ndarray, float, dict[str, Any]]:
