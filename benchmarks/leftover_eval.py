@@ -27,6 +27,11 @@ area), from half of it (must pass) to ten times (1.5 is near the floor); for `sp
 the tint. The printed table gives per family and size the cases caught (their check failed) and
 false alarms (another leftover check failed; on a clean case, any).
 
+The layout keeps every cut-out's soft edge as it is (`[layout] unmix_edge = false`): the cases are
+graded by the model's own parameters, which unmixing the edge would change; what unmixing takes
+out of a fringe is measured by tests/stages/test_unmix.py, and what the pipeline publishes by
+benchmarks/verdict_eval.py.
+
 Usage: .venv/bin/python benchmarks/leftover_eval.py [--quick] [--models DIR]
 """
 
@@ -85,6 +90,11 @@ class Case:
     tone: str = ""
 
 
+def _layout(canvas: int) -> LayoutOptions:
+    """The canvas, the soft edge left as the matte made it (see the module docstring)."""
+    return LayoutOptions(width=canvas, height=canvas, unmix_edge=False)
+
+
 def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
@@ -96,7 +106,7 @@ def photo_path(stem: str) -> Path:
 def clean_case(stem: str, placement: str = "", canvas: int = 1024) -> Case:
     """A good cut-out: the photo with its hand mask, placed by the layout step."""
     rgb, alpha = read_rgb(photo_path(stem)), cv2.imread(str(MASKS / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
-    layout = place_product(rgb, alpha, LayoutOptions(width=canvas, height=canvas), placement)
+    layout = place_product(rgb, alpha, _layout(canvas), placement)
     return Case("clean", stem, 0.0, layout, rgb, alpha, backdrop_colour(rgb, alpha, {}))
 
 
@@ -180,7 +190,7 @@ def kept_backdrop(case: Case, size: float, rng: np.random.Generator, cfg: Leftov
             break
     else:
         return None
-    layout = place_product(case.source_rgb, grown, LayoutOptions(width=canvas, height=canvas),
+    layout = place_product(case.source_rgb, grown, _layout(canvas),
                            case.layout.placement.preset or case.layout.placement.mode)
     return replace(case, family="kept", size=size, layout=layout, source_alpha=grown, check="backdrop_region")
 
@@ -217,7 +227,7 @@ def fringe(stem: str, colour: str, soft: float, bleed: float, matte: Any, canvas
     rgb, mask = fringes.hand_masked(stem, pale)
     src = fringes.reshoot(rgb, mask, fringes.BACKDROPS[colour], soft, bleed)
     m = matte.run(src)
-    layout = place_product(src, m.alpha, LayoutOptions(width=canvas, height=canvas))
+    layout = place_product(src, m.alpha, _layout(canvas))
     if fringes.visible(soft, bleed):
         family, size, check = "fringe", soft, "rim_spill"
     else:
@@ -256,7 +266,7 @@ def catalog_cases(matte: Any, canvas: int = 1024) -> list[Case]:
     for path in sorted(p for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png")):
         rgb = read_rgb(path)
         m = matte.run(rgb)
-        layout = place_product(rgb, m.alpha, LayoutOptions(width=canvas, height=canvas))
+        layout = place_product(rgb, m.alpha, _layout(canvas))
         cases.append(Case("catalog", path.stem, float(m.confidence >= 0.5), layout, rgb, m.alpha,
                           backdrop_colour(rgb, m.alpha, m.details), ""))
     return cases

@@ -20,10 +20,10 @@ from stages.check.compliance import PhotoProblem, check_compliance, photo_proble
 from stages.check.pixels import format_pixels
 from stages.encode import encode_format, encode_rgba, thumbnail_jpeg
 from stages.formats import EXTENSION, mime_type
-from stages.layout import Layout, ProductCrop, place_product, product_crop, uncapped_scale
+from stages.layout import Layout, ProductCrop, place_product, uncapped_scale
 from stages.load import LoadedImage
 from stages.matte import Matte
-from stages.pipeline import PIPELINE_VERSION, Brief, Frame, Photo, Variant, stage
+from stages.pipeline import PIPELINE_VERSION, Brief, Frame, Photo, Variant, matte_crop, stage
 
 if TYPE_CHECKING:
     from ops.config import RenditionPreset
@@ -69,7 +69,7 @@ def render_channels(bench: Workbench, source: SourcePhoto, matte: Matte, brief: 
     for name in bench.cfg.renditions.active:
         preset = bench.cfg.renditions.presets[name]
         t0 = time.perf_counter()
-        crop = crop or product_crop(source.image.rgb, matte.alpha)
+        crop = crop or matte_crop(source.image.rgb, matte, bench.parts.options.layout)
         layout = place_product(source.image.rgb, matte.alpha, bench.parts.options.layout,
                                preset.placement or row.placement, canvas=(preset.width, preset.height), crop=crop)
         if problems := photo_problems(layout, preset.compliance, _uncapped(bench, layout, crop)):

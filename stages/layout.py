@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from stages.errors import ConfigError, StageError
+from stages.unmix import unmix_edge
 
 # Alpha below this is matting noise, not product: it does not count towards the bounding box.
 BBOX_ALPHA = 8
@@ -45,6 +46,7 @@ class LayoutOptions:
     thirds: Literal["left", "right"] = "left"  # thirds: which vertical third line
     box: tuple[float, ...] = (0.2, 0.2, 0.8, 0.8)  # fixed: left, top, right, bottom (canvas fractions)
     coverage: float = 0.35  # coverage: product area / canvas area
+    unmix_edge: bool = True  # soft edge pixels: the old backdrop's share replaced by the product's colour
     presets: dict[str, PlacementPreset] = field(default_factory=lambda: {
         "packshot": PlacementPreset(placement="center", margin=0.05),  # marketplace main image: ~90% of the frame
         "copy-space": PlacementPreset(placement="thirds", thirds="left"),  # room for a headline beside it
@@ -73,6 +75,7 @@ class Placement:
     preset: str = ""  # the [layout.presets] name, when one was used
     limited_by: str = "fit"  # fit (the mode's space) | max_scale | coverage (reached its target)
     coverage: float = 0.0  # product area / canvas area, as placed
+    unmixed: int = 0  # soft edge pixels (of the photo) unmixed from the old backdrop (`stages.unmix`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,13 +157,15 @@ class ProductCrop:
     """The product's box cut out of the source photo and its matte: what every layout of the same
     photo and matte starts from (the master's and each channel preset's), made once per product.
 
-    `box` is `product_box(alpha)`; `rgb` and `alpha` are that box's pixels; `area` is the matte's
-    area in source pixels (what `coverage` placement aims at)."""
+    `box` is `product_box(alpha)`; `rgb` and `alpha` are that box's pixels (the soft edge's
+    colours unmixed from the old backdrop when `unmixed` > 0); `area` is the matte's area in source
+    pixels (what `coverage` placement aims at)."""
 
     rgb: np.ndarray  # hxwx3 uint8
     alpha: np.ndarray  # hxw uint8
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the source photo
     area: float
+    unmixed: int = 0  # soft edge pixels whose colour was unmixed (`stages.unmix.unmix_edge`)
 
     @functools.cached_property
     def premultiplied16(self) -> np.ndarray:
@@ -171,13 +176,20 @@ class ProductCrop:
         return cv2.merge((*planes, cv2.multiply(a, 257.0, dtype=cv2.CV_16U)))
 
 
-def product_crop(rgb: np.ndarray, alpha: np.ndarray) -> ProductCrop:
-    """The product's box of a photo and its matte (`ProductCrop`)."""
+def product_crop(rgb: np.ndarray, alpha: np.ndarray, unmix: bool = False, leave_plateaus: bool = False) -> ProductCrop:
+    """The product's box of a photo and its matte (`ProductCrop`); with `unmix`, the soft edge's
+    colours unmixed from the old backdrop (`stages.unmix.unmix_edge`: opaque pixels are copied as
+    they are; with `leave_plateaus`, its translucent parts too). Only for a matte whose soft
+    pixels mix product and backdrop: not the photo's own transparency, nor shadows a matte kept as
+    translucent dark pixels."""
     if rgb.shape[:2] != alpha.shape:
         raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
     x0, y0, x1, y1 = product_box(alpha)
     crop_a = np.ascontiguousarray(alpha[y0:y1, x0:x1])
     area = cv2.sumElems(crop_a)[0] / 255.0  # exact: a double holds any uint8 image's sum
+    if unmix:
+        crop_rgb, unmixed = unmix_edge(rgb, alpha, (x0, y0, x1, y1), leave_plateaus)
+        return ProductCrop(crop_rgb, crop_a, (x0, y0, x1, y1), area, unmixed)
     return ProductCrop(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop_a, (x0, y0, x1, y1), area)
 
 
@@ -278,14 +290,15 @@ def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placem
     Whatever the mode, the product is never enlarged beyond `max_scale` (it would turn blurry) and
     never cropped; the placement records which limit decided its scale (`limited_by`).
 
-    `crop`: `product_crop(rgb, alpha)` already made (the master's, shared by the channel presets:
-    the box, its pixels and their premultiplied copy are then made once per product).
+    `crop`: `product_crop` of the photo and matte already made (the master's, shared by the channel
+    presets: the box, its pixels and their premultiplied copy are then made once per product);
+    without it one is made here, its soft edge unmixed when `unmix_edge` is on.
     """
     if rgb.shape[:2] != alpha.shape:
         raise StageError(f"image {rgb.shape[:2]} and matte {alpha.shape} differ in size")
     preset, cfg = resolve_placement(cfg, placement)
     W, H = canvas or (cfg.width, cfg.height)
-    crop = crop or product_crop(rgb, alpha)
+    crop = crop or product_crop(rgb, alpha, cfg.unmix_edge)
     x0, y0, x1, y1 = crop.box
     bw, bh = x1 - x0, y1 - y0
     scale, limited, cx, cy = _frame(cfg, W, H, bw, bh, crop.area)
@@ -307,6 +320,6 @@ def place_product(rgb: np.ndarray, alpha: np.ndarray, cfg: LayoutOptions, placem
     placement_rec = Placement(
         scale=float(scale), x=int(x), y=int(y), width=int(nw), height=int(nh), source_box=(x0, y0, x1, y1),
         mode=cfg.placement, preset=preset, limited_by=limited,
-        coverage=round(cv2.sumElems(placed_a)[0] / 255.0 / (W * H), 5),
+        coverage=round(cv2.sumElems(placed_a)[0] / 255.0 / (W * H), 5), unmixed=crop.unmixed,
     )
     return Layout(product_rgb=product_rgb, product_alpha=product_alpha, mask=mask, placement=placement_rec)

@@ -28,7 +28,7 @@ from stages.shadow import ShadowOptions
 from stages.style import StyledBackground, prepare_style
 
 # Part of every cache key and record: a new version regenerates every output.
-PIPELINE_VERSION = "0.6.0"
+PIPELINE_VERSION = "0.7.0"
 
 Timer = Callable[[str], AbstractContextManager[Any]]
 CheckMode = Literal["all", "trained", "none"]
@@ -143,10 +143,11 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
     # 1. matte: the product's soft alpha (the photo's own transparency when it has one)
     with timer("matte"):
         matte = matte or compute_matte(parts.matte, photo.rgb, photo.alpha)
-    # 2. layout: the product layer on the canvas and the mask of everything to generate
+    # 2. layout: the product layer on the canvas (its soft edge unmixed from the old backdrop) and
+    #    the mask of everything to generate
     with timer("layout"):
         if layout is None:
-            crop = crop or product_crop(photo.rgb, matte.alpha)
+            crop = crop or matte_crop(photo.rgb, matte, o.layout)
             layout = place_product(photo.rgb, matte.alpha, o.layout, frame.placement, canvas=frame.canvas, crop=crop)
     # 3. depth: the canvas depth map that conditions the scene
     with timer("depth"):
@@ -174,6 +175,14 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
                 found = parts.checks.run(pixels, layout, photo.rgb, matte, measures, brief.category, scene.trained)
         variants.append(Variant(seed, scene, pixels, look, *found))
     return Staging(matte, layout, depth, style, variants, crop)
+
+
+def matte_crop(rgb: np.ndarray, matte: Matte, options: LayoutOptions) -> ProductCrop:
+    """The product's box of the photo and its matte, the soft edge unmixed from the old backdrop
+    when `[layout] unmix_edge` is on and the matte's soft pixels are mixes of the two (its
+    translucent parts, when the matte has any, left as they are)."""
+    return product_crop(rgb, matte.alpha, unmix=options.unmix_edge and matte.mixed_edge,
+                        leave_plateaus=matte.details.get("translucent_share", 0.0) > 0.0)
 
 
 def _request(layout: Layout, depth: DepthMap | None, brief: Brief, seed: int, horizon: float) -> SceneRequest:

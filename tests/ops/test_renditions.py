@@ -398,7 +398,7 @@ def test_only_a_rule_the_photo_cannot_meet_withholds_a_rendition(tmp_path, image
 
 
 def test_presets_laid_out_from_the_masters_crop_match_fresh_layouts(tmp_path, images, dev_keys):
-    """The channel presets start from the master's product crop (stages.layout.product_crop): every
+    """The channel presets start from the master's product crop (stages.pipeline.matte_crop): every
     preset's layout, product layer and published pixels are those of laying it out from the photo."""
     from ops.catalog import CatalogRow
     from ops.config import load_config
@@ -407,10 +407,9 @@ def test_presets_laid_out_from_the_masters_crop_match_fresh_layouts(tmp_path, im
     from ops.workbench import Workbench
     from stages.check.pixels import decode_rgb
     from stages.encode import thumbnail_jpeg
-    from stages.layout import product_crop
     from stages.load import decode_image
     from stages.matte import compute_matte
-    from stages.pipeline import Brief
+    from stages.pipeline import Brief, matte_crop
 
     cfg = load_config(None, {"renditions": {"active": ["tall", "white"], "presets": {
         "tall": {"width": 240, "height": 300, "formats": ["png"]},
@@ -422,7 +421,7 @@ def test_presets_laid_out_from_the_masters_crop_match_fresh_layouts(tmp_path, im
     matte = compute_matte(bench.parts.matte, image.rgb, None)
     row = CatalogRow(1, "S-1", "shoe.jpg", "Shoe", "shoes")
     made = {}
-    for name, crop in (("fresh", None), ("shared", product_crop(image.rgb, matte.alpha))):
+    for name, crop in (("fresh", None), ("shared", matte_crop(image.rgb, matte, bench.parts.options.layout))):
         paths = ProductPaths(tmp_path / name, "s-1")
         entries = render_channels(bench, source, matte, Brief("sage green wall"), 7, row, paths, crop)
         assert [e.output for e in entries] == ["s-1.tall.png", "s-1.white.png"]

@@ -208,7 +208,7 @@ def test_shared_crop_lays_out_every_canvas_exactly_as_a_fresh_one(shoe):
     big_a = cv2.resize(alpha, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_LINEAR)
     scales = set()
     for src, a in ((rgb, alpha), (big, big_a)):
-        crop = product_crop(src, a)
+        crop = product_crop(src, a, unmix=True)  # as place_product makes it under the default [layout]
         x0, y0, x1, y1 = crop.box
         assert crop.box == product_box(a) and crop.area == float(a[y0:y1, x0:x1].sum(dtype=np.int64)) / 255.0
         flush = LayoutOptions(margin=0.0)  # the product's own size: copied, not resampled
