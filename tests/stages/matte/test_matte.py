@@ -109,10 +109,12 @@ def test_cast_shadow_policy(policy):
     if policy == "remove":
         assert (in_shadow == 0).mean() > 0.9
         assert _iou(matte.alpha > 127, cov > 0.5) >= 0.95
+        assert matte.mixed_edge  # its soft edge mixes product and backdrop: the layout unmixes it
     else:
         assert (in_shadow > 0).mean() > 0.5 and in_shadow.mean() > 60
         # the product itself is still fully there
         assert (matte.alpha[cov > 0.99] == 255).mean() > 0.99
+        assert not matte.mixed_edge  # the kept shadow is translucent on purpose: not unmixed
 
 
 def test_grey_product_is_not_mistaken_for_a_shadow():
