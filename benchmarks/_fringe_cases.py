@@ -62,13 +62,20 @@ def hand_masked(stem: str, pale: bool = False) -> tuple[np.ndarray, np.ndarray]:
     return rgb, cv2.imread(str(MASKS / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
 
 
+def edge_alpha(mask: np.ndarray, soft: float) -> np.ndarray:
+    """The re-shot product's coverage (float 0..1): the hand mask's edge blurred by a Gaussian of
+    `soft` px, the alpha a perfect matte of the re-shoot would give."""
+    hard = (mask >= 128).astype(np.float32)
+    return cv2.GaussianBlur(hard, (0, 0), soft) if soft > 0 else hard
+
+
 def reshoot(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], soft: float, bleed: float,
             reach: float = 4.0, seed: int = 0) -> np.ndarray:
     """The product of `rgb` (hand `mask`) shot on a plain backdrop of `colour`: soft edge + bleed."""
     rng = np.random.default_rng(seed)
     h, w = mask.shape
     hard = (mask >= 128).astype(np.float32)
-    a = cv2.GaussianBlur(hard, (0, 0), soft) if soft > 0 else hard
+    a = edge_alpha(mask, soft)
     d = cv2.distanceTransform((mask >= 128).view(np.uint8), cv2.DIST_L2, 5)
     wgt = (bleed * np.exp(-d / reach))[..., None] * hard[..., None]
     p = rgb.astype(np.float32)

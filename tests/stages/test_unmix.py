@@ -23,7 +23,7 @@ fringes = load_benchmark("_fringe_cases")
 def _reshot(stem: str, colour: str, soft: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(photo, its true alpha as uint8, the product's own colours) of a re-shoot without bleed."""
     rgb, mask = fringes.hand_masked(stem)
-    a = cv2.GaussianBlur((mask >= 128).astype(np.float32), (0, 0), soft)
+    a = fringes.edge_alpha(mask, soft)
     return fringes.reshoot(rgb, mask, fringes.BACKDROPS[colour], soft, 0.0), np.rint(a * 255).astype(np.uint8), rgb
 
 
