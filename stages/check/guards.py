@@ -89,10 +89,8 @@ class ContentChecks:
                 checks.append(expansion_not_judged(cfg))
                 details["expansion"] = {"method": method, "judged": False}
             else:
-                if method == "resegment":
-                    exp = expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha)
-                else:
-                    exp = expansion_heuristic(staged, layout, cfg, m.outline)
+                exp = (expansion_resegment(staged, layout, cfg, self.matte.run(staged).alpha) if method == "resegment"
+                       else expansion_heuristic(staged, layout, cfg, m.outline))
                 checks.append(expansion_check(exp, cfg))
                 details["expansion"] = {"method": exp.method, "score": exp.score, "reach_px": exp.reach_px,
                                         "regions": exp.regions}
