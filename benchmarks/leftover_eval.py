@@ -9,6 +9,11 @@ means that know nothing of the check's rules (its colour references, tolerances 
 - `hand`: a skin-coloured, shaded blob with fingers, detached beside the product;
 - `kept`: a disc of the source photo's own backdrop, next to the product, added to its mask (the
   matte kept it), so it touches the product's outline;
+- `gap`: the backdrop in the product's own gaps and hollows (between the shoes of a pair, the
+  legs of shorts, under a strap) added to its mask, as a matte that bridges them keeps it: the hand
+  mask closed by a growing disc until the bridged pixels reach the size, so the kept backdrop is a
+  strip or wedge lying between parts of the product, shaded as the photo shows it, and running out
+  to the open backdrop;
 - `spill`: the product's rim (the outer 1-3 x `spill_width`) blended toward a real red backdrop
   colour (the catalog's red tiles, photo 23) by 15%, 30% or 50%, the backdrop colour given as red;
 - `fringe`: the product re-shot on a plain backdrop (red, pink and pale pink sheets, magenta,
@@ -195,6 +200,32 @@ def kept_backdrop(case: Case, size: float, rng: np.random.Generator, cfg: Leftov
     return replace(case, family="kept", size=size, layout=layout, source_alpha=grown, check="backdrop_region")
 
 
+def kept_gap(case: Case, size: float, cfg: LeftoverOptions, canvas: int = 1024) -> Case | None:
+    """The backdrop in the product's gaps (`size` x the region floor, to twice that) added to its
+    mask: the hand mask closed by the smallest disc whose bridged pixels reach the size. None when
+    the product has no such gap (the next disc bridges more than twice the size, or none does)."""
+    alpha = case.source_alpha
+    hard = (alpha >= 128).view(np.uint8)
+    target = size * cfg.region_area * float(cv2.countNonZero(hard))
+    pad = 64
+    padded = cv2.copyMakeBorder(hard, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)  # the frame is no gap
+    for r in range(1, pad - 1):
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        bridged = (cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc)[pad:-pad, pad:-pad] > 0) & (hard == 0)
+        n = int(bridged.sum())
+        if n >= target:
+            break
+    else:
+        return None
+    if n > 2 * target:
+        return None
+    grown = alpha.copy()
+    grown[bridged] = 255
+    layout = place_product(case.source_rgb, grown, _layout(canvas),
+                           case.layout.placement.preset or case.layout.placement.mode)
+    return replace(case, family="gap", size=size, layout=layout, source_alpha=grown, check="backdrop_region")
+
+
 def red_backdrop() -> np.ndarray:
     """A real red backdrop colour: the border median of the catalog photo on red-brown tiles."""
     rgb = read_rgb(IMAGES / RED_PHOTO)
@@ -290,7 +321,7 @@ def build_cases(stems: list[str], cfg: LeftoverOptions, seed: int = 0) -> list[C
         base = clean[0]
         for m in MULTIPLES:
             cases += [c for c in (island(base, m, rng, cfg), island(base, m, rng, cfg, hand=True),
-                                  kept_backdrop(base, m, rng, cfg)) if c is not None]
+                                  kept_backdrop(base, m, rng, cfg), kept_gap(base, m, cfg)) if c is not None]
         for tint in (0.15, 0.3, 0.5):
             cases.append(spill(base, tint, 2.0, red, cfg))
     return cases
@@ -335,7 +366,7 @@ def print_table(table: dict[str, dict[str, list[int]]], title: str = "family") -
     print(f"{title:18s} {'size':>10s} {'caught':>8s} {'false alarms':>13s}")
     for family, rows in table.items():
         for size, (caught, total, false) in rows.items():
-            shown = f"{caught}/{total}" if family.split()[0] in ("fringe", "island", "hand", "kept", "spill") \
+            shown = f"{caught}/{total}" if family.split()[0] in ("fringe", "island", "hand", "kept", "gap", "spill") \
                 else f"-/{total}"
             print(f"{family:18s} {size:>10s} {shown:>8s} {false:>10d}/{total}")
 

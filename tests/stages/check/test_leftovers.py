@@ -1,7 +1,7 @@
 """Leftover check on real cut-outs: the catalog photos with their hand masks, placed by the layout
 step, with leftovers added by benchmarks/leftover_eval.py (real backdrop strips, a hand, the
-source's own backdrop kept in the mask, a red tint on the rim), from half the check's size floor
-to ten times it."""
+source's own backdrop kept in the mask beside the product or in its gaps, a red tint on the rim),
+from half the check's size floor to ten times it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from stages.check.fidelity import FidelityOptions, backdrop_colour, halo, measur
 from stages.check.guards import ContentChecks
 from stages.check.leftovers import (
     LeftoverOptions,
+    _texture,
     find_leftovers,
     leftover_checks,
 )
@@ -103,6 +104,40 @@ def test_kept_backdrop_beside_the_product_is_caught(bases):
         caught += result["backdrop_region"]
         assert not result["stray_parts"], stem  # it touches the product
     assert caught == len(bases)
+
+
+def test_kept_backdrop_just_over_the_floor_is_caught_though_it_meets_the_product_s_edges():
+    """A kept disc 1.5x the floor: every 5x5 window over it reaches the product's edges, whose
+    contrast is not the backdrop's texture."""
+    for stem in ("20_shoes_beige-loafers_on-beige-floor", "22_shoes_strap-sandals_white"):
+        case = le.kept_backdrop(le.clean_case(stem), 1.5, np.random.default_rng(15), CFG)
+        assert case is not None and failed(case)["backdrop_region"], stem
+
+
+def test_backdrop_kept_in_a_gap_of_the_product_is_caught(bases):
+    """The tiles between the two sneakers, bridged by the matte (10x the floor): a wedge lying
+    between parts of the product, open to the backdrop."""
+    case = le.kept_gap(bases["23_shoes_white-sneakers_on-brown"], 10.0, CFG)
+    assert case is not None
+    added = (case.source_alpha >= 128) & (bases["23_shoes_white-sneakers_on-brown"].source_alpha < 128)
+    assert added.sum() >= 10 * CFG.region_area * (case.source_alpha >= 128).sum() / 2
+    result = failed(case)
+    assert result["backdrop_region"] and not result["stray_parts"], result
+
+
+def test_texture_is_read_within_one_colour_class():
+    """A smooth light strip two pixels wide between dark parts has the strip's own texture, not
+    the edges' contrast; a pixel alone in its window has none."""
+    rng = np.random.default_rng(0)
+    lum = np.full((21, 21), 20.0, np.float32)
+    lum[:, 10:12] = 200.0 + rng.normal(0.0, 1.0, (21, 2)).astype(np.float32)
+    strip = lum > 100
+    tex = _texture(lum, strip)
+    assert tex[5:16, 10:12].max() < 3.0
+    assert _texture(lum, np.ones_like(strip))[10, 10] > 50.0  # across the edges: their contrast
+    alone = np.zeros_like(strip)
+    alone[10, 10] = True
+    assert _texture(lum, alone)[10, 10] == 0.0
 
 
 def test_kept_backdrop_message_and_details(bases):
