@@ -182,7 +182,7 @@ def matte_crop(rgb: np.ndarray, matte: Matte, options: LayoutOptions) -> Product
     when `[layout] unmix_edge` is on and the matte's soft pixels are mixes of the two (its
     translucent parts, when the matte has any, left as they are)."""
     return product_crop(rgb, matte.alpha, unmix=options.unmix_edge and matte.mixed_edge,
-                        leave_plateaus=matte.details.get("translucent_share", 0.0) > 0.0)
+                        leave_plateaus=matte.translucent_share > 0.0)
 
 
 def _request(layout: Layout, depth: DepthMap | None, brief: Brief, seed: int, horizon: float) -> SceneRequest:

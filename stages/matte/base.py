@@ -19,6 +19,9 @@ class Matte:
     # its soft pixels mix the product and the photo's backdrop (a cut-out of a photo); False for
     # the photo's own transparency and for shadows kept as translucent dark pixels: not unmixed
     mixed_edge: bool = True
+    # share of the cut-out that is neither product nor backdrop (`stages.matte.translucent`; also in
+    # `details`): its translucent parts, which are not mixes and are left as they are
+    translucent_share: float = 0.0
 
 
 class MatteBackend(Protocol):

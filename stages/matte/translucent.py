@@ -71,18 +71,20 @@ def plateaus(a: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def judge_translucency(matte: Matte) -> Matte:
-    """The matte with its translucent part measured (`details["translucent_share"]`) and, over
+    """The matte with its translucent part measured (`translucent_share`, in `details` too) and, over
     `LIMIT`, its confidence cut by `CONFIDENCE` with a reason saying how much and where: an
     uncertain cut-out goes to review. Only for a matte whose soft pixels mix product and backdrop:
     the photo's own transparency and kept shadows are translucent on purpose."""
     if not matte.mixed_edge:
         return matte
     found = translucent_part(matte.alpha)
-    details = {**matte.details, "translucent_share": round(found.share, 4)}
+    share = round(found.share, 4)
+    details = {**matte.details, "translucent_share": share}
     if found.share <= LIMIT or found.box is None:
-        return dataclasses.replace(matte, details=details)
+        return dataclasses.replace(matte, details=details, translucent_share=share)
     x0, y0, x1, y1 = found.box
     reasons = [*details.get("reasons", []),
                f"translucent part: {found.share:.1%} of the cut-out is neither product nor backdrop, the largest "
                f"at ({x0}, {y0})-({x1}, {y1}) of the photo: the scene would show through it"]
-    return dataclasses.replace(matte, confidence=matte.confidence * CONFIDENCE, details={**details, "reasons": reasons})
+    return dataclasses.replace(matte, confidence=matte.confidence * CONFIDENCE, details={**details, "reasons": reasons},
+                               translucent_share=share)

@@ -65,10 +65,10 @@ def test_a_large_photo_is_read_reduced_with_the_same_answer():
 def test_the_review_reason_and_who_is_judged():
     ghost = _ghost(_hard(STEMS[1]), 0.3, 0.5)
     judged = judge_translucency(Matte(ghost, 0.9, "rembg:test", {"reasons": []}))
-    assert judged.confidence < 0.5 and judged.details["translucent_share"] > LIMIT
+    assert judged.confidence < 0.5 and judged.translucent_share == judged.details["translucent_share"] > LIMIT
     assert judged.details["reasons"][0].startswith("translucent part: ")
     # the photo's own transparency and kept shadows are translucent on purpose: not judged
     kept = judge_translucency(Matte(ghost, 0.9, "source-alpha", {"reasons": []}, mixed_edge=False))
     assert kept.confidence == 0.9 and "translucent_share" not in kept.details
     clean = judge_translucency(Matte(_to8(_hard(STEMS[1])), 0.9, "rembg:test", {"reasons": []}))
-    assert clean.confidence == 0.9 and clean.details["translucent_share"] == 0.0
+    assert clean.confidence == 0.9 and clean.details["translucent_share"] == clean.translucent_share == 0.0
