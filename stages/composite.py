@@ -7,6 +7,7 @@ import numpy as np
 
 from stages.errors import StageError
 from stages.layout import Layout
+from stages.masks import points
 
 
 def composite(scene_rgb: np.ndarray, layout: Layout) -> np.ndarray:
@@ -29,7 +30,7 @@ def composite(scene_rgb: np.ndarray, layout: Layout) -> np.ndarray:
     x, y, w, h = cv2.boundingRect(alpha)  # box of alpha > 0: nothing outside it changes
     if w == 0 or h == 0:
         return out
-    ys, xs = np.nonzero(cv2.inRange(alpha[y : y + h, x : x + w], 1, 254))
+    ys, xs = points(cv2.inRange(alpha[y : y + h, x : x + w], 1, 254))
     ys += y
     xs += x
     a = alpha[ys, xs].astype(np.float32)[:, None] / 255.0

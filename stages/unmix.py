@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from stages.masks import points
 from stages.matte.translucent import plateaus
 
 WORK_SIDE = 512  # the colour maps: the product's box is read reduced by a whole factor to at most this many px
@@ -61,9 +62,10 @@ def unmix_edge(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int
     x0, y0, x1, y1 = box
     out = np.array(rgb[y0:y1, x0:x1], order="C", copy=True)
     a_box = np.ascontiguousarray(alpha[y0:y1, x0:x1])
-    idx = np.flatnonzero(cv2.inRange(a_box, 1, 254))
-    if idx.size == 0:
+    ys, xs = points(cv2.inRange(a_box, 1, 254))
+    if ys.size == 0:
         return out, 0
+    idx = ys.astype(np.intp) * (x1 - x0) + xs  # flat indices into the box, in scan order
     k = max(1, math.ceil(max(x1 - x0, y1 - y0) / WORK_SIDE))  # a whole factor: OpenCV's fast box average
     pad = (BACKDROP_REACH + 1) * k
     h, w = alpha.shape
@@ -77,7 +79,6 @@ def unmix_edge(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int
     core = _local_mean(colour, cv2.compare(region_a, 255, cv2.CMP_EQ), CORE_REACH)
     backdrop = _local_mean(colour, cv2.compare(region_a, PURE_BACKDROP, cv2.CMP_LT), BACKDROP_REACH)
     # the soft pixels' places on the reduced maps (pixel centres)
-    ys, xs = np.divmod(idx, x1 - x0)
     mx = ((xs + (x0 - rx0) + 0.5) * (1.0 / k) - 0.5).astype(np.float32)
     my = ((ys + (y0 - ry0) + 0.5) * (1.0 / k) - 0.5).astype(np.float32)
     b = _sample(backdrop, mx, my)

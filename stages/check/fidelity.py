@@ -21,12 +21,12 @@ from stages.check.outline import (
     grown_box,
     measure,
     outside_distance,
-    points,
     product_size,
 )
 
 from stages.errors import ConfigError
 from stages.layout import Layout
+from stages.masks import points
 
 _K3 = np.ones((3, 3), np.uint8)
 

@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 
 from stages.check import CheckResult
-from stages.check.outline import VISIBLE_ALPHA, Outline, blur_at, colours_at, points
+from stages.check.outline import VISIBLE_ALPHA, Outline, blur_at, colours_at
 from stages.check.rim_spill import MIN_BACKDROP_CHROMA, rim_spill
 from stages.colour import opponent
 from stages.errors import ConfigError
 from stages.layout import Placement
+from stages.masks import points
 from stages.resample import shrink
 
 MIN_PART_PX = 24  # a detached part smaller than this many canvas pixels is matting noise

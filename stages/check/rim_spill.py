@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stages.check.outline import VISIBLE_ALPHA, Outline, colours_at, points
+from stages.check.outline import VISIBLE_ALPHA, Outline, colours_at
 from stages.colour import hue_name, opponent
+from stages.masks import points
 
 MIN_BACKDROP_CHROMA = 30.0  # opponent chroma (RGB units) under which a backdrop is white, cream, grey or black: no hue
 MIN_HUE_GAP = 20.0  # chroma distance under which the product's own colour is too near the backdrop's hue

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.check.outline import blur_at, colours_at, measure, points
+from stages.check.outline import blur_at, colours_at, measure
+from stages.masks import points
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +46,15 @@ def test_an_empty_matte_measures_the_whole_canvas():
     assert outline.box[2] == 0 and outline.dist_out.shape == (40, 50) and not outline.dist_in.any()
 
 
-def test_points_and_colours_read_what_numpy_indexing_reads(photo):
+def test_colours_at_points_read_what_numpy_indexing_reads(photo):
     mask = np.zeros(photo.shape[:2], bool)
     mask[::7, 3::5] = True
     mask[100:140, 200:260] = True
     view = mask[10:400, 20:580]  # a view with row strides, as the checks pass them
     ys, xs = points(view)
     ref_y, ref_x = np.nonzero(view)
-    np.testing.assert_array_equal(ys, ref_y)
-    np.testing.assert_array_equal(xs, ref_x)
     region = photo[10:400, 20:580]
     np.testing.assert_array_equal(colours_at(region, ys, xs), region[ref_y, ref_x].astype(np.float32))
-    none_y, none_x = points(np.zeros((5, 5), bool))
-    assert none_y.size == 0 and none_x.size == 0
 
 
 @pytest.mark.parametrize(("sigma", "p99"), [(2.0, 1e-3), (5.0, 1e-3), (7.0, 0.8), (9.0, 0.8), (24.0, 1.2),
