@@ -170,8 +170,8 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
     kept backdrop is as smooth as the backdrop though its windows reach the product's edges). On a
     plain coloured backdrop (its chroma varies by less than `PLAIN_HUE_SPREAD` of itself) a pixel
     of the backdrop's hue (within 20 degrees) with chroma and lightness within a lighting change
-    (0.4-1.6x, 0.75-1.35x) matches too: backdrop the light falls on otherwise, which is why the matte kept it (the sunlit paper beside the demo's bark
-    sandals). A product pixel inside the cut-out (not on its edge) that matches in colour and
+    (0.4-1.6x, 0.75-1.35x) matches too: backdrop the light falls on otherwise, which is why the
+    matte kept it (the sunlit paper beside the demo's bark sandals). A product pixel inside the cut-out (not on its edge) that matches in colour and
     texture is backdrop-like; connected backdrop-like regions that run into the backdrop and are
     larger than `region_area` of the product are kept backdrop: the sheet beside a cap, a floor
     slab under a sweater (a detached piece is a stray part). Blind spots: a backdrop-coloured

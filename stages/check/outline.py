@@ -39,8 +39,6 @@ def grown_box(box: Box, margin: float, shape: tuple[int, ...]) -> Region:
     return slice(max(0, y - m), min(shape[0], y + h + m)), slice(max(0, x - m), min(shape[1], x + w + m))
 
 
-
-
 def colours_at(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """N x 3 float32 colours of an HxWx3 image at the points: rgb[ys, xs], read from the flat
     pixels (about 3x faster)."""
