@@ -12,6 +12,17 @@ def box_factor(shape: tuple[int, ...], size: tuple[int, int]) -> int:
     return max(1, min(shape[1] // max(1, size[0]), shape[0] // max(1, size[1])))
 
 
+def box_reduce(img: np.ndarray, k: int) -> np.ndarray:
+    """`img` box-averaged by the whole factor `k` (OpenCV's fast INTER_AREA path): each output
+    pixel the mean of a k x k block; the last rows and columns that do not fill a block (at most
+    k - 1) are left out. `img` itself when `k` is 1; a side shorter than `k` is averaged whole to
+    one pixel."""
+    if k <= 1:
+        return img
+    h, w = max(1, img.shape[0] // k), max(1, img.shape[1] // k)
+    return cv2.resize(img[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
+
+
 def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`img` area-averaged down to `size` (width, height).
 
@@ -25,10 +36,7 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     thumbnails; `covered` says which part was averaged, for results that must
     register with the whole image.
     """
-    k = box_factor(img.shape, size)
-    if k >= 2:
-        h, w = img.shape[0] // k * k, img.shape[1] // k * k
-        img = cv2.resize(img[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    img = box_reduce(img, box_factor(img.shape, size))
     if (img.shape[1], img.shape[0]) == tuple(size):
         return img
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)

@@ -9,6 +9,7 @@ import numpy as np
 
 from stages.masks import points
 from stages.matte.translucent import plateaus
+from stages.resample import box_reduce
 
 WORK_SIDE = 512  # the colour maps: the product's box is read reduced by a whole factor to at most this many px
 PURE_BACKDROP = 13  # alpha (of 255) under which a reduced pixel counts as backdrop (5%)
@@ -71,10 +72,8 @@ def unmix_edge(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int
     h, w = alpha.shape
     rx0, ry0 = max(0, x0 - pad), max(0, y0 - pad)
     rw, rh = max(1, (min(w, x1 + pad) - rx0) // k), max(1, (min(h, y1 + pad) - ry0) // k)
-    region_rgb, region_a = rgb[ry0 : ry0 + rh * k, rx0 : rx0 + rw * k], alpha[ry0 : ry0 + rh * k, rx0 : rx0 + rw * k]
-    if k > 1:
-        region_rgb = cv2.resize(region_rgb, (rw, rh), interpolation=cv2.INTER_AREA)
-        region_a = cv2.resize(region_a, (rw, rh), interpolation=cv2.INTER_AREA)
+    region_rgb = box_reduce(rgb[ry0 : ry0 + rh * k, rx0 : rx0 + rw * k], k)
+    region_a = box_reduce(alpha[ry0 : ry0 + rh * k, rx0 : rx0 + rw * k], k)
     colour = region_rgb.astype(np.float32)
     core = _local_mean(colour, cv2.compare(region_a, 255, cv2.CMP_EQ), CORE_REACH)
     backdrop = _local_mean(colour, cv2.compare(region_a, PURE_BACKDROP, cv2.CMP_LT), BACKDROP_REACH)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from stages.matte.base import Matte
+from stages.resample import box_reduce
 
 WORK_SIDE = 512  # the alpha is read reduced by a whole factor to at most this many px on its long side
 OPAQUE, CLEAR = 242, 13  # alpha (of 255) from which a pixel is product (95%), up to which backdrop (5%)
@@ -44,12 +45,8 @@ def translucent_part(alpha: np.ndarray) -> Translucent:
     spots: translucent parts under about 5% of the product or narrower than two edge widths, and
     plateaus at 95% or more (they show little).
     """
-    h, w = alpha.shape
-    k = max(1, math.ceil(max(h, w) / WORK_SIDE))
-    a = alpha
-    if k > 1:
-        a = cv2.resize(alpha[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
-    part, _, area = plateaus(a)
+    k = max(1, math.ceil(max(alpha.shape) / WORK_SIDE))
+    part, _, area = plateaus(box_reduce(alpha, k))
     n, _, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
     if n <= 1:
         return Translucent(0.0, None)

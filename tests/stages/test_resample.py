@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.resample import box_factor, covered, shrink
+from stages.resample import box_factor, box_reduce, covered, shrink
 
 PHOTO = "catalog/images/19_shoes_black-suede_white.jpg"
 
@@ -48,3 +48,14 @@ def test_shrink_by_a_general_factor_stays_within_a_level_on_average(photo):
 def test_a_small_image_is_resized_in_one_pass():
     img = np.arange(90 * 120, dtype=np.uint8).reshape(90, 120)
     assert np.array_equal(shrink(img, (100, 75)), cv2.resize(img, (100, 75), interpolation=cv2.INTER_AREA))
+
+
+def test_box_reduce_is_the_mean_of_whole_blocks():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (37, 50), dtype=np.uint8)
+    out = box_reduce(img, 4)
+    blocks = img[:36, :48].astype(np.float64).reshape(9, 4, 12, 4).mean(axis=(1, 3))
+    assert out.shape == (9, 12) and np.abs(out - blocks).max() <= 0.5  # rounded to uint8
+    assert box_reduce(img, 1) is img
+    thin = box_reduce(img[:, :3], 4)  # a side shorter than the factor: one pixel across
+    assert thin.shape == (9, 1)
