@@ -32,6 +32,7 @@ from ops.atomic import remove_stale_temps
 from ops.catalog import CatalogRow, CatalogScan, RowError, scan_catalog
 from ops.config import Config, StateOptions, load_config
 from ops.context import RunContext
+from ops.heap import release_free_pages
 from ops.objectstore import store_for
 from ops.paths import PRODUCTS, ProductPaths
 from ops.prepass import CHUNK_ROWS, Screen
@@ -330,6 +331,7 @@ class _Feed:
     def next_batch(self) -> tuple[list[CatalogRow], dict[str, str]] | None:
         """The next batch and its rows' cache keys, or None when every row has been handed out."""
         while len(self.todo) < self.size and not self.exhausted and not STOP.requested:
+            release_free_pages()  # what the last chunk (or the catalog's check) freed
             chunk = list(itertools.islice(self.rows, CHUNK_ROWS))
             if not chunk:
                 self.exhausted = True

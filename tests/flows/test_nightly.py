@@ -197,7 +197,8 @@ def test_cli_exit_codes_and_verify(run, repo):
 
 def test_the_run_reads_its_catalog_a_chunk_at_a_time(tmp_path, images, dev_keys, monkeypatch):
     """The flow holds a chunk of the catalog's rows, not all of them: when the first product is
-    staged, only the first chunk has been parsed for the run (after the whole file was checked)."""
+    staged, only the first chunk has been parsed for the run (after the whole file was checked).
+    Before each chunk is read, the heap's free pages go back to the system."""
     import flows.nightly as nightly
     import ops.catalog as catalog_module
     from ops.runner import RowResult
@@ -215,6 +216,8 @@ def test_the_run_reads_its_catalog_a_chunk_at_a_time(tmp_path, images, dev_keys,
     monkeypatch.setattr(catalog_module._RowParser, "row", lambda self, *a: parsed.append(1) or parse(self, *a))
     monkeypatch.setattr(nightly, "CHUNK_ROWS", chunk)
     monkeypatch.setattr(nightly, "shared_workbench", lambda *a: None)
+    released = []  # rows parsed when the heap's free pages were released
+    monkeypatch.setattr(nightly, "release_free_pages", lambda: released.append(len(parsed)) or True)
 
     def staged(bench, row, ctx):  # the per-product work is not what this test is about
         at_first_product.append(len(parsed))
@@ -227,4 +230,6 @@ def test_the_run_reads_its_catalog_a_chunk_at_a_time(tmp_path, images, dev_keys,
     assert [e["row"] for e in result["catalog_errors"]] == [n + 2]
     assert len(parsed) == 2 * n + 1  # checked once (every row), then read once for the run (the bad row skipped)
     assert at_first_product[0] <= n + 1 + chunk  # the check, then one chunk: the run did not read every row first
+    # after the check, before each of the 3 chunks and before the read that finds the catalog's end
+    assert released == [n + 1, n + 1 + chunk, n + 1 + 2 * chunk, 2 * n + 1]
     assert [r["row"] for r in result["results"]] == list(range(2, n + 2))
