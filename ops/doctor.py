@@ -9,7 +9,7 @@ from typing import Any
 
 from ops.config import StateOptions
 from ops.doctor_host import output_rows, prefect_rows, signing_rows, store_rows, trust_rows, tsa_rows
-from ops.doctor_models import STEPS, backend_rows, gpu_rows, hf_cache_rows, u2net_rows
+from ops.doctor_models import STEPS, backend_rows, expansion_rows, gpu_rows, hf_cache_rows, u2net_rows
 from ops.doctor_row import Row
 from ops.state import backend_name, open_state
 from stages.errors import StagingError
@@ -29,7 +29,7 @@ def run_checks(cfg: Any, out_dir: Path, *, quick: bool = False, env: Mapping[str
     loading them, so even the full table takes well under a second without a GPU. `out_dir` is the
     local folder the run writes (for an object-store output, `output_url`, its scratch folder)."""
     env = os.environ if env is None else env
-    rows = backend_rows(cfg)
+    rows = backend_rows(cfg) + expansion_rows(cfg)
     if not quick:
         rows += hf_cache_rows() + u2net_rows() + gpu_rows(cfg)
     rows += signing_rows(cfg.sign, env) + trust_rows(cfg.verify, env)

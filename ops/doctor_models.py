@@ -7,6 +7,7 @@ from typing import Any
 from ops.doctor_row import Row
 from stages import depth, matte, scene
 from stages.check import nsfw
+from stages.check.guards import expansion_method
 from stages.matte.rembg import rembg_model_files
 from stages.models import Requirement
 
@@ -60,6 +61,37 @@ def backend_rows(cfg: Any) -> list[Row]:
         if others:
             rows.append(Row("backends", f"{step}: not configured", "info", ", ".join(others)))
     return rows
+
+
+def expansion_rows(cfg: Any) -> list[Row]:
+    """Which object-expansion detector judges the scenes a trained model draws, and how far to
+    trust it (see README, Object expansion, and `benchmarks/fidelity_eval.py`).
+
+    The check runs only on drawn scenes, so with no trained scene backend in the chain it is
+    information. Re-segmenting the composite with a learned matte finds grown product whatever its
+    colour; the colour heuristic (what `auto` runs with the embedded matte) finds only growth
+    coloured like the product's rim, and misses other colours, shadow-coloured growth below the
+    product and colours close to the scene: a warning, with the setting that re-segments. An
+    embedded matte asked to re-segment cuts out plain backdrops only, which a drawn scene is not."""
+    name = "object expansion check"
+    drawn = [n for n in (cfg.scene.backend, *cfg.scene.fallback) if scene.BACKENDS[n].trained]
+    if not drawn:
+        return [Row("checks", name, "info", "not judged: no configured scene backend is a trained model "
+                                            f"({cfg.scene.backend}): nothing draws extra product")]
+    learned = matte.BACKENDS[cfg.matte.backend].learned
+    method = expansion_method(cfg.fidelity.expansion, learned)
+    fix = '[matte] backend = "rembg" with [fidelity] expansion = "auto" (re-segments each drawn scene)'
+    if method == "off":
+        return [Row("checks", name, "warn", f"off: what {drawn[0]} draws beyond the product is not looked for",
+                    '[fidelity] expansion = "auto"')]
+    if method == "heuristic":
+        return [Row("checks", name, "warn",
+                    f"colour heuristic (matte {cfg.matte.backend}): finds grown product coloured like its rim, misses "
+                    "other colours, shadow-coloured growth below it and colours close to the scene", fix)]
+    if not learned:
+        return [Row("checks", name, "warn", f"re-segments with the {cfg.matte.backend} matte, which cuts out plain "
+                                            "backdrops only: a drawn scene is not one", fix)]
+    return [Row("checks", name, "ok", f"re-segments each drawn scene with the {cfg.matte.backend} matte")]
 
 
 def hf_cache_rows() -> list[Row]:

@@ -11,7 +11,7 @@ PROBLEMS = ("missing", "fail")  # the configured pipeline cannot run: `stage doc
 
 @dataclass(frozen=True)
 class Row:
-    area: str  # backends | models | gpu | signing | prefect | output | state
+    area: str  # backends | models | checks | gpu | signing | prefect | output | state
     name: str  # what was checked, e.g. "scene diffusers-sdxl: inpainting model"
     status: Status
     detail: str  # what was found, or why it is a problem

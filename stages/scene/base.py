@@ -52,6 +52,7 @@ class Scene:
 class SceneBackend(Protocol):
     name: str  # its name in the table (stages.scene.BACKENDS)
     Options: type  # its options dataclass: the [scene.<name>] table
+    trained: bool  # its scenes are drawn by a trained generative model (`Scene.trained`)
 
     @classmethod
     def load(cls, options: Any) -> SceneBackend: ...

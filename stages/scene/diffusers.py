@@ -51,6 +51,7 @@ class DiffusersScene:
     Options: ClassVar[type[DiffusersOptions]]
     pipeline_class: ClassVar[str]
     xl: ClassVar[bool]
+    trained: ClassVar[bool] = True
 
     def __init__(self, options: DiffusersOptions, pipe: Any, sources: Sources, device: Any, dtype: Any,
                  prepared: Prepared) -> None:
@@ -271,7 +272,7 @@ class DiffusersScene:
                 **self._settings, "seed": int(r.seed), "prompt": text, "negative_prompt": negative,
                 "scene_prompt": r.prompt, "resolution": [w, h], "canvas": list(p.canvas), **ip_settings,
             }
-            scenes.append(Scene(np.ascontiguousarray(rgb), self.name, True, settings))
+            scenes.append(Scene(np.ascontiguousarray(rgb), self.name, self.trained, settings))
         return scenes
 
     # ------------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class ProceduralScene:
 
     name = "procedural"
     Options = ProceduralOptions
+    trained = False
 
     def __init__(self, options: ProceduralOptions) -> None:
         self.options = options
@@ -108,4 +109,4 @@ class ProceduralScene:
             "light": [round(light_x, 4), round(light_y, 4)],
             "horizon": request.horizon,
         }
-        return Scene(out, self.name, False, settings)
+        return Scene(out, self.name, self.trained, settings)

@@ -22,7 +22,7 @@ from ops.config import load_config
 from ops.doctor import problems, run_checks, summary_line
 from ops.doctor_host import output_rows, prefect_rows, signing_rows, store_rows, trust_rows, tsa_rows
 from ops.location import StorageOptions
-from ops.doctor_models import backend_rows, gpu_rows, hf_cache_rows, u2net_rows
+from ops.doctor_models import backend_rows, expansion_rows, gpu_rows, hf_cache_rows, u2net_rows
 from provenance.sign import SignOptions
 from provenance.verify import VerifyOptions
 
@@ -288,3 +288,22 @@ def test_an_object_store_that_does_not_answer_fails_within_the_timeout(monkeypat
         row, = store_rows("s3://outputs/nightly", StorageOptions(endpoint_url=endpoint), 1.5)
         assert row.status == "fail" and row.detail == "s3://outputs/nightly: no answer within 1.5 s"
         assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("text, status, words", [
+    ("", "info", "not judged: no configured scene backend is a trained model (procedural)"),
+    ('[matte]\nbackend = "rembg"\n[scene]\nbackend = "diffusers-sd15"\n', "ok",
+     "re-segments each drawn scene with the rembg matte"),
+    ('[scene]\nbackend = "diffusers-sdxl"\n', "warn", "colour heuristic (matte plain-backdrop)"),
+    ('[scene]\nbackend = "procedural"\nfallback = ["diffusers-sd15"]\n', "warn", "colour heuristic"),
+    ('[scene]\nbackend = "diffusers-sdxl"\n[fidelity]\nexpansion = "resegment"\n', "warn",
+     "re-segments with the plain-backdrop matte, which cuts out plain backdrops only"),
+    ('[matte]\nbackend = "rembg"\n[scene]\nbackend = "diffusers-sdxl"\n[fidelity]\nexpansion = "off"\n', "warn",
+     "off: what diffusers-sdxl draws beyond the product is not looked for"),
+])
+def test_the_expansion_detector_for_drawn_scenes_is_named_and_a_weak_one_warns(tmp_path, text, status, words):
+    row = _row(expansion_rows(_config(tmp_path, text)), "object expansion check")
+    assert row.status == status and words in row.detail, row
+    assert bool(row.fix) == (status == "warn")
+    if status == "warn" and "off" not in row.detail:
+        assert 'backend = "rembg"' in row.fix
