@@ -125,6 +125,44 @@ def test_backdrop_kept_in_a_gap_of_the_product_is_caught(bases):
     assert result["backdrop_region"] and not result["stray_parts"], result
 
 
+@pytest.fixture(scope="module")
+def reshot_gaps():
+    """Loafers, suede shoes and sneakers re-shot on plain coloured backdrops, clean and with their gaps kept."""
+    return le.reshot_gap_cases(["19_shoes_black-suede_white", "20_shoes_beige-loafers_on-beige-floor",
+                                "23_shoes_white-sneakers_on-brown"], CFG)
+
+
+def test_backdrop_kept_in_thin_gaps_on_a_plain_coloured_backdrop_is_caught(reshot_gaps):
+    """On a plain coloured backdrop a kept strip 3x the floor, a few px wide in the 256 px view
+    (where it is mixed with the product on both sides), is judged again in a finer view."""
+    caught = {(c.photo[:2], c.colour, c.size): failed(c)["backdrop_region"] for c in reshot_gaps if c.size >= 3}
+    for key in (("19", "pink", 3), ("19", "orange", 3), ("20", "pink", 3), ("20", "orange", 3), ("20", "blue", 3),
+                ("23", "orange", 3), ("23", "pale-pink", 3), ("23", "orange", 10), ("23", "blue", 10),
+                ("23", "pale-pink", 10)):
+        assert caught[key], (key, caught)
+
+
+def test_a_large_photo_is_judged_in_a_finer_view_reduced_by_a_whole_factor(reshot_gaps):
+    """The same re-shoots at 3x their size (1.5-2.5 MP): the finer view is the photo box-averaged by
+    3; the gaps it catches at the photos' own size are caught, the clean cut-outs stay clean."""
+    def bigger(case):
+        rgb = cv2.resize(case.source_rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        alpha = cv2.resize(case.source_alpha, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+        layout = place_product(rgb, alpha, le._layout(1024))
+        return dataclasses.replace(case, layout=layout, source_rgb=rgb, source_alpha=alpha)
+
+    picked = [c for c in reshot_gaps if c.photo.startswith("20") and c.colour in ("pink", "blue") and c.size in (0, 3)]
+    assert len(picked) == 4 and max(picked[0].source_rgb.shape) <= 768 < 3 * max(picked[0].source_rgb.shape)
+    for case in picked:
+        assert failed(bigger(case))["backdrop_region"] == (case.size == 3), (case.colour, case.size)
+
+
+def test_clean_re_shoots_and_gaps_under_the_floor_are_not_kept_backdrop(reshot_gaps):
+    quiet = [c for c in reshot_gaps if c.size <= 0.5]
+    assert len(quiet) >= 12
+    assert not [(c.photo, c.colour, c.size) for c in quiet if failed(c)["backdrop_region"]]
+
+
 def test_texture_is_read_within_one_colour_class():
     """A smooth light strip two pixels wide between dark parts has the strip's own texture, not
     the edges' contrast; a pixel alone in its window has none."""
