@@ -165,8 +165,8 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
     the product that looks like backdrop, why not judged or "").
 
     Judged in the source photo (at most `WORK_SIDE` px; `FINE_SIDE` on a plain coloured backdrop,
-    see below), where product and backdrop have the same scale and noise: the backdrop's local colour is the Gaussian mean of the sure-backdrop pixels
-    (matte alpha < 8) around each point; the tolerances are the backdrop's own spread about that
+    see below), where product and backdrop have the same scale and noise: the backdrop's local
+    colour is the Gaussian mean of the sure-backdrop pixels (matte alpha < 8) around each point; the tolerances are the backdrop's own spread about that
     mean (1.5 x its 90th percentile, in lightness and in chroma separately, opponent colour axes)
     and its range of 5x5 texture, read within the backdrop-coloured pixels (`_texture`: a strip of
     kept backdrop is as smooth as the backdrop though its windows reach the product's edges). On a
@@ -197,15 +197,15 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
     """
     h, w = source_alpha.shape
     s = min(1.0, WORK_SIDE / max(h, w))
-    if s < 1.0:
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        found = _regions_at(shrink(source_rgb, size), shrink(source_alpha, size), s, placement, cfg)
-    else:
-        found = _regions_at(source_rgb, source_alpha, 1.0, placement, cfg)
-    if found[3] and s < 1.0:  # a plain coloured backdrop: again in a finer view, box-averaged by a whole factor
-        k = math.ceil(max(h, w) / FINE_SIDE)
-        found = _regions_at(box_reduce(source_rgb, k), box_reduce(source_alpha, k), 1.0 / k, placement, cfg)
-    return found[:3]
+    if s == 1.0:
+        return _regions_at(source_rgb, source_alpha, 1.0, placement, cfg)[:3]
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    regions, share, note, coloured = _regions_at(shrink(source_rgb, size), shrink(source_alpha, size), s,
+                                                 placement, cfg)
+    if not coloured:
+        return regions, share, note
+    k = math.ceil(max(h, w) / FINE_SIDE)  # the finer view: box-averaged by a whole factor
+    return _regions_at(box_reduce(source_rgb, k), box_reduce(source_alpha, k), 1.0 / k, placement, cfg)[:3]
 
 
 def _regions_at(rgb: np.ndarray, alpha: np.ndarray, s: float, placement: Placement,
