@@ -12,7 +12,6 @@ systems, or a run killed in the instant before the parent-death signal was armed
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -26,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from ops.libc import libc
+
 APP = "prefect.server.api.server:create_app"
 RECORDS = "stage-api-servers"  # under PREFECT_HOME: one JSON file per server started here
 _PR_SET_PDEATHSIG = 1
@@ -35,21 +36,13 @@ class ApiServerError(RuntimeError):
     """The local API server did not start."""
 
 
-def _libc() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _die_with(parent: int, libc: Any) -> Any:
-    """preexec_fn: SIGTERM this child when `parent` dies (no Python objects made after the fork)."""
+def _die_with(parent: int, lib: Any) -> Any:
+    """preexec_fn: SIGTERM this child when `parent` dies (no Python objects made after the fork);
+    `lib` is the C library (`ops.libc.libc()`), None where there is none to ask."""
 
     def arm() -> None:
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if lib is not None:
+            lib.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
 
@@ -136,7 +129,7 @@ class LocalApi:
         argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory", APP,
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_die_with(os.getpid(), _libc()))
+                                preexec_fn=_die_with(os.getpid(), libc()))
 
     def start(self) -> str:
         sweep_stale(self.records)

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-import sys
-from functools import cache
-from typing import Any
-
-
-@cache
-def _malloc_trim() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
+from ops.libc import libc
 
 
 def release_free_pages() -> bool:
@@ -30,5 +17,5 @@ def release_free_pages() -> bool:
     `malloc_trim(0)` walks every arena and hands back the whole free pages wherever they lie
     (madvise); it takes about 0.1 ms, and the flow calls it once per catalog chunk.
     """
-    trim = _malloc_trim()
+    trim = getattr(libc(), "malloc_trim", None)  # glibc's; musl has none
     return bool(trim(0)) if trim is not None else False

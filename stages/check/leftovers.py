@@ -166,17 +166,19 @@ def backdrop_regions(source_rgb: np.ndarray, source_alpha: np.ndarray, placement
 
     Judged in the source photo (at most `WORK_SIDE` px; `FINE_SIDE` on a plain coloured backdrop,
     see below), where product and backdrop have the same scale and noise: the backdrop's local
-    colour is the Gaussian mean of the sure-backdrop pixels (matte alpha < 8) around each point; the tolerances are the backdrop's own spread about that
-    mean (1.5 x its 90th percentile, in lightness and in chroma separately, opponent colour axes)
+    colour is the Gaussian mean of the sure-backdrop pixels (matte alpha < 8) around each point;
+    the tolerances are the backdrop's own spread about that mean (1.5 x its 90th percentile, in
+    lightness and in chroma separately, opponent colour axes)
     and its range of 5x5 texture, read within the backdrop-coloured pixels (`_texture`: a strip of
     kept backdrop is as smooth as the backdrop though its windows reach the product's edges). On a
     plain coloured backdrop (its chroma varies by less than `PLAIN_HUE_SPREAD` of itself) a pixel
     of the backdrop's hue (within 20 degrees) with chroma and lightness within a lighting change
     (0.4-1.6x, 0.75-1.35x) matches too: backdrop the light falls on otherwise, which is why the
-    matte kept it (the sunlit paper beside the demo's bark sandals). A product pixel inside the cut-out (not on its edge) that matches in colour and
-    texture is backdrop-like; connected backdrop-like regions that run into the backdrop and are
-    larger than `region_area` of the product are kept backdrop: the sheet beside a cap, a floor
-    slab under a sweater (a detached piece is a stray part). Blind spots: a backdrop-coloured
+    matte kept it (the sunlit paper beside the demo's bark sandals). A product pixel inside the
+    cut-out (not on its edge) that matches in colour and texture is backdrop-like; connected
+    backdrop-like regions that run into the backdrop and are larger than `region_area` of the
+    product are kept backdrop: the sheet beside a cap, a floor slab under a sweater (a detached
+    piece is a stray part). Blind spots: a backdrop-coloured
     region enclosed by the product is taken for the product's own (coffee in a cup, white
     lettering on a strap; also a hole the matte filled); a product the colour and texture of its
     backdrop (a white sneaker on a white floor) cannot be told from kept backdrop: when more than

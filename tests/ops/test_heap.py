@@ -1,9 +1,7 @@
-import ctypes
-import sys
-
 import pytest
 
 from ops.heap import release_free_pages
+from ops.libc import libc
 
 PAGE = 4096
 
@@ -13,14 +11,8 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * PAGE
 
 
-def _glibc() -> bool:
-    try:
-        return sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "malloc_trim")
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _glibc(), reason="malloc_trim is glibc's: elsewhere release_free_pages does nothing")
+@pytest.mark.skipif(not hasattr(libc(), "malloc_trim"),
+                    reason="malloc_trim is glibc's: elsewhere release_free_pages does nothing")
 def test_freed_heap_pages_go_back_to_the_system():
     # 64 KiB blocks come from malloc's heap (under its mmap threshold); freeing every other one
     # leaves holes between live blocks, which glibc keeps resident: no heap top to trim
@@ -31,4 +23,3 @@ def test_freed_heap_pages_go_back_to_the_system():
     after = _rss_bytes()
     assert before - after > 25 * 1024 * 1024  # of the 50 MiB freed, at least half handed back
     assert len(blocks) == 800 and all(b[-1] == ord("x") for b in blocks)  # what is live stays
-
