@@ -16,6 +16,7 @@ from stages.matte.backdrop import (
 from stages.matte.attached_shadow import AttachedShadow, attached_shadow
 from stages.matte.base import Matte, check_rgb
 from stages.matte.cleanup import Reflection, backdrop_pieces, fill_thin_holes, floor_reflection, joined_backdrop
+from stages.matte.ragged import Ragged, ragged_edge
 from stages.resample import covered, shrink
 
 EDGE_REACH = 2  # the mixed edge zone spans this many soft-edge widths into the product
@@ -105,13 +106,14 @@ def plain_backdrop_matte(rgb: np.ndarray, options: PlainBackdropOptions) -> tupl
     product &= ~band_px  # the bands with a soft far edge
     alpha = _edge_alpha(fit.planes, fit.backdrop, z_eff, product, strong, band, fit.sigma_c)
     fg = alpha > 0.5  # quality measures look at the product itself, kept shadows aside
+    ragged = ragged_edge(alpha)
     kept_shadow = 0.0
     if options.shadows == "keep":
         alpha, kept_shadow = _keep_shadows(alpha, shadow, product, fit.ratio)
     alpha8 = np.round(alpha * 255.0).astype(np.uint8)
     confidence, details = _confidence(fg, product, strong, fit, texture, clutter)
     confidence, details = _leftovers(confidence, details, product, pieces, reflection, joined,
-                                     band_shadow, (sx, sy))
+                                     band_shadow, ragged, (sx, sy))
     if (h, w) != (h0, w0):  # ...and get the alpha of the last one matted
         alpha8 = cv2.resize(alpha8, (wc, hc), interpolation=cv2.INTER_LINEAR)
         alpha8 = cv2.copyMakeBorder(alpha8, 0, h0 - hc, 0, w0 - wc, cv2.BORDER_REPLICATE)
@@ -186,15 +188,18 @@ def _confidence(fg: np.ndarray, product: np.ndarray, strong: np.ndarray, fit: Ba
 
 def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, pieces: np.ndarray,
                reflection: Reflection | None, joined: list[Any],
-               band: AttachedShadow | None, scale: tuple[float, float]) -> tuple[float, dict[str, Any]]:
-    """Lower the confidence for what was cut away as not product: it may have been product.
+               band: AttachedShadow | None, ragged: Ragged,
+               scale: tuple[float, float]) -> tuple[float, dict[str, Any]]:
+    """Lower the confidence for what was cut away as not product (it may have been product), and
+    for a ragged stretch of the outline (backdrop texture kept as product: `ragged_edge`).
 
     A removed floor reflection always sends the cut-out to review (the contact line is a guess);
     removed pieces of backdrop colour do once they hold about 1% of the cut-out (specks go
     silently; a reason shows from 0.6%), and so does a removed region of backdrop colour joined
     to the product (the reason gives its box). A shadow band joined to the product that was
     cut away lowers it from 2% of the cut-out; one kept (its far edge is sharp: a grey part
-    or a shadow?) sends the cut-out to review from 0.2% (the size of a stray part).
+    or a shadow?) sends the cut-out to review from 0.2% (the size of a stray part). A ragged
+    stretch lowers it from 0.15 of the product's size and sends it to review from 0.25.
     `scale`: photo pixels per matted pixel (x, y), for the boxes and rows the details report.
     """
     sx, sy = scale
@@ -238,7 +243,13 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
         if scores["attached_shadow"] < 0.9:
             reasons.append(f"a smooth band of darkened backdrop colour along the outline, like a shadow "
                            f"({band.share:.1%} of the cut-out, within x {x0}-{x1}, y {y0}-{y1}) {what}")
+    scores["ragged_edge"] = 0.4 + 0.6 * ramp(ragged.share, 0.15, 0.25)
+    if scores["ragged_edge"] < 0.9 and ragged.box is not None:
+        x0, y0, x1, y1 = box_(*ragged.box)
+        reasons.append(f"a ragged stretch of the outline within x {x0}-{x1}, y {y0}-{y1} (torn pixel by pixel, as "
+                       "a textured backdrop tears a cut-out): a torn edge or kept backdrop? check the edge there")
     details = {**details, "backdrop_pieces": round(share, 4), "joined_backdrop": round(joined_share, 4),
+               "ragged_edge": round(ragged.share, 4),
                "attached_shadow": None if band is None else {**vars(band), "box": list(band.box)},
                "floor_reflection": None if reflection is None else vars(reflection),
                "scores": {k: round(v, 3) for k, v in scores.items()}, "reasons": reasons}

@@ -179,8 +179,11 @@ def test_a_photo_too_small_for_a_rule_withholds_the_rendition_without_review(run
     # not a review reason: the SKU keeps the verdict of its other checks
     assert not any("market" in r for r in shoe["reasons"]) and shoe["verdict"] == rows["SHOE-1"]["verdict"]
     assert rows["SHOE-1"]["photo_problems"] == shoe["photo_problems"]
-    _, loafer = _record(tmp, rows, "LOAFER-2")  # large enough: every rule holds, the rendition is published
-    assert loafer["photo_problems"] == [] and rows["LOAFER-2"]["verdict"] == "pass"
+    # large enough: every rule holds, the rendition is published and passes its own checks (the
+    # SKU goes to review for the torn heel rim of its cut-out, not for the rendition)
+    _, loafer = _record(tmp, rows, "LOAFER-2")
+    assert loafer["photo_problems"] == [] and rows["LOAFER-2"]["verdict"] == loafer["verdict"] == "review"
+    assert [r.split(":")[0] for r in loafer["reasons"]] == ["matte_confidence"]
     for e in loafer["renditions"]:
         if e["preset"] == "market":
             assert e["compliance"] and all(c["passed"] for c in e["compliance"]), e["compliance"]

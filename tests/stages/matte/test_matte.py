@@ -184,21 +184,22 @@ def test_real_textured_photos_go_to_review(images, name):
     assert matte.details["reasons"]
 
 
-# (file, points known to lie on the product as (row, col))
+# (file, points known to lie on the product as (row, col), trusted); the loafers' heel rim comes
+# out torn by the grainy floor, which sends them to review (tests/stages/matte/test_ragged.py)
 PLAIN = [
-    ("19_shoes_black-suede_white.jpg", [(300, 125), (300, 255)]),
-    ("20_shoes_beige-loafers_on-beige-floor.jpg", [(300, 120), (300, 300)]),
-    ("27_hat_leather-cap_on-white-sheet.jpg", [(260, 180)]),
-    ("28_hat_leather-newsboy-cap_on-white-sheet.jpg", [(250, 200)]),
-    ("32_apparel_black-shorts_on-white-quilt.jpg", [(230, 200)]),
+    ("19_shoes_black-suede_white.jpg", [(300, 125), (300, 255)], True),
+    ("20_shoes_beige-loafers_on-beige-floor.jpg", [(300, 120), (300, 300)], False),
+    ("27_hat_leather-cap_on-white-sheet.jpg", [(260, 180)], True),
+    ("28_hat_leather-newsboy-cap_on-white-sheet.jpg", [(250, 200)], True),
+    ("32_apparel_black-shorts_on-white-quilt.jpg", [(230, 200)], True),
 ]
 
 
-@pytest.mark.parametrize("name,points", PLAIN)
-def test_real_plain_backdrop_photos(images, name, points):
+@pytest.mark.parametrize("name,points,trusted", PLAIN)
+def test_real_plain_backdrop_photos(images, name, points, trusted):
     rgb = np.asarray(Image.open(images / name).convert("RGB"))
     matte = _plain().run(rgb)
-    assert matte.confidence >= 0.5, matte.details["reasons"]
+    assert (matte.confidence >= 0.5) == trusted, matte.details["reasons"]
     coverage = (matte.alpha > 127).mean()
     assert 0.05 <= coverage <= 0.80
     a = matte.alpha
