@@ -65,6 +65,22 @@ def order_groups(counts: dict[str, int]) -> list[dict[str, Any]]:
     return [{"check": c, "skus": n} for c, n in sorted(counts.items(), key=lambda kv: (tier(kv[0]), -kv[1], kv[0]))]
 
 
+def review_marks(record: dict[str, Any]) -> tuple[list[list[int]], list[list[int]]]:
+    """Where to look in a staged SKU: boxes (x0, y0, x1, y1) on its source photo, as oriented for
+    staging (what the embedded matte's reasons name: `matte_details.where`), and on its canvas
+    (the stray parts and kept backdrop regions the leftover checks found, the hanger parts, all
+    of the selected variant: its `guards`)."""
+    photo = [list(b) for b in ((record.get("matte_details") or {}).get("where") or {}).values()]
+    variants = record.get("variants") or []
+    chosen = next((v for v in variants if v.get("index") == record.get("selected_variant")),
+                  variants[0] if variants else {})
+    guards = chosen.get("guards") or {}
+    leftovers, hangers = guards.get("leftovers") or {}, guards.get("hangers") or {}
+    parts = (leftovers.get("strays") or []) + (leftovers.get("regions") or []) + (hangers.get("parts") or [])
+    canvas = [[x, y, x + w, y + h] for x, y, w, h in (p["box"] for p in parts if p.get("box"))]
+    return photo, canvas
+
+
 def photo_label(rendition: str, rule: str) -> str:
     """The class of a photo problem, as summaries print it."""
     if rule == "min_fill":

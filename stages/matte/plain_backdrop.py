@@ -199,7 +199,8 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
     to the product (the reason gives its box). A shadow band joined to the product that was
     cut away lowers it from 2% of the cut-out; one kept (its far edge is sharp: a grey part
     or a shadow?) sends the cut-out to review from 0.2% (the size of a stray part). A ragged
-    stretch lowers it from 0.15 of the product's size and sends it to review from 0.25.
+    stretch lowers it from 0.15 of the product's size and sends it to review from 0.25. The
+    details' `where` gives the box (photo px) each reason names, for the report to outline.
     `scale`: photo pixels per matted pixel (x, y), for the boxes and rows the details report.
     """
     sx, sy = scale
@@ -212,6 +213,7 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
     if band is not None:
         band = dataclasses.replace(band, box=box_(*band.box))
     scores, reasons = dict(details["scores"]), list(details["reasons"])
+    where: dict[str, list[int]] = {}  # aspect: the box (photo px) its reason names
     removed = int(pieces.sum())
     share = removed / max(1, int(product.sum()) + removed)
     scores["backdrop_pieces"] = 0.4 + 0.6 * ramp(share, 0.005, 0.01)
@@ -219,6 +221,7 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
         n, _, stats, _ = cv2.connectedComponentsWithStats(pieces.view(np.uint8), connectivity=8)
         x, y, x1, y1 = box_(stats[1:, 0].min(), stats[1:, 1].min(), (stats[1:, 0] + stats[1:, 2]).max(),
                             (stats[1:, 1] + stats[1:, 3]).max())
+        where["backdrop_pieces"] = [x, y, x1, y1]
         reasons.append(f"{n - 1} detached piece(s) of backdrop colour beside the product ({share:.1%} of the "
                        f"cut-out, within x {x}-{x1}, y {y}-{y1}) were left out: backdrop paper, sheet or product?")
     scores["floor_reflection"] = 1.0 if reflection is None else 0.4
@@ -229,6 +232,7 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
     box = box_(*box) if box is not None else box
     scores["joined_backdrop"] = 0.4 + 0.6 * ramp(joined_share, 0.005, 0.012)
     if scores["joined_backdrop"] < 0.9:
+        where["joined_backdrop"] = list(box)
         reasons.append(f"a region of backdrop colour joined to the product ({joined_share:.1%} of the cut-out, "
                        f"within x {box[0]}-{box[2]}, y {box[1]}-{box[3]}) was cut away: backdrop or product?")
     scores["attached_shadow"] = 1.0
@@ -241,18 +245,19 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
             scores["attached_shadow"] = 0.4 + 0.6 * ramp(band.share, 0.001, 0.002)
             what = "was kept as product (its far edge is sharp): a shadow or a grey part?"
         if scores["attached_shadow"] < 0.9:
+            where["attached_shadow"] = list(band.box)
             reasons.append(f"a smooth band of darkened backdrop colour along the outline, like a shadow "
                            f"({band.share:.1%} of the cut-out, within x {x0}-{x1}, y {y0}-{y1}) {what}")
     scores["ragged_edge"] = 0.4 + 0.6 * ramp(ragged.share, 0.15, 0.25)
     if scores["ragged_edge"] < 0.9 and ragged.box is not None:
-        x0, y0, x1, y1 = box_(*ragged.box)
+        x0, y0, x1, y1 = where["ragged_edge"] = list(box_(*ragged.box))
         reasons.append(f"a ragged stretch of the outline within x {x0}-{x1}, y {y0}-{y1} (torn pixel by pixel, as "
                        "a textured backdrop tears a cut-out): a torn edge or kept backdrop? check the edge there")
     details = {**details, "backdrop_pieces": round(share, 4), "joined_backdrop": round(joined_share, 4),
                "ragged_edge": round(ragged.share, 4),
                "attached_shadow": None if band is None else {**vars(band), "box": list(band.box)},
                "floor_reflection": None if reflection is None else vars(reflection),
-               "scores": {k: round(v, 3) for k, v in scores.items()}, "reasons": reasons}
+               "scores": {k: round(v, 3) for k, v in scores.items()}, "reasons": reasons, "where": where}
     return float(np.prod(list(scores.values()))), details
 
 

@@ -142,3 +142,50 @@ def test_a_hanger_left_on_a_garment_is_grouped_with_the_product_itself():
     assert [reason_check(r) for r in reasons] == ["hanger"]
     order = [g["check"] for g in order_groups({"framing": 9, "hanger": 1, "nsfw": 1})]
     assert order == ["nsfw", "hanger", "framing"]
+
+
+def test_the_review_queue_outlines_where_the_reasons_say_to_look(tmp_path, write_catalog, repo, dev_keys):
+    """Staged for real: the beige loafers (their cut-out's torn heel rim and the backdrop cut away
+    between the shoes, boxes on the photo) and the light shirt on a hanger (a stray part, kept
+    backdrop and hooks, boxes on the canvas); a passing SKU's thumbnails carry no marks."""
+    import re
+
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.context import RunContext
+    from ops.runner import process_row
+    from ops.triage import review_marks
+    from ops.workbench import Workbench
+
+    write_catalog(tmp_path, "sku,image,title,category",
+                  "LOAF-1,20_shoes_beige-loafers_on-beige-floor.jpg,Loafers,shoes",
+                  "SHIRT-2,34_apparel_light-shirt-on-hanger_white-wall.jpg,Shirt,apparel",
+                  "SHOE-3,19_shoes_black-suede_white.jpg,Shoes,shoes")
+    (tmp_path / "config.toml").write_text((repo / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    cfg = load_config(tmp_path / "config.toml", {"renditions": {"active": []}})
+    bench, out = Workbench.build(cfg), tmp_path / "out"
+    results = [process_row(bench, r, RunContext(out, "run-1")).to_dict()
+               for r in read_catalog(tmp_path / "catalog.csv").rows]
+    assert [r["verdict"] for r in results] == ["review", "review", "pass"]
+    records = [json.loads((out / r["record"]).read_text()) for r in results]
+    loafers, shirt, shoes = (review_marks(rec) for rec in records)
+    where = records[0]["matte_details"]["where"]
+    assert sorted(where) == ["joined_backdrop", "ragged_edge"] and loafers == (list(where.values()), [])
+    x0, y0, x1, y1 = where["ragged_edge"]  # the left shoe's heel, in the photo's pixels (400 x 534)
+    assert 60 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 120
+    leftovers = records[1]["variants"][0]["guards"]["leftovers"]
+    hooks = records[1]["variants"][0]["guards"]["hangers"]["parts"]
+    assert len(shirt[1]) == len(leftovers["strays"]) + len(leftovers["regions"]) + len(hooks) >= 3
+    x, y, w, h = leftovers["strays"][0]["box"]
+    assert [x, y, x + w, y + h] in shirt[1]
+    assert shoes == ([], [])
+
+    meta = {"run_id": "r1", "catalog": "c.csv", "started_at": "s", "finished_at": "f"}
+    html = write_run_report(tmp_path / "run", out, meta, results, [])["html"].read_text()
+    queue = html[html.index("Review queue"):html.index("<h2>Products</h2>")]
+    svgs = re.findall(r'<svg viewBox="0 0 (\d+) (\d+)"[^>]*>(.*?)</svg>', queue)
+    # the loafers' photo (400 x 534) with its two boxes; the shirt's canvas (1024 x 1024) with its parts
+    assert ("400", "534") in [(w, h) for w, h, _ in svgs] and ("1024", "1024") in [(w, h) for w, h, _ in svgs]
+    photo_rects = next(r for w, h, r in svgs if (w, h) == ("400", "534"))
+    assert photo_rects.count("<rect") == 2
+    assert "<svg" not in html[html.index("<h2>Products</h2>"):]  # the full product list stays plain
