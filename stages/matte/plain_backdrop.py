@@ -191,7 +191,7 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
                band: AttachedShadow | None, ragged: Ragged,
                scale: tuple[float, float]) -> tuple[float, dict[str, Any]]:
     """Lower the confidence for what was cut away as not product (it may have been product), and
-    for a ragged stretch of the outline (backdrop texture kept as product: `ragged_edge`).
+    for a ragged stretch of the outline (an edge torn by a textured backdrop: `ragged_edge`).
 
     A removed floor reflection always sends the cut-out to review (the contact line is a guess);
     removed pieces of backdrop colour do once they hold about 1% of the cut-out (specks go
