@@ -34,7 +34,7 @@ def ragged_edge(alpha: np.ndarray) -> Ragged:
     a tooth. The changed pixels, joined within `JOIN` px, make stretches; the largest one's count
     is taken against the product's size. Teeth are one pixel of the matte, so it is judged at
     the size the matte worked at (the embedded matte: at most `work_pixels`). On the tuning
-    photos whose cut-outs are good the largest stretch is at most 0.045 of the product's size;
+    photos whose cut-outs are good the largest stretch is at most 0.021 of the product's size;
     the beige loafers on a woven floor (their heel rim torn, a patch of shaded floor kept between
     the shoes) 0.32. Blind spots: kept backdrop whose edge is smooth (a shadow on smooth paper:
     the kept-shadow tests look at those) and a product whose own edge is ragged at pixel scale
