@@ -223,7 +223,8 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
                             (stats[1:, 1] + stats[1:, 3]).max())
         where["backdrop_pieces"] = [x, y, x1, y1]
         reasons.append(f"{n - 1} detached piece(s) of backdrop colour beside the product ({share:.1%} of the "
-                       f"cut-out, within x {x}-{x1}, y {y}-{y1}) were left out: backdrop paper, sheet or product?")
+                       f"cut-out, within x {x}-{x1}, y {y}-{y1} of the photo) were left out: backdrop paper, "
+                       "sheet or product?")
     scores["floor_reflection"] = 1.0 if reflection is None else 0.4
     if reflection is not None:
         reasons.append(f"a faded mirror image of the product's base below row {reflection.contact_row} "
@@ -234,7 +235,8 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
     if scores["joined_backdrop"] < 0.9:
         where["joined_backdrop"] = list(box)
         reasons.append(f"a region of backdrop colour joined to the product ({joined_share:.1%} of the cut-out, "
-                       f"within x {box[0]}-{box[2]}, y {box[1]}-{box[3]}) was cut away: backdrop or product?")
+                       f"within x {box[0]}-{box[2]}, y {box[1]}-{box[3]} of the photo) was cut away: backdrop or "
+                       "product?")
     scores["attached_shadow"] = 1.0
     if band is not None:
         x0, y0, x1, y1 = band.box
@@ -247,12 +249,13 @@ def _leftovers(confidence: float, details: dict[str, Any], product: np.ndarray, 
         if scores["attached_shadow"] < 0.9:
             where["attached_shadow"] = list(band.box)
             reasons.append(f"a smooth band of darkened backdrop colour along the outline, like a shadow "
-                           f"({band.share:.1%} of the cut-out, within x {x0}-{x1}, y {y0}-{y1}) {what}")
+                           f"({band.share:.1%} of the cut-out, within x {x0}-{x1}, y {y0}-{y1} of the photo) {what}")
     scores["ragged_edge"] = 0.4 + 0.6 * ramp(ragged.share, 0.15, 0.25)
     if scores["ragged_edge"] < 0.9 and ragged.box is not None:
         x0, y0, x1, y1 = where["ragged_edge"] = list(box_(*ragged.box))
-        reasons.append(f"a ragged stretch of the outline within x {x0}-{x1}, y {y0}-{y1} (torn pixel by pixel, as "
-                       "a textured backdrop tears a cut-out): a torn edge or kept backdrop? check the edge there")
+        reasons.append(f"a ragged stretch of the outline within x {x0}-{x1}, y {y0}-{y1} of the photo (torn pixel "
+                       "by pixel, as a textured backdrop tears a cut-out): a torn edge or kept backdrop? check the "
+                       "edge there")
     details = {**details, "backdrop_pieces": round(share, 4), "joined_backdrop": round(joined_share, 4),
                "ragged_edge": round(ragged.share, 4),
                "attached_shadow": None if band is None else {**vars(band), "box": list(band.box)},
