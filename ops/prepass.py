@@ -19,6 +19,7 @@ from ops.runner import RowResult
 from ops.sources import reference_for
 from ops.stop import STOP
 from ops.store_products import RemoteOutputs
+from ops.triage import review_marks
 
 
 CHUNK_ROWS = 1000  # rows a run reads, pre-passes and cuts into batches at a time
@@ -36,10 +37,11 @@ def _source_sha(path: str, known: dict[str, tuple[int, int, str]], learned: list
 
 
 def _hit(out_root: Path, record_path: Path, verdict: str, reasons: list[str], output: str,
-         photo_problems: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+         photo_problems: list[dict[str, Any]] | None = None, marks: dict[str, Any] | None = None) -> dict[str, Any]:
     """A skipped row's result, with paths relative to the output folder as the batch task gives them."""
     return {"verdict": verdict, "reasons": reasons, "record": os.path.relpath(record_path, out_root),
-            "output": os.path.relpath(record_path.parent / output, out_root), "photo_problems": photo_problems or []}
+            "output": os.path.relpath(record_path.parent / output, out_root), "photo_problems": photo_problems or [],
+            "marks": marks}
 
 
 def _from_record(out_root: Path, slug: str, key: str, remote: RemoteOutputs | None = None) -> dict[str, Any] | None:
@@ -49,7 +51,7 @@ def _from_record(out_root: Path, slug: str, key: str, remote: RemoteOutputs | No
     if record is None or record.get("verdict") not in ("pass", "review"):
         return None
     return _hit(out_root, path, record["verdict"], record.get("reasons", []), record["output"],
-                record.get("photo_problems"))
+                record.get("photo_problems"), review_marks(record))
 
 
 def _approved(out_root: Path, row: CatalogRow, slug: str, source_sha: str, state: RunState) -> dict[str, Any] | None:

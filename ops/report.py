@@ -15,7 +15,7 @@ from typing import Any
 
 from ops.atomic import write_chunks
 from ops.cost import RunCost, money
-from ops.triage import Triage, grouped_reasons, photo_lines, review_marks
+from ops.triage import Triage, grouped_reasons, photo_lines
 from stages.errors import StagingError
 
 # Cells starting with these are run as formulas by spreadsheet programs.
@@ -165,11 +165,13 @@ def _img(run_dir: Path, out_root: Path, record_rel: str | None, thumb: str | Non
     return f'<img loading="lazy" src="{src}" alt="">'
 
 
-def _marked(img: str, boxes: list[list[int]], size: tuple[int, int]) -> str:
-    """A thumbnail with `boxes` (x0, y0, x1, y1 in the pixels of the image it shows, `size` =
-    (width, height)) outlined over it: where the reasons say to look. A box is drawn at least 4%
-    of the image's longer side, so a 7 px hook on a 1024 px canvas still shows on a thumbnail."""
-    w, h = size
+def _marked(img: str, marks: dict[str, Any] | None, which: str) -> str:
+    """A thumbnail with the row's `marks` (`ops.triage.review_marks`) on `which` image ("photo" or
+    "canvas": boxes x0, y0, x1, y1 in that image's pixels) outlined over it: where the reasons say
+    to look. A box is drawn at least 4% of the image's longer side, so a 7 px hook on a 1024 px
+    canvas still shows on a thumbnail."""
+    boxes = (marks or {}).get(which) or []
+    w, h = (marks or {}).get(f"{which}_size") or (0, 0)
     if not img or not boxes or w <= 0 or h <= 0:
         return img
     least = 0.04 * max(w, h)
@@ -180,22 +182,6 @@ def _marked(img: str, boxes: list[list[int]], size: tuple[int, int]) -> str:
         rects.append(f'<rect x="{cx - bw / 2:.0f}" y="{cy - bh / 2:.0f}" width="{bw:.0f}" height="{bh:.0f}"/>')
     return (f'<span class="mark">{img}<svg viewBox="0 0 {w} {h}" preserveAspectRatio="none">'
             f'{"".join(rects)}</svg></span>')
-
-
-def _marks(out_root: Path, r: dict[str, Any]) -> tuple[list[list[int]], list[list[int]], tuple[int, int],
-                                                       tuple[int, int]]:
-    """`review_marks` of a row's record, with the sizes of its photo (as oriented for staging) and
-    canvas; nothing when the record cannot be read (the thumbnails show without marks)."""
-    try:
-        record = json.loads((out_root / r["record"]).read_text())
-        w, h = record["source_info"]["size"]
-        if record["source_info"].get("exif_orientation") in (5, 6, 7, 8):  # turned a quarter on load
-            w, h = h, w
-        cw, ch = record["canvas"]
-        photo, canvas = review_marks(record)
-        return photo, canvas, (int(w), int(h)), (int(cw), int(ch))
-    except (OSError, ValueError, KeyError, TypeError):
-        return [], [], (0, 0), (0, 0)
 
 
 # The HTML report lists rows grouped by verdict, worst first (failed rows have none), one pass
@@ -245,7 +231,7 @@ def _review_queue(run_dir: Path, out_root: Path, summary: dict[str, Any], result
                   esc: Callable[[Any], str]) -> Iterator[str]:
     """The review queue grouped by the check behind each reason (`ops.triage`): the groups most
     severe first, then the most common; each lists its SKUs with that check's reasons, the others
-    as `also`, and the thumbnails with the places the reasons name outlined (`_marks`). A SKU with
+    as `also`, and the thumbnails with the places the reasons name outlined (`_marked`). A SKU with
     reasons from two checks is in both groups. One pass over the rows per group, so a streamed
     result log is never held in memory."""
     groups = summary.get("review_by_check") or []
@@ -265,11 +251,11 @@ def _review_queue(run_dir: Path, out_root: Path, summary: dict[str, Any], result
             if g["check"] not in by_check:
                 continue
             also = [c for c in by_check if c != g["check"]]
-            photo, canvas, photo_size, canvas_size = _marks(out_root, r)
-            before = _marked(_img(run_dir, out_root, r.get("record"), "layers/before.jpg"), photo, photo_size)
+            marks = r.get("marks")
+            before = _marked(_img(run_dir, out_root, r.get("record"), "layers/before.jpg"), marks, "photo")
             after = _link(run_dir, out_root, r.get("output"), _marked(
-                _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else "", canvas,
-                canvas_size))
+                _img(run_dir, out_root, r.get("record"), "layers/after.jpg") if r.get("output") else "", marks,
+                "canvas"))
             note = f"<br><small>also: {esc(', '.join(also))}</small>" if also else ""
             yield (f"<tr class='review'><td>{r['row']}</td><td>{esc(r['sku'])}</td><td>{before}</td><td>{after}</td>"
                    f"<td>{esc('; '.join(by_check[g['check']]))}{note}</td></tr>\n")

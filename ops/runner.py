@@ -32,6 +32,7 @@ from ops.sources import reference_for, read_source
 from ops.state import state_for
 from ops.stop import STOP, RunStopped
 from ops.store_products import publish_product, remote_record, withdraw_product
+from ops.triage import review_marks
 from ops.usage import Usage, product_usage
 from ops.workbench import Workbench
 from provenance.iptc import composite_source_type
@@ -66,6 +67,7 @@ class RowResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     cost: dict[str, Any] | None = None  # ops.cost.product_cost of timings_ms; None when nothing was staged
     photo_problems: list[dict[str, Any]] = field(default_factory=list)  # renditions withheld (ops.record.photo_problems)
+    marks: dict[str, Any] | None = None  # where to look, for a review (ops.triage.review_marks)
     transient: bool = False  # failed for a reason that may pass: the run tries the row again (not serialised)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
                 primary.verdict = "review" if primary.verdict == "pass" else primary.verdict
                 primary.reasons = primary.reasons + more
         p.usage = product_usage(bench.parts, p.staging, channels)
-        _write_product(bench, p, variants, primary, sku_checks, channels)
+        record = _write_product(bench, p, variants, primary, sku_checks, channels)
         if ctx.output_url:  # the record last, after every file it lists (ops.store_products)
             with t("upload"):
                 publish_product(store_for(bench.cfg.storage, ctx.output_url), ctx.out_root, paths.slug,
@@ -157,6 +159,7 @@ def _process(bench: Workbench, row: CatalogRow, ctx: RunContext) -> RowResult:
         row.row, row.sku, "ok" if primary.output else "rejected", verdict=primary.verdict, reasons=primary.reasons,
         record=paths.rel(paths.record), output=paths.rel(paths.folder / primary.output) if primary.output else None,
         timings_ms=t.ms, cost=_cost(bench, p.usage, t.ms), photo_problems=photo_problems(channels),
+        marks=review_marks(record),
     )
 
 
@@ -186,7 +189,7 @@ def _decided(bench: Workbench, row: CatalogRow, paths: ProductPaths, source_sha:
     if not ctx.force and (prev := _current(bench, ctx, paths, key, t)) is not None:
         return RowResult(row.row, row.sku, "cached", verdict=prev.get("verdict"), reasons=prev.get("reasons", []),
                          record=rel(paths.record), output=rel(paths.folder / prev["output"]), timings_ms=t.ms,
-                         photo_problems=prev.get("photo_problems") or [])
+                         photo_problems=prev.get("photo_problems") or [], marks=review_marks(prev))
     if not ctx.force and ctx.output_url and (staged := cached_record(paths.record, key)) is not None:
         return _upload_staged(bench, row, paths, staged, ctx, t)
     return safety
@@ -204,7 +207,8 @@ def _upload_staged(bench: Workbench, row: CatalogRow, paths: ProductPaths, recor
         publish_product(store_for(bench.cfg.storage, ctx.output_url), ctx.out_root, paths.slug, held)
     return RowResult(row.row, row.sku, "ok", verdict=record.get("verdict"), reasons=record.get("reasons", []),
                      record=paths.rel(paths.record), output=paths.rel(paths.folder / record["output"]),
-                     timings_ms=t.ms, cost=record.get("cost"), photo_problems=record.get("photo_problems") or [])
+                     timings_ms=t.ms, cost=record.get("cost"), photo_problems=record.get("photo_problems") or [],
+                     marks=review_marks(record))
 
 
 def _current(bench: Workbench, ctx: RunContext, paths: ProductPaths, key: str, t: StepTimer) -> dict[str, Any] | None:
@@ -327,8 +331,9 @@ def _row_settings(row: CatalogRow) -> dict[str, Any]:
 
 
 def _write_product(bench: Workbench, p: _Product, variants: list[VariantOutcome], primary: VariantOutcome,
-                   sku_checks: list[CheckResult], channels: list[ChannelRendition]) -> None:
-    """The audit layers, then the record: written last, its presence means the product is complete."""
+                   sku_checks: list[CheckResult], channels: list[ChannelRendition]) -> dict[str, Any]:
+    """The audit layers, then the record: written last, its presence means the product is complete.
+    Returns the record."""
     staging, level = p.staging, bench.cfg.write.png_compress_level
     layers = p.paths.layers
     with p.timer("write"):
@@ -343,7 +348,9 @@ def _write_product(bench: Workbench, p: _Product, variants: list[VariantOutcome]
         if primary.output:  # the PNG is lossless: its thumbnail is that of the staged pixels
             files[layers / "after.jpg"] = p.thumbs[primary.index]
         write_files(files)  # all durable before the record that lists them
-        write_json(p.paths.record, product_record(bench, p, variants, primary, sku_checks, channels))
+        record = product_record(bench, p, variants, primary, sku_checks, channels)
+        write_json(p.paths.record, record)
+    return record
 
 
 def product_record(bench: Workbench, p: _Product, variants: list[VariantOutcome], primary: VariantOutcome,

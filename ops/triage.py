@@ -65,12 +65,17 @@ def order_groups(counts: dict[str, int]) -> list[dict[str, Any]]:
     return [{"check": c, "skus": n} for c, n in sorted(counts.items(), key=lambda kv: (tier(kv[0]), -kv[1], kv[0]))]
 
 
-def review_marks(record: dict[str, Any]) -> tuple[list[list[int]], list[list[int]]]:
-    """Where to look in a staged SKU: boxes (x0, y0, x1, y1) on its source photo, as oriented for
-    staging (what the embedded matte's reasons name: `matte_details.where`), and on its canvas
-    (the stray parts and kept backdrop regions the leftover checks found, the hanger parts, all
-    of the selected variant: its `guards`)."""
-    photo = [list(b) for b in ((record.get("matte_details") or {}).get("where") or {}).values()]
+def review_marks(record: dict[str, Any]) -> dict[str, Any] | None:
+    """Where to look in a SKU sent to review, from its record: boxes (x0, y0, x1, y1) on its
+    source photo as oriented for staging (what the embedded matte's reasons name:
+    `matte_details.where`) and on its canvas (the stray parts and kept backdrop regions the
+    leftover checks found, the hanger parts, all of the selected variant: its `guards`), with the
+    two images' sizes (width, height). None for another verdict, or with nothing to mark. Carried
+    in the row's result, so the report draws them without reading records."""
+    if record.get("verdict") != "review":
+        return None
+    where = (record.get("matte_details") or {}).get("where") or {}
+    photo = [list(where[k]) for k in sorted(where)]  # the same order from the record in memory or read back
     variants = record.get("variants") or []
     chosen = next((v for v in variants if v.get("index") == record.get("selected_variant")),
                   variants[0] if variants else {})
@@ -78,7 +83,13 @@ def review_marks(record: dict[str, Any]) -> tuple[list[list[int]], list[list[int
     leftovers, hangers = guards.get("leftovers") or {}, guards.get("hangers") or {}
     parts = (leftovers.get("strays") or []) + (leftovers.get("regions") or []) + (hangers.get("parts") or [])
     canvas = [[x, y, x + w, y + h] for x, y, w, h in (p["box"] for p in parts if p.get("box"))]
-    return photo, canvas
+    info = record.get("source_info") or {}
+    if not (photo or canvas) or "size" not in info or "canvas" not in record:
+        return None
+    w, h = info["size"]
+    if info.get("exif_orientation") in (5, 6, 7, 8):  # turned a quarter on load
+        w, h = h, w
+    return {"photo": photo, "photo_size": [w, h], "canvas": canvas, "canvas_size": list(record["canvas"])}
 
 
 def photo_label(rendition: str, rule: str) -> str:

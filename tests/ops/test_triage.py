@@ -147,7 +147,8 @@ def test_a_hanger_left_on_a_garment_is_grouped_with_the_product_itself():
 def test_the_review_queue_outlines_where_the_reasons_say_to_look(tmp_path, write_catalog, repo, dev_keys):
     """Staged for real: the beige loafers (their cut-out's torn heel rim and the backdrop cut away
     between the shoes, boxes on the photo) and the light shirt on a hanger (a stray part, kept
-    backdrop and hooks, boxes on the canvas); a passing SKU's thumbnails carry no marks."""
+    backdrop and hooks, boxes on the canvas); a passing SKU's thumbnails carry no marks. The
+    marks travel in the row's result, so the report reads no record."""
     import re
 
     from ops.catalog import read_catalog
@@ -168,17 +169,22 @@ def test_the_review_queue_outlines_where_the_reasons_say_to_look(tmp_path, write
                for r in read_catalog(tmp_path / "catalog.csv").rows]
     assert [r["verdict"] for r in results] == ["review", "review", "pass"]
     records = [json.loads((out / r["record"]).read_text()) for r in results]
-    loafers, shirt, shoes = (review_marks(rec) for rec in records)
+    assert [r["marks"] for r in results] == [review_marks(rec) for rec in records]  # carried in the result
+    loafers, shirt, shoes = (r["marks"] for r in results)
     where = records[0]["matte_details"]["where"]
-    assert sorted(where) == ["joined_backdrop", "ragged_edge"] and loafers == (list(where.values()), [])
-    x0, y0, x1, y1 = where["ragged_edge"]  # the left shoe's heel, in the photo's pixels (400 x 534)
+    assert sorted(where) == ["joined_backdrop", "ragged_edge"]
+    assert loafers == {"photo": [where["joined_backdrop"], where["ragged_edge"]], "photo_size": [400, 534],
+                       "canvas": [], "canvas_size": [1024, 1024]}
+    x0, y0, x1, y1 = where["ragged_edge"]  # the left shoe's heel, in the photo's pixels
     assert 60 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 120
     leftovers = records[1]["variants"][0]["guards"]["leftovers"]
     hooks = records[1]["variants"][0]["guards"]["hangers"]["parts"]
-    assert len(shirt[1]) == len(leftovers["strays"]) + len(leftovers["regions"]) + len(hooks) >= 3
+    assert len(shirt["canvas"]) == len(leftovers["strays"]) + len(leftovers["regions"]) + len(hooks) >= 3
     x, y, w, h = leftovers["strays"][0]["box"]
-    assert [x, y, x + w, y + h] in shirt[1]
-    assert shoes == ([], [])
+    assert [x, y, x + w, y + h] in shirt["canvas"]
+    assert shoes is None  # a pass has nothing to mark
+    again = process_row(bench, read_catalog(tmp_path / "catalog.csv").rows[0], RunContext(out, "run-2"))
+    assert again.status == "cached" and again.marks == loafers  # an unchanged SKU keeps its marks
 
     meta = {"run_id": "r1", "catalog": "c.csv", "started_at": "s", "finished_at": "f"}
     html = write_run_report(tmp_path / "run", out, meta, results, [])["html"].read_text()
