@@ -1,15 +1,21 @@
-"""`stage review`: list the review queue, approve or reject a SKU, forget a decision."""
+"""`stage review`: list the review queue, approve or reject SKUs, forget decisions."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from flows.exitcodes import EXIT_OK, EXIT_RUN_FAILED
+from stages.errors import StagingError
 
 VERDICTS = ("pass", "review", "reject")
+
+
+class ReviewInputError(StagingError):
+    """The SKUs a review command names cannot be read, or it names none."""
 
 
 def _out_root(args: argparse.Namespace):
@@ -26,37 +32,67 @@ def _out_root(args: argparse.Namespace):
     where = cfg.output_location(args.out)
     state = open_state(where.name, cfg.state)
     if where.url and args.review_command != "reset":
-        slugs = None if args.review_command == "list" else [sku_slug(args.sku)]
+        slugs = None if args.review_command == "list" else [sku_slug(s) for s in args.skus]
         mirror_records(store_for(cfg.storage, where.url), where.root, slugs, with_output=args.review_command == "approve")
     return where.root, where.name, state
+
+
+def named_skus(args: argparse.Namespace) -> list[str]:
+    """The SKUs a decision command names: its arguments, then the lines of `--from` (a file, or `-`
+    for standard input), in order, each once. A line's SKU is its text before the first tab, so
+    `stage review list` can be piped in as it prints; blank lines and `#` lines are skipped."""
+    skus = list(args.skus)
+    if args.from_file:
+        try:
+            text = sys.stdin.read() if args.from_file == "-" else Path(args.from_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReviewInputError(f"cannot read the SKUs from {args.from_file}: {exc}") from None
+        for line in text.splitlines():
+            sku = line.split("\t", 1)[0].strip()
+            if sku and not sku.startswith("#"):
+                skus.append(sku)
+    if not skus:
+        raise ReviewInputError("name at least one SKU (arguments or --from FILE)")
+    return list(dict.fromkeys(skus))
 
 
 def cmd_review(args: argparse.Namespace) -> int:
     from ops import review
     from ops.report import printable
-    from stages.errors import StagingError
 
     try:
+        if args.review_command != "list":
+            args.skus = named_skus(args)
         out, shown, state = _out_root(args)
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
             items = review.queue(out, wanted, state=state)
+            if args.check:
+                items = [it for it in items if args.check in _groups(it)]
             if args.json:
                 print(json.dumps(items, indent=2, ensure_ascii=False))
                 return EXIT_OK
-            for line in grouped_lines(items, printable):
+            for line in grouped_lines(items, printable, only=args.check):
                 print(line)
-            print(f"{len(items)} SKU(s) with verdict {args.verdict} in {shown}", file=sys.stderr)
+            of_check = f" and a reason from {args.check}" if args.check else ""
+            print(f"{len(items)} SKU(s) with verdict {args.verdict}{of_check} in {shown}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
-            found = review.reset(out, args.sku, state=state)
-            print(f"{printable(args.sku)}: decision forgotten" if found else f"{printable(args.sku)}: no decision")
+            found = set(review.reset_many(out, args.skus, state=state))
+            for sku in args.skus:
+                print(f"{printable(sku)}: decision forgotten" if sku in found else f"{printable(sku)}: no decision")
             return EXIT_OK
         decision = "approved" if args.review_command == "approve" else "rejected"
-        entry = review.decide(out, args.sku, decision, getattr(args, "reason", "") or "", state=state)
+        done, refused = review.decide_many(out, args.skus, decision, getattr(args, "reason", "") or "", state=state)
         what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
-        print(f"{printable(args.sku)}: {decision} by {entry['by']} ({what} until its photo or row changes)")
-        return EXIT_OK
+        for entry in done:
+            print(f"{printable(entry['sku'])}: {decision} by {entry['by']} ({what} until its photo or row changes)")
+        for _sku, exc in refused:
+            print(f"error: {exc}", file=sys.stderr)
+        if len(args.skus) > 1:
+            print(f"{decision} {len(done)} of {len(args.skus)} SKU(s)"
+                  + (f"; {len(refused)} could not be (above)" if refused else ""), file=sys.stderr)
+        return EXIT_RUN_FAILED if refused else EXIT_OK
     except (StagingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -65,25 +101,33 @@ def cmd_review(args: argparse.Namespace) -> int:
 NO_REASON = "no review reason"
 
 
-def grouped_lines(items: list[dict[str, Any]], printable) -> list[str]:
+def grouped_lines(items: list[dict[str, Any]], printable, only: str | None = None) -> list[str]:
     """The queue grouped by the check behind each reason, most severe first, then the most common
     (`ops.triage`): a `# <check>: N SKU(s)` line, then one line per SKU with that check's reasons
     (the SKU's other checks as `also`). A SKU with reasons from two checks is in both groups;
-    SKUs without reasons (passed) come last."""
-    from ops.triage import grouped_reasons, order_groups
+    SKUs without reasons (passed) come last. `only`: that check's group alone."""
+    from ops.triage import order_groups
 
     by_check: dict[str, list[tuple[dict[str, Any], dict[str, list[str]]]]] = {}
     for it in items:
-        groups = grouped_reasons(it.get("reasons") or []) or {NO_REASON: []}
+        groups = _groups(it)
         for check in groups:
             by_check.setdefault(check, []).append((it, groups))
     order = order_groups({c: len(v) for c, v in by_check.items() if c != NO_REASON})
     order += [{"check": NO_REASON, "skus": len(by_check[NO_REASON])}] if NO_REASON in by_check else []
+    order = [g for g in order if only is None or g["check"] == only]
     lines = []
     for g in order:
         lines.append(f"# {printable(g['check'])}: {g['skus']} SKU(s)")
         lines += [_line(it, groups, g["check"], printable) for it, groups in by_check[g["check"]]]
     return lines
+
+
+def _groups(it: dict[str, Any]) -> dict[str, list[str]]:
+    """A listed SKU's reasons by check; a SKU without any is in the `NO_REASON` group."""
+    from ops.triage import grouped_reasons
+
+    return grouped_reasons(it.get("reasons") or []) or {NO_REASON: []}
 
 
 def _line(it: dict[str, Any], groups: dict[str, list[str]], check: str, printable) -> str:
@@ -110,15 +154,19 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str | None) -> 
 
     ls = rv_sub.add_parser("list", help="SKUs waiting for review (or with another verdict)")
     ls.add_argument("--verdict", choices=(*VERDICTS, "all"), default="review")
+    ls.add_argument("--check", help="only SKUs with a reason from this check (a group the list prints, e.g. cropped)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     common(ls)
-    ap = rv_sub.add_parser("approve", help="approve a SKU's output: nightly runs keep it")
-    ap.add_argument("sku")
-    common(ap)
-    rj = rv_sub.add_parser("reject", help="reject a SKU's output: it is withdrawn from the publish folder")
-    rj.add_argument("sku")
+
+    def named(p: argparse.ArgumentParser) -> None:
+        p.add_argument("skus", nargs="*", metavar="SKU")
+        p.add_argument("--from", dest="from_file", metavar="FILE",
+                       help="also the SKUs in FILE, one per line ('-': standard input; the output of "
+                            "`stage review list` will do: its first column is read, # lines skipped)")
+        common(p)
+
+    named(rv_sub.add_parser("approve", help="approve SKUs' outputs: nightly runs keep them"))
+    rj = rv_sub.add_parser("reject", help="reject SKUs' outputs: they are withdrawn from the publish folder")
     rj.add_argument("--reason", required=True, help="why (shown in the run summary)")
-    common(rj)
-    rs = rv_sub.add_parser("reset", help="forget the decision about a SKU: the next run stages it again")
-    rs.add_argument("sku")
-    common(rs)
+    named(rj)
+    named(rv_sub.add_parser("reset", help="forget the decisions about SKUs: the next run stages them again"))

@@ -6,6 +6,7 @@ import getpass
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,32 +57,61 @@ def decide(out_root: Path, sku: str, decision: str, reason: str = "", by: str | 
            state: RunState | None = None) -> dict[str, Any]:
     """Record `approved` or `rejected` for a staged SKU in the run state (`state`, else the one of
     `out_root`); returns the stored entry."""
+    done, refused = decide_many(out_root, [sku], decision, reason, by, state)
+    if refused:
+        raise refused[0][1]
+    return done[0]
+
+
+def decide_many(out_root: Path, skus: Iterable[str], decision: str, reason: str = "", by: str | None = None,
+                state: RunState | None = None) -> tuple[list[dict[str, Any]], list[tuple[str, ReviewError]]]:
+    """`decide` for several SKUs (a reviewer clearing a whole group of the queue): (the stored
+    entries, the SKUs that could not be decided with why). Each SKU is checked on its own, so one
+    without a record or without an output to approve does not hold up the others; the rest are
+    stored together, in one write of the run state. A SKU named twice is decided once."""
     if decision not in ("approved", "rejected"):
         raise ReviewError(f"unknown decision {decision!r}")
     if decision == "rejected" and not reason.strip():
         raise ReviewError("a rejection needs a reason (--reason)")
+    by, at = by or _user(), datetime.now(UTC).isoformat(timespec="seconds")
+    entries: dict[str, dict[str, Any]] = {}
+    refused: list[tuple[str, ReviewError]] = []
+    for sku in dict.fromkeys(skus):
+        try:
+            entries[sku_slug(sku)] = _entry(out_root, sku, decision, reason.strip(), by, at)
+        except ReviewError as exc:
+            refused.append((sku, exc))
+    try:
+        _state(out_root, state).review.decide_all(entries)
+    except ReviewStateError as exc:
+        raise ReviewError(str(exc)) from None
+    return list(entries.values()), refused
+
+
+def _entry(out_root: Path, sku: str, decision: str, reason: str, by: str, at: str) -> dict[str, Any]:
+    """The decision about one SKU as the run state keeps it, tied to the photo and row it was made about."""
     path, record = _record(out_root, sku)
     if decision == "approved":
         if not record.get("output") or not (path.parent / record["output"]).is_file():
             raise ReviewError(f"SKU {sku!r} has no published output to approve (verdict {record.get('verdict')!r}: "
                               + "; ".join(record.get("reasons") or []) + ")")
-    entry = {
-        "sku": sku, "decision": decision, "reason": reason.strip(),
-        "by": by or _user(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    return {
+        "sku": sku, "decision": decision, "reason": reason, "by": by, "at": at,
         "source_sha256": record.get("source_sha256"), "row_digest": record.get("row_digest"),
         "output": record.get("output"), "verdict_then": record.get("verdict"), "reasons_then": record.get("reasons", []),
     }
-    try:
-        _state(out_root, state).review.decide(sku_slug(sku), entry)
-    except ReviewStateError as exc:
-        raise ReviewError(str(exc)) from None
-    return entry
 
 
 def reset(out_root: Path, sku: str, state: RunState | None = None) -> bool:
     """Forget the decision about `sku`; True when there was one."""
+    return bool(reset_many(out_root, [sku], state))
+
+
+def reset_many(out_root: Path, skus: Iterable[str], state: RunState | None = None) -> list[str]:
+    """Forget the decisions about `skus`, in one write of the run state; the SKUs that had one."""
+    by_slug = {sku_slug(s): s for s in skus}
     try:
-        return _state(out_root, state).review.reset(sku_slug(sku))
+        return [by_slug[slug] for slug in _state(out_root, state).review.reset_all(by_slug)]
     except ReviewStateError as exc:
         raise ReviewError(str(exc)) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 from ops.ledger import Current
@@ -81,12 +81,21 @@ class ReviewDecisions(ABC):
         return self.all().get(slug)
 
     @abstractmethod
-    def decide(self, slug: str, entry: dict[str, Any]) -> None:
-        """Store `entry` as the decision about `slug`, replacing any earlier one."""
+    def decide_all(self, entries: Mapping[str, dict[str, Any]]) -> None:
+        """Store each entry as the decision about its slug, replacing any earlier one, all at once
+        (a reviewer approving a whole group: one write, not one per SKU)."""
 
     @abstractmethod
+    def reset_all(self, slugs: Iterable[str]) -> list[str]:
+        """Forget the decisions about `slugs`; the slugs that had one."""
+
+    def decide(self, slug: str, entry: dict[str, Any]) -> None:
+        """Store `entry` as the decision about `slug`, replacing any earlier one."""
+        self.decide_all({slug: entry})
+
     def reset(self, slug: str) -> bool:
         """Forget the decision about `slug`; True when there was one."""
+        return bool(self.reset_all([slug]))
 
 
 class RunState(ABC):

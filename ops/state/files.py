@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +63,16 @@ class FileDecisions(ReviewDecisions):
     def _save(self, decisions: dict[str, Any]) -> None:
         write_json(self.path, {"version": 1, "decisions": decisions})
 
-    def decide(self, slug: str, entry: dict[str, Any]) -> None:
+    def decide_all(self, entries: Mapping[str, dict[str, Any]]) -> None:
+        if not entries:
+            return
         with self._locked():
-            decisions = dict(self.all())
-            decisions[slug] = entry
-            self._save(decisions)
+            self._save({**self.all(), **entries})
 
-    def reset(self, slug: str) -> bool:
+    def reset_all(self, slugs: Iterable[str]) -> list[str]:
         with self._locked():
             decisions = dict(self.all())
-            found = decisions.pop(slug, None) is not None
+            found = [s for s in dict.fromkeys(slugs) if decisions.pop(s, None) is not None]
             if found:
                 self._save(decisions)
         return found

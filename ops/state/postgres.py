@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -265,16 +265,20 @@ class PgDecisions(ReviewDecisions):
                              (self.location, slug)).fetchone()
         return row[0] if row else None
 
-    def decide(self, slug: str, entry: dict[str, Any]) -> None:
-        with self.pool.conn() as db:
-            db.execute("INSERT INTO stage_review (location, slug, entry) VALUES (%s, %s, %s)"
-                       " ON CONFLICT (location, slug) DO UPDATE SET entry = EXCLUDED.entry",
-                       (self.location, slug, Jsonb(entry)))
+    def decide_all(self, entries: Mapping[str, dict[str, Any]]) -> None:
+        if not entries:
+            return
+        with self.pool.conn() as db, db.transaction(), db.cursor() as cur:
+            cur.executemany("INSERT INTO stage_review (location, slug, entry) VALUES (%s, %s, %s)"
+                            " ON CONFLICT (location, slug) DO UPDATE SET entry = EXCLUDED.entry",
+                            [(self.location, slug, Jsonb(entry)) for slug, entry in entries.items()])
 
-    def reset(self, slug: str) -> bool:
+    def reset_all(self, slugs: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(slugs))
         with self.pool.conn() as db:
-            return db.execute("DELETE FROM stage_review WHERE location = %s AND slug = %s",
-                              (self.location, slug)).rowcount > 0
+            gone = {r[0] for r in db.execute("DELETE FROM stage_review WHERE location = %s AND slug = ANY(%s)"
+                                              " RETURNING slug", (self.location, wanted))}
+        return [s for s in wanted if s in gone]
 
 
 class PostgresState(RunState):

@@ -106,6 +106,55 @@ def test_review_cli(staged, capsys):
     assert main(["review", "reset", "CAP-2", "--config", cfg, "--out", str(out)]) == 0
 
 
+def test_review_cli_decides_a_whole_group_at_once(staged, capsys, monkeypatch):
+    """A reviewer who has looked at a group clears it in one command: SKUs as arguments, from a
+    file or piped from `stage review list --check`; one that cannot be decided does not hold up
+    the others, and the command says so in its exit status."""
+    import io
+
+    from ops.runner import process_row
+
+    tmp, bench = staged
+    out = tmp / "bulk-out"
+    for r in _rows(tmp).values():
+        assert process_row(bench, r, RunContext(out, "run-1")).status == "ok"
+    where = ["--config", str(tmp / "config.toml"), "--out", str(out)]
+
+    def decisions():
+        state = json.loads((out / "review" / "state.json").read_text())["decisions"]
+        return {e["sku"]: e["decision"] for e in state.values()}
+
+    # the listing, filtered to one check, is the input of the next command as it prints
+    assert main(["review", "list", "--verdict", "all", "--check", "no review reason", *where]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("# no review reason: 2 SKU(s)\n") and "SHOE-1\tpass" in listing
+    monkeypatch.setattr("sys.stdin", io.StringIO(listing))
+    assert main(["review", "approve", "--from", "-", *where]) == 0
+    said = capsys.readouterr()
+    assert "SHOE-1: approved" in said.out and "CAP-2: approved" in said.out and "approved 2 of 2" in said.err
+    assert decisions() == {"SHOE-1": "approved", "CAP-2": "approved"}
+
+    # arguments and a file together, a SKU named twice decided once, an unknown one reported
+    names = tmp / "reject.txt"
+    names.write_text("# from the morning's report\nCAP-2\n\nGHOST\tignored column\n", encoding="utf-8")
+    assert main(["review", "reject", "SHOE-1", "CAP-2", "--from", str(names), "--reason", "wrong colour",
+                 *where]) == 1
+    said = capsys.readouterr()
+    assert said.out.count(": rejected by") == 2 and "'GHOST' has no record" in said.err
+    assert "rejected 2 of 3 SKU(s); 1 could not be" in said.err
+    assert decisions() == {"SHOE-1": "rejected", "CAP-2": "rejected"}
+    assert main(["review", "list", "--verdict", "all", "--check", "cropped", *where]) == 0
+    assert capsys.readouterr().out == ""  # nothing of that check
+
+    assert main(["review", "reset", "SHOE-1", "GHOST", *where]) == 0
+    assert capsys.readouterr().out.splitlines() == ["SHOE-1: decision forgotten", "GHOST: no decision"]
+    assert decisions() == {"CAP-2": "rejected"}
+    assert main(["review", "approve", *where]) == 1
+    assert "name at least one SKU" in capsys.readouterr().err
+    assert main(["review", "approve", "--from", str(tmp / "missing.txt"), *where]) == 1
+    assert "cannot read the SKUs from" in capsys.readouterr().err
+
+
 def test_prompt_safety_rejects_before_generation(staged):
     from ops.runner import process_row
 

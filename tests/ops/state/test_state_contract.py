@@ -151,6 +151,18 @@ def test_review_decisions_round_trip(state):
     assert set(review.all()) == {"cap-2"}
 
 
+def test_review_decisions_are_stored_and_forgotten_as_a_group(state):
+    review = state.review
+    review.decide("hat-9", {"sku": "HAT-9", "decision": "rejected", "reason": "logo"})
+    review.decide_all({f"sku-{i}": {"sku": f"SKU-{i}", "decision": "approved"} for i in range(40)}
+                      | {"hat-9": {"sku": "HAT-9", "decision": "approved"}})
+    assert len(review.all()) == 41 and review.get("hat-9")["decision"] == "approved"
+    review.decide_all({})
+    assert review.reset_all(["sku-3", "nope", "sku-3", "sku-7"]) == ["sku-3", "sku-7"]
+    assert len(review.all()) == 39 and review.get("sku-3") is None
+    assert review.reset_all([]) == []
+
+
 def test_locations_are_kept_apart(state, env, tmp_path):
     other = open_state(str((tmp_path / "elsewhere").resolve()), StateOptions(), env)
     state.ledger.start_run("run-1")
