@@ -103,7 +103,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Both flows served from this process (no work pool or worker needed) against a running server."""
+    """The flows served from this process (no work pool or worker needed) against a running server."""
     from flows.launch import prefect_env
 
     prefect_env()
@@ -116,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from flows.nightly import nightly_catalog_run
     from flows.rerun import rerun_skus
+    from flows.review_decisions import review_decisions
     from ops.config import load_config
 
     cfg = load_config(args.config)
@@ -125,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         nightly_catalog_run.to_deployment(name="nightly", parameters=params,
                                           schedules=[Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone)]),
         rerun_skus.to_deployment(name="rerun", parameters=params),
+        review_decisions.to_deployment(name="review", parameters={"config": params["config"]}),
         limit=args.limit,
     )
     return EXIT_OK

@@ -18,25 +18,6 @@ class ReviewInputError(StagingError):
     """The SKUs a review command names cannot be read, or it names none."""
 
 
-def _out_root(args: argparse.Namespace):
-    """The output folder whose records the command reads, its name, and its run state (`ops.state`),
-    where the decisions live. For an object-store output the folder is the scratch folder with the
-    store's records copied in (those the command needs: `ops.store_products.mirror_records`)."""
-    from ops.config import load_config
-    from ops.objectstore import store_for
-    from ops.paths import sku_slug
-    from ops.state import open_state
-    from ops.store_products import mirror_records
-
-    cfg = load_config(args.config)
-    where = cfg.output_location(args.out)
-    state = open_state(where.name, cfg.state)
-    if where.url and args.review_command != "reset":
-        slugs = None if args.review_command == "list" else [sku_slug(s) for s in args.skus]
-        mirror_records(store_for(cfg.storage, where.url), where.root, slugs, with_output=args.review_command == "approve")
-    return where.root, where.name, state
-
-
 def named_skus(args: argparse.Namespace) -> list[str]:
     """The SKUs a decision command names: its arguments, then the lines of `--from` (a file, or `-`
     for standard input), in order, each once. A line's SKU is its text before the first tab, so
@@ -58,12 +39,14 @@ def named_skus(args: argparse.Namespace) -> list[str]:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from ops import review
+    from ops.config import load_config
     from ops.report import printable
 
     try:
-        if args.review_command != "list":
-            args.skus = named_skus(args)
-        out, shown, state = _out_root(args)
+        skus = None if args.review_command == "list" else named_skus(args)
+        out, shown, state = review.open_review(load_config(args.config), args.out, skus,
+                                               records=args.review_command != "reset",
+                                               with_output=args.review_command == "approve")
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
             items = review.queue(out, wanted, state=state)
@@ -78,19 +61,19 @@ def cmd_review(args: argparse.Namespace) -> int:
             print(f"{len(items)} SKU(s) with verdict {args.verdict}{of_check} in {shown}", file=sys.stderr)
             return EXIT_OK
         if args.review_command == "reset":
-            found = set(review.reset_many(out, args.skus, state=state))
-            for sku in args.skus:
+            found = set(review.reset_many(out, skus, state=state))
+            for sku in skus:
                 print(f"{printable(sku)}: decision forgotten" if sku in found else f"{printable(sku)}: no decision")
             return EXIT_OK
         decision = "approved" if args.review_command == "approve" else "rejected"
-        done, refused = review.decide_many(out, args.skus, decision, getattr(args, "reason", "") or "", state=state)
+        done, refused = review.decide_many(out, skus, decision, getattr(args, "reason", "") or "", state=state)
         what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
         for entry in done:
             print(f"{printable(entry['sku'])}: {decision} by {entry['by']} ({what} until its photo or row changes)")
         for _sku, exc in refused:
             print(f"error: {exc}", file=sys.stderr)
-        if len(args.skus) > 1:
-            print(f"{decision} {len(done)} of {len(args.skus)} SKU(s)"
+        if len(skus) > 1:
+            print(f"{decision} {len(done)} of {len(skus)} SKU(s)"
                   + (f"; {len(refused)} could not be (above)" if refused else ""), file=sys.stderr)
         return EXIT_RUN_FAILED if refused else EXIT_OK
     except (StagingError, OSError) as exc:

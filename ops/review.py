@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ops.atomic import write_bytes, write_json
 from ops.catalog import CatalogRow
@@ -18,6 +18,9 @@ from ops.paths import IMAGE_SUFFIXES, PRODUCTS, ProductPaths, sku_slug
 from ops.state import ReviewStateError, RunState, open_state
 from ops.triage import grouped_reasons
 from stages.errors import StagingError
+
+if TYPE_CHECKING:
+    from ops.config import Config
 
 
 
@@ -33,6 +36,26 @@ def row_digest(row: CatalogRow) -> str:
 
 def _state(out_root: Path, state: RunState | None) -> RunState:
     return state if state is not None else open_state(str(out_root))
+
+
+def open_review(cfg: Config, out: str | None, skus: Iterable[str] | None = None, *, records: bool = True,
+                with_output: bool = False) -> tuple[Path, str, RunState]:
+    """The output folder whose records a review command reads, the location's name, and its run
+    state (`ops.state`), where the decisions live: for `stage review` and the review flow.
+
+    For an object-store output the folder is this machine's scratch folder with the store's
+    records copied in (`ops.store_products.mirror_records`): every product's (`skus` None, a
+    listing) or those of `skus`, with the image each names when `with_output` (an approval checks
+    that it exists); none without `records` (forgetting a decision reads no record)."""
+    from ops.objectstore import store_for
+    from ops.store_products import mirror_records
+
+    where = cfg.output_location(out)
+    state = open_state(where.name, cfg.state)
+    if where.url and records:
+        slugs = None if skus is None else [sku_slug(s) for s in skus]
+        mirror_records(store_for(cfg.storage, where.url), where.root, slugs, with_output=with_output)
+    return where.root, where.name, state
 
 
 def load_state(out_root: Path, state: RunState | None = None) -> dict[str, Any]:

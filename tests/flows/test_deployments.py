@@ -131,6 +131,36 @@ def test_rerun_form_is_typed_and_bad_parameters_are_refused(served):
         assert bad.status_code == 409 and f"field '{field}'" in bad.text, bad.text
 
 
+def test_review_deployment_stores_decisions_through_the_api(served, images):
+    """A merchandiser's decisions from the UI's form: stored in the output's run state, the SKU that
+    cannot be decided named in the run's Failed state, each SKU's outcome in an artifact."""
+    from ops.catalog import read_catalog
+    from ops.config import load_config
+    from ops.context import RunContext
+    from ops.runner import process_row
+    from ops.workbench import Workbench
+
+    srv, tmp = served
+    catalog, config, out = _catalog(tmp / "review", images, 2), _config(tmp / "review"), tmp / "review" / "out"
+    bench = Workbench.build(load_config(config))
+    for row in read_catalog(catalog).rows:  # staged here: the decisions need the SKUs' records
+        assert process_row(bench, row, RunContext(out, "run-1")).status == "ok"
+    dep = srv.get(f"/deployments/{srv.deployment_id('review-decisions', 'review')}").json()
+    schema = dep["parameter_openapi_schema"]
+    assert schema["properties"]["decision"]["enum"] == ["approve", "reject", "reset"]
+    assert set(schema["required"]) == {"skus", "decision", "reviewer"}
+    params = {"skus": ["SKU-0000", "SKU-0001", "GHOST"], "decision": "reject", "reviewer": "ana",
+              "reason": "backdrop too dark", "config": str(config), "out": str(out)}
+    run_id = srv.create_run("review-decisions", "review", params)
+    run = srv.wait([run_id], timeout=120)[run_id]
+    assert run["state_type"] == "FAILED" and "1 of 3 SKU(s) not decided: GHOST" in run["state"]["message"]
+    decisions = json.loads((out / "review" / "state.json").read_text())["decisions"]
+    assert sorted((e["sku"], e["decision"], e["by"], e["reason"]) for e in decisions.values()) == [
+        ("SKU-0000", "rejected", "ana", "backdrop too dark"), ("SKU-0001", "rejected", "ana", "backdrop too dark")]
+    [table] = [a for a in srv.artifacts(run_id) if a["key"] == "review-decisions"]
+    assert [r["sku"] for r in json.loads(table["data"])] == ["SKU-0000", "SKU-0001", "GHOST"]
+
+
 def test_nightly_schedule_comes_from_config(served, repo):
     srv, tmp = served
     dep = srv.get(f"/deployments/{srv.deployment_id('nightly-catalog-run', 'nightly')}").json()

@@ -1,0 +1,72 @@
+"""Reviewer decisions from the Prefect UI: approve or reject SKUs of the review queue, or forget the decisions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.states import Failed, State
+
+from flows.nightly import config_for, flow_run_id
+from ops import review
+from ops.report import printable
+
+Decision = Literal["approve", "reject", "reset"]
+WHAT = {"approve": "approved: nightly runs keep its output as it is until its photo or row changes",
+        "reject": "rejected: the next run withdraws its images until its photo or row changes",
+        "reset": "decision forgotten: the next run stages it again"}
+
+
+@flow(name="review-decisions")
+def review_decisions(skus: list[str], decision: Decision, reviewer: str, reason: str = "",
+                     config: str | None = "config.toml", out: str | None = None) -> dict[str, Any] | State:
+    """Approve or reject SKUs of the review queue, or forget the decisions about them.
+
+    Started from the Prefect UI (the `review` deployment: its typed parameters render as a form),
+    the counterpart of `stage review approve|reject|reset` for a merchandiser who works from a
+    run's artifacts (`staging-run-failures` lists the SKUs in review, with their reasons, and the
+    run report shows them). The decisions go to the output location's run state, where the next
+    runs read them, all in one write. A SKU that cannot be decided (no record, nothing published
+    to approve) does not hold up the others: the flow run then ends Failed, naming it. The
+    `review-decisions` table artifact lists what became of each SKU.
+
+    Args:
+        skus: SKUs to decide about, exactly as in the catalog.
+        decision: approve (nightly runs keep the output as it is), reject (the next run withdraws it) or reset (forget the decision: the next run stages the SKU again).
+        reviewer: Who decides (kept with each decision and shown in the run summary).
+        reason: Why; needed to reject (shown in the run summary), e.g. "logo visible on the wall".
+        config: Path of config.toml (None: built-in defaults).
+        out: Output folder or object-store URL; defaults to [run].output_dir of the config.
+    """
+    logger = get_run_logger()
+    wanted = list(dict.fromkeys(s.strip() for s in skus if s.strip()))
+    if not wanted:
+        raise ValueError("skus: name at least one SKU")
+    if not reviewer.strip():
+        raise ValueError("reviewer: say who decides (it is kept with each decision)")
+    cfg = config_for(config)
+    out_root, shown, state = review.open_review(cfg, out, wanted, records=decision != "reset",
+                                                with_output=decision == "approve")
+    refused: list[tuple[str, Exception]] = []
+    if decision == "reset":
+        found = set(review.reset_many(out_root, wanted, state=state))
+        outcome = {sku: WHAT["reset"] if sku in found else "no decision to forget" for sku in wanted}
+    else:
+        done, refused = review.decide_many(out_root, wanted, "approved" if decision == "approve" else "rejected",
+                                           reason, by=reviewer.strip(), state=state)
+        outcome = {e["sku"]: WHAT[decision] for e in done} | {sku: f"not decided: {exc}" for sku, exc in refused}
+    for sku in wanted:
+        logger.info("SKU %r %s", printable(sku), outcome[sku])
+    try:
+        create_table_artifact([{"sku": printable(s), "outcome": outcome[s]} for s in wanted], key="review-decisions",
+                              description=f"{decision} by {printable(reviewer)} in {shown}"
+                                          + (f": {printable(reason)}" if reason.strip() else ""))
+    except Exception as exc:  # the decisions are stored; the table is a convenience
+        logger.warning("could not create the review-decisions artifact: %s: %s", type(exc).__name__, exc)
+    result = {"decision": decision, "reviewer": reviewer.strip(), "reason": reason.strip(), "output": shown,
+              "flow_run_id": flow_run_id(), "outcome": outcome}
+    if refused:
+        return Failed(message=f"{len(refused)} of {len(wanted)} SKU(s) not decided: "
+                              + "; ".join(f"{printable(s)}: {exc}" for s, exc in refused), data=result)
+    return result
