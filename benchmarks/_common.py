@@ -342,21 +342,31 @@ def verdict(value: float, limit: float) -> str:
     return "PASS" if value <= limit else "FAIL"
 
 
-def scaled_sources(rows: list[dict[str, str]], megapixels: float, folder: Path) -> list[tuple[int, int]]:
-    """Point each row at its demo photo resampled (Lanczos) to about `megapixels`, saved as JPEG 92
-    in `folder` (once per photo); returns each row's source size. Catalog photos are 1-12 MP:
-    what a step costs follows the pixel count, the demo photos are about 0.2 MP."""
+def resampled_photo(src: Path, megapixels: float, folder: Path) -> Path:
+    """`src` resampled (Lanczos) to about `megapixels`, saved as JPEG quality 92 in `folder` (made
+    once): a catalog-size copy of a small photo. Pixel count is what costs, and what the checks'
+    pixel measures scale with; an upscaled photo is smoother than one shot at that size."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
+    out = folder / (src.stem + ".jpg")
+    if not out.exists():
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+        s = (megapixels * 1e6 / (rgb.width * rgb.height)) ** 0.5
+        rgb.resize((round(rgb.width * s), round(rgb.height * s)), Image.Resampling.LANCZOS).save(out, quality=92)
+    return out
+
+
+def scaled_sources(rows: list[dict[str, str]], megapixels: float, folder: Path) -> list[tuple[int, int]]:
+    """Point each row at its demo photo resampled to about `megapixels` (`resampled_photo`);
+    returns each row's source size. Catalog photos are 1-12 MP: what a step costs follows the
+    pixel count, the demo photos are about 0.2 MP."""
+    from PIL import Image
+
     shapes = []
     for r in rows:
-        out = folder / (Path(r["image"]).stem + ".jpg")
-        if not out.exists():
-            with Image.open(r["image"]) as im:
-                rgb = im.convert("RGB")
-            s = (megapixels * 1e6 / (rgb.width * rgb.height)) ** 0.5
-            rgb.resize((round(rgb.width * s), round(rgb.height * s)), Image.Resampling.LANCZOS).save(out, quality=92)
+        out = resampled_photo(Path(r["image"]), megapixels, folder)
         with Image.open(out) as im:
             shapes.append(im.size)
         r["image"] = str(out)

@@ -23,18 +23,26 @@ backend (the same network) IoU says little; `--sheet` writes a contact sheet per
 (source, cut-out against the reference: white agree, red extra, blue missing; the staged image;
 verdict and reasons), which a person must look at before trusting the numbers.
 
+After the sets, a table per backend and set sets the matte's confidence (in bins) against the
+cut-out's quality: how far a given confidence can be trusted. `--megapixels 4` also stages every
+photo resampled (Lanczos, JPEG 92) to about that size, as catalog photos are 1-12 MP while the
+photo sets are small, and prints how many verdicts stay the same and each that does not (with its
+own reference cut-out at that size; an upscaled photo is smoother than one shot at that size).
+
 Targets (issue #17), on photos nothing was tuned on: embedded default pass precision >= 0.98 and
 review recall >= 0.95; rembg pass rate >= 0.80 at pass precision >= 0.98. The last line is the
 embedded backend's pass precision on the last `--images` set.
 
     .venv/bin/python benchmarks/verdict_eval.py --images catalog/images \\
-        --images ../shared/data/products-eval/images --models ../shared/models --sheet /tmp/sheets
+        --images ../shared/data/products-eval/images --models ../shared/models --sheet /tmp/sheets \\
+        [--megapixels 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -231,6 +239,48 @@ def contact_sheet(judged: list[Judged], photos: dict[str, Path], refs: dict[str,
     sheet.save(path)
 
 
+def judge_set(photos: list[Path], folder: Path, backend: str, models: Path, root: Path,
+              refs: dict[str, np.ndarray]) -> list[Judged]:
+    """Stage `photos` with `backend` and judge each published cut-out against its reference."""
+    judged = stage_set(photos, folder, backend, models, root)
+    for j in judged:
+        if j.matte:
+            cut = np.asarray(Image.open(j.matte)) > 127
+            j.iou, j.stray_px, j.stray_share = judge_cut(cut, refs[j.photo])
+    return judged
+
+
+def quality(j: Judged) -> str:
+    return "good" if j.good else ("BAD" if j.bad else "fair")
+
+
+def summary_line(backend: str, label: str, f: dict[str, float | int]) -> str:
+    return (f"  {backend} on {label}: pass {f['pass']}/{f['n']} (rate {f['pass_rate']:.2f}), "
+            f"pass precision {f['pass_good']}/{f['pass']} = {f['pass_precision']:.3f}, "
+            f"review recall {f['bad_not_pass']}/{f['bad']} = {f['review_recall']:.3f}, failed rows {f['failed']}")
+
+
+CONFIDENCE_BINS = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0001)
+
+
+def calibration(judged: list[Judged]) -> list[list[str]]:
+    """Rows of the confidence table: per matte confidence bin, the photos in it, how many of
+    their cut-outs are good / fair / bad against the reference, and how many passed."""
+    rows = []
+    for lo, hi in [*itertools.pairwise(CONFIDENCE_BINS), (None, None)]:
+        if lo is None:
+            group, name = [j for j in judged if j.extra.get("matte_confidence") is None], "no cut-out"
+        else:
+            group = [j for j in judged if j.extra.get("matte_confidence") is not None
+                     and lo <= j.extra["matte_confidence"] < hi]
+            name = f"{lo:.1f}-{min(hi, 1.0):.1f}"
+        if group:
+            rows.append([name, str(len(group)), *(str(sum(quality(j) == q for j in group)) for q in ("good", "fair",
+                                                                                                   "BAD")),
+                         str(sum(j.verdict == "pass" for j in group))])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=Path, action="append", required=True, help="a folder of photos (repeatable)")
@@ -241,10 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="where IS-Net's reference cut-outs are kept between runs")
     ap.add_argument("--sheet", type=Path, help="write contact sheets into this folder")
     ap.add_argument("--limit", type=int, help="only the first N photos of each set")
+    ap.add_argument("--megapixels", type=float,
+                    help="also stage every photo resampled to about this many megapixels (catalog sizes: 1-12) "
+                         "and compare the verdicts with the photo's own size")
     ap.add_argument("--keep", action="store_true", help="keep the staged outputs")
     args = ap.parse_args(argv)
     backends = args.backend or ["plain-backdrop", "rembg"]
     key = None
+    everything: dict[str, list[tuple[str, Judged]]] = {b: [] for b in backends}  # (set, judged) per backend
     print(C.machine_line())
     with C.bench_root("verdict-eval-", keep=args.keep, threads=None) as root:
         for folder in args.images:
@@ -255,31 +309,56 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             refs = references(photos, args.models, args.cache)
             print(f"\n{folder} ({len(photos)} photos; references in {time.perf_counter() - t0:.0f} s)")
+            if args.megapixels:
+                big_folder = root / label / f"photos-{args.megapixels:g}mp"
+                big = [C.resampled_photo(p, args.megapixels, big_folder) for p in photos]
+                big_refs = references(big, args.models, args.cache)
             for backend in backends:
                 t0 = time.perf_counter()
-                judged = stage_set(photos, folder, backend, args.models, root / label)
-                for j in judged:
-                    if j.matte:
-                        cut = np.asarray(Image.open(j.matte)) > 127
-                        j.iou, j.stray_px, j.stray_share = judge_cut(cut, refs[j.photo])
+                judged = judge_set(photos, folder, backend, args.models, root / label, refs)
                 f = figures(judged)
                 print(f"  {backend}: staged in {time.perf_counter() - t0:.0f} s")
                 print(C.table(["photo", "verdict", "cut-out", "IoU", "stray", "first reason"],
-                              [[j.photo, j.verdict, "good" if j.good else ("BAD" if j.bad else "fair"),
-                                "-" if j.iou is None else f"{j.iou:.3f}", f"{j.stray_share:.2%}",
-                                (j.reasons[0] if j.reasons else "")[:70]] for j in judged]))
-                print(f"  {backend} on {label}: pass {f['pass']}/{f['n']} (rate {f['pass_rate']:.2f}), "
-                      f"pass precision {f['pass_good']}/{f['pass']} = {f['pass_precision']:.3f}, "
-                      f"review recall {f['bad_not_pass']}/{f['bad']} = {f['review_recall']:.3f}, "
-                      f"failed rows {f['failed']}")
+                              [[j.photo, j.verdict, quality(j), "-" if j.iou is None else f"{j.iou:.3f}",
+                                f"{j.stray_share:.2%}", (j.reasons[0] if j.reasons else "")[:70]] for j in judged]))
+                print(summary_line(backend, label, f))
+                everything[backend] += [(label, j) for j in judged]
                 if args.sheet:
                     contact_sheet(judged, by_name, refs, args.sheet / f"{label}-{backend}.png")
                 if backend == "plain-backdrop":
                     key = f["pass_precision"]
+                if args.megapixels:
+                    compare_sizes(judged, big, big_folder, backend, args, root / label / f"{args.megapixels:g}mp",
+                                  big_refs, label)
+        for backend, rows in everything.items():
+            print(f"\n{backend}: matte confidence against the cut-out's quality (good IoU >= {GOOD_IOU}, "
+                  f"bad < {BAD_IOU} or a stray part), photos at their own size")
+            for label in dict.fromkeys(lbl for lbl, _ in rows):
+                print(f"  {label}")
+                print(C.table(["confidence", "photos", "good", "fair", "bad", "passed"],
+                              calibration([j for lbl, j in rows if lbl == label])))
     if key is None:
         return 0
     print(f"embedded_pass_precision={key:.3f} target >= 0.98 {'PASS' if key >= 0.98 else 'FAIL'}")
     return 0
+
+
+def compare_sizes(native: list[Judged], big: list[Path], folder: Path, backend: str, args: argparse.Namespace,
+                  root: Path, refs: dict[str, np.ndarray], label: str) -> None:
+    """Stage the resampled photos and print how many verdicts match those at the photos' own size,
+    and each that does not."""
+    t0 = time.perf_counter()
+    judged = judge_set(big, folder, backend, args.models, root, refs)
+    f = figures(judged)
+    same = sum(a.verdict == b.verdict for a, b in zip(native, judged, strict=True))
+    print(f"  {backend} at {args.megapixels:g} MP (staged in {time.perf_counter() - t0:.0f} s): verdicts the same as "
+          f"at the photo's own size {same}/{len(judged)}")
+    for a, b in zip(native, judged, strict=True):
+        if a.verdict != b.verdict:
+            why = (f"at {args.megapixels:g} MP: {b.reasons[0]}" if b.reasons else
+                   f"at its own size: {a.reasons[0]}" if a.reasons else "")[:100]
+            print(f"    {a.photo}: {a.verdict} ({quality(a)}) -> {b.verdict} ({quality(b)}); {why}")
+    print(summary_line(backend, f"{label} at {args.megapixels:g} MP", f))
 
 
 if __name__ == "__main__":

@@ -60,3 +60,25 @@ def test_each_photo_gets_the_category_word_of_its_file_name():
     assert V.category_of("e01_dress.jpg") == "dress"
     assert V.category_of("E07_Shoes_red.png") == "shoes"
     assert V.category_of("photo.jpg") == "product" and V.category_of("front_view.jpg") == "product"
+
+
+def test_the_confidence_table_counts_each_bin_by_cut_out_quality():
+    J = V.Judged
+    judged = [J("a", "ok", "pass", [], iou=0.99, extra={"matte_confidence": 0.95}),
+              J("b", "ok", "pass", [], iou=0.93, extra={"matte_confidence": 1.0}),
+              J("c", "ok", "review", [], iou=0.5, extra={"matte_confidence": 0.3}),  # a bin's lower end is in it
+              J("d", "ok", "review", [], iou=0.97, extra={"matte_confidence": 0.29}),
+              J("e", "failed", "failed", ["empty cut-out"])]
+    assert V.calibration(judged) == [["0.0-0.3", "1", "1", "0", "0", "0"], ["0.3-0.5", "1", "0", "0", "1", "0"],
+                                     ["0.9-1.0", "2", "1", "1", "0", "2"], ["no cut-out", "1", "0", "0", "1", "0"]]
+
+
+def test_a_photo_is_resampled_to_the_pixel_count_asked_for_once(tmp_path, images):
+    from PIL import Image
+
+    src = images / "19_shoes_black-suede_white.jpg"
+    out = V.C.resampled_photo(src, 2.0, tmp_path / "2mp")
+    with Image.open(src) as a, Image.open(out) as b:
+        assert abs(b.width * b.height / 2e6 - 1) < 0.01 and abs(b.width / b.height - a.width / a.height) < 0.01
+    stamp = out.stat().st_mtime_ns
+    assert V.C.resampled_photo(src, 2.0, tmp_path / "2mp") == out and out.stat().st_mtime_ns == stamp
