@@ -32,8 +32,8 @@ def named_skus(args: argparse.Namespace) -> list[str]:
             sku = line.split("\t", 1)[0].strip()
             if sku and not sku.startswith("#"):
                 skus.append(sku)
-    if not skus:
-        raise ReviewInputError("name at least one SKU (arguments or --from FILE)")
+    if not skus and not getattr(args, "check", None):
+        raise ReviewInputError("name at least one SKU (arguments, --from FILE or --check CHECK)")
     return list(dict.fromkeys(skus))
 
 
@@ -43,10 +43,17 @@ def cmd_review(args: argparse.Namespace) -> int:
     from ops.report import printable
 
     try:
+        group = args.check if args.review_command in ("approve", "reject") else None
         skus = None if args.review_command == "list" else named_skus(args)
-        out, shown, state = review.open_review(load_config(args.config), args.out, skus,
+        out, shown, state = review.open_review(load_config(args.config), args.out, None if group else skus,
                                                records=args.review_command != "reset",
                                                with_output=args.review_command == "approve")
+        if group:
+            skus = list(dict.fromkeys(skus + review.undecided_in_group(out, group, state=state)))
+            if not skus:
+                print(f"no SKU waiting for review with a reason from {printable(group)} is undecided in {shown}",
+                      file=sys.stderr)
+                return EXIT_OK
         if args.review_command == "list":
             wanted = () if args.verdict == "all" else (args.verdict,)
             items = review.queue(out, wanted, state=state)
@@ -141,15 +148,19 @@ def add_parsers(sub: argparse._SubParsersAction, default_config: str | None) -> 
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     common(ls)
 
-    def named(p: argparse.ArgumentParser) -> None:
+    def named(p: argparse.ArgumentParser, group: bool = True) -> None:
         p.add_argument("skus", nargs="*", metavar="SKU")
         p.add_argument("--from", dest="from_file", metavar="FILE",
                        help="also the SKUs in FILE, one per line ('-': standard input; the output of "
                             "`stage review list` will do: its first column is read, # lines skipped)")
+        if group:
+            p.add_argument("--check", help="also every SKU waiting for review with a reason from this check "
+                                           "that no one has decided about yet (a group the list prints)")
         common(p)
 
     named(rv_sub.add_parser("approve", help="approve SKUs' outputs: nightly runs keep them"))
     rj = rv_sub.add_parser("reject", help="reject SKUs' outputs: they are withdrawn from the publish folder")
     rj.add_argument("--reason", required=True, help="why (shown in the run summary)")
     named(rj)
-    named(rv_sub.add_parser("reset", help="forget the decisions about SKUs: the next run stages them again"))
+    named(rv_sub.add_parser("reset", help="forget the decisions about SKUs: the next run stages them again"),
+          group=False)

@@ -19,8 +19,9 @@ WHAT = {"approve": "approved: nightly runs keep its output as it is until its ph
 
 
 @flow(name="review-decisions")
-def review_decisions(skus: list[str], decision: Decision, reviewer: str, reason: str = "",
-                     config: str | None = "config.toml", out: str | None = None) -> dict[str, Any] | State:
+def review_decisions(decision: Decision, reviewer: str, skus: list[str] | None = None, check: str | None = None,
+                     reason: str = "", config: str | None = "config.toml",
+                     out: str | None = None) -> dict[str, Any] | State:
     """Approve or reject SKUs of the review queue, or forget the decisions about them.
 
     Started from the Prefect UI (the `review` deployment: its typed parameters render as a form),
@@ -32,22 +33,29 @@ def review_decisions(skus: list[str], decision: Decision, reviewer: str, reason:
     `review-decisions` table artifact lists what became of each SKU.
 
     Args:
-        skus: SKUs to decide about, exactly as in the catalog.
         decision: approve (nightly runs keep the output as it is), reject (the next run withdraws it) or reset (forget the decision: the next run stages the SKU again).
         reviewer: Who decides (kept with each decision and shown in the run summary).
+        skus: SKUs to decide about, exactly as in the catalog.
+        check: To approve or reject a whole group of the review queue as well: every SKU waiting for review with a reason from this check (e.g. cropped, as `stage review list` and the run's artifacts name the groups) that no one has decided about yet.
         reason: Why; needed to reject (shown in the run summary), e.g. "logo visible on the wall".
         config: Path of config.toml (None: built-in defaults).
         out: Output folder or object-store URL; defaults to [run].output_dir of the config.
     """
     logger = get_run_logger()
-    wanted = list(dict.fromkeys(s.strip() for s in skus if s.strip()))
-    if not wanted:
-        raise ValueError("skus: name at least one SKU")
+    wanted = list(dict.fromkeys(s.strip() for s in skus or [] if s.strip()))
+    group = (check or "").strip()
+    if group and decision == "reset":
+        raise ValueError("check: a group is approved or rejected; name the SKUs whose decisions to forget")
+    if not wanted and not group:
+        raise ValueError("skus: name at least one SKU, or a check whose group to decide")
     if not reviewer.strip():
         raise ValueError("reviewer: say who decides (it is kept with each decision)")
     cfg = config_for(config)
-    out_root, shown, state = review.open_review(cfg, out, wanted, records=decision != "reset",
+    out_root, shown, state = review.open_review(cfg, out, None if group else wanted, records=decision != "reset",
                                                 with_output=decision == "approve")
+    if group:
+        wanted = list(dict.fromkeys(wanted + review.undecided_in_group(out_root, group, state=state)))
+        logger.info("%d SKU(s) with a reason from %s and no decision yet", len(wanted), printable(group))
     refused: list[tuple[str, Exception]] = []
     if decision == "reset":
         found = set(review.reset_many(out_root, wanted, state=state))

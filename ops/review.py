@@ -227,6 +227,14 @@ def quarantine(out_root: Path, slug: str, name: str, data: bytes, record: dict[s
     return os.path.relpath(folder / name, out_root)
 
 
+def undecided_in_group(out_root: Path, check: str, state: RunState | None = None) -> list[str]:
+    """The SKUs waiting for review with a reason from `check` (a group of the queue, named as
+    `stage review list` prints it) that no one has decided about yet (a decision gone stale with a
+    new photo or row counts as none): what a reviewer clears at once after looking at the group."""
+    return [it["sku"] for it in queue(out_root, ("review",), state)
+            if check in it["checks"] and (it["decision"] is None or it["decision"].get("stale"))]
+
+
 def queue(out_root: Path, verdicts: tuple[str, ...] = ("review",), state: RunState | None = None
           ) -> list[dict[str, Any]]:
     """SKUs whose latest record has one of `verdicts` (all when empty), with any decision on them,

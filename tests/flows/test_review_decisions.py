@@ -22,14 +22,17 @@ def staged(tmp_path_factory, write_catalog, repo, dev_keys):
     tmp = tmp_path_factory.mktemp("review-flow")
     write_catalog(tmp, "sku,image,title,category,scene_prompt,seed",
                   "SHOE-1,19_shoes_black-suede_white.jpg,Shoes,shoes,warm sand backdrop,1",
-                  "CAP-2,27_hat_leather-cap_on-white-sheet.jpg,Cap,hats,warm sand backdrop,2")
+                  "CAP-2,27_hat_leather-cap_on-white-sheet.jpg,Cap,hats,warm sand backdrop,2",
+                  "DRESS-3,26_apparel_black-dress_on-white-sheet.jpg,Dress,dresses,warm sand backdrop,3")
     config = tmp / "config.toml"
     config.write_text('[layout]\nwidth = 256\nheight = 256\n[renditions]\nactive = []\n', encoding="utf-8")
     bench = Workbench.build(load_config(config))
     out = tmp / "out"
     rows = read_catalog(tmp / "catalog.csv").rows
-    assert all(process_row(bench, r, RunContext(out, "run-1")).status == "ok" for r in rows)
-    return out, config, rows, bench
+    done = {r.sku: process_row(bench, r, RunContext(out, "run-1")) for r in rows}
+    assert all(d.status == "ok" for d in done.values())
+    assert done["DRESS-3"].verdict == "review" and done["DRESS-3"].reasons[0].startswith("cropped: ")  # the photo cuts it
+    return out, config, [r for r in rows if r.sku != "DRESS-3"], bench
 
 
 def _decisions(out):
@@ -65,8 +68,31 @@ def test_the_flow_stores_decisions_that_the_next_run_keeps(staged):
     assert forgot["outcome"]["GHOST"] == "no decision to forget" and _decisions(out) == {}
 
 
+def test_a_group_of_the_queue_is_decided_by_its_check_from_the_ui_and_the_command_line(staged, capsys):
+    """Only the SKUs of the group that no one has decided about yet: a reviewer's earlier decision
+    about one of them stands."""
+    from flows.cli import main
+
+    out, config, _, _ = staged
+    where = ["--config", str(config), "--out", str(out)]
+    args = {"config": str(config), "out": str(out), "reviewer": "ana"}
+    review_decisions(skus=["DRESS-3"], decision="reject", reason="hem cut off", **args)
+    assert main(["review", "approve", "--check", "cropped", *where]) == 0  # DRESS-3 is decided already
+    assert "no SKU waiting for review with a reason from cropped is undecided" in capsys.readouterr().err
+    review_decisions(skus=["DRESS-3"], decision="reset", **args)
+    done = review_decisions(decision="approve", check="cropped", **args)
+    assert list(done["outcome"]) == ["DRESS-3"] and _decisions(out)["DRESS-3"] == ("approved", "ana", "")
+    review_decisions(skus=["DRESS-3"], decision="reset", **args)
+    assert main(["review", "reject", "SHOE-1", "--check", "cropped", "--reason", "too dark", *where]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["SHOE-1", "DRESS-3"]
+    assert {s: d[0] for s, d in _decisions(out).items()} == {"SHOE-1": "rejected", "DRESS-3": "rejected"}
+    assert main(["review", "reset", "SHOE-1", "DRESS-3", *where]) == 0
+    with pytest.raises(Exception, match="a group is approved or rejected"):
+        review_decisions(decision="reset", check="cropped", **args)
+
+
 @pytest.mark.parametrize("bad, match", [
-    ({"skus": [" "]}, "at least one SKU"),
+    ({"skus": [" "]}, "at least one SKU, or a check"),
     ({"reviewer": " "}, "who decides"),
     ({"decision": "reject"}, "a rejection needs a reason"),
     ({"decision": "maybe"}, "decision"),
