@@ -7,6 +7,7 @@ import html
 import io
 import json
 import os
+import shlex
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -242,7 +243,11 @@ def _review_queue(run_dir: Path, out_root: Path, summary: dict[str, Any], result
     yield (f"<h2>Review queue: {total} SKU(s), by check</h2>\n<p class='groups'>Most severe first, then the most "
            f"common: {index}</p>\n")
     for i, g in enumerate(groups):
-        yield (f"<h3 id='review-{i}'>{esc(g['check'])}: {g['skus']} SKU(s)</h3>\n<table class='queue'><thead><tr>"
+        decide = f"stage review approve --check {shlex.quote(g['check'])}"
+        yield (f"<h3 id='review-{i}'>{esc(g['check'])}: {g['skus']} SKU(s)</h3>\n<p class='decide'>Looked "
+               f"through them all? <code>{esc(decide)}</code> (or <code>reject</code> with <code>--reason</code>; "
+               "<code>--out</code> as the run's) decides the group's SKUs no one has decided yet; one SKU: "
+               "<code>stage review approve SKU</code>.</p>\n<table class='queue'><thead><tr>"
                "<th>row</th><th>SKU</th><th>before</th><th>after</th><th>reason</th></tr></thead><tbody>\n")
         for r in _rows(results):
             if r.get("verdict") != "review":

@@ -96,6 +96,9 @@ def test_report_lists_the_review_queue_by_check_and_the_photo_problems(tmp_path)
     halo_part = queue[halo:matte]
     assert "<td>A</td>" in halo_part and "<td>B</td>" in halo_part and "also: matte_confidence" in halo_part
     assert "halo: fringe on 30% of the rim; halo: fringe again" in halo_part and "low cut-out" not in halo_part
+    # how to decide a group once a person has looked through it, quoted for a shell
+    assert "<code>stage review approve --check halo</code>" in halo_part
+    assert "<code>stage review approve --check &#x27;rendition marketplace no_text&#x27;</code>" in queue[text:]
     assert "<td>E</td>" not in queue  # a reject is not waiting for review
     photo = html[html.index("Photo problems: renditions withheld"):html.index("<h2>Products</h2>")]
     assert "photo too small for marketplace: 1 SKU<" in photo and "photo too small for banner: 1 SKU<" in photo
