@@ -167,7 +167,9 @@ def _markdown(run_id: str, summary: dict[str, Any], attention: list[dict[str, An
                   f"p90 {money(cost['per_sku']['p90'], cost['currency'])}", ""]
     if groups := summary.get("review_by_check"):
         lines += ["## Review queue by check (most severe first)", "",
-                  ", ".join(f"{_md(g['check'])}: {g['skus']}" for g in groups), ""]
+                  ", ".join(f"{_md(g['check'])}: {g['skus']}" for g in groups), "",
+                  "Looked through a group in the report? A run of the `review-decisions/review` deployment "
+                  "with its check (or the SKUs) approves or rejects it.", ""]
     if photo := photo_lines(summary):
         lines += ["## Photo problems (renditions withheld, verdicts unchanged)", ""]
         lines += [f"- {_md(line)}" for line in photo] + [""]

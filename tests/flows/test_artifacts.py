@@ -33,6 +33,7 @@ def test_counts_and_report_artifacts_group_review_reasons_and_photo_problems(tmp
     text = made["staging-run-report"]
     queue = text.index("## Review queue by check (most severe first)")
     assert text.index("nsfw: 1, halo: 2", queue) > queue  # the most severe first, even when less common
+    assert text.index("`review-decisions/review` deployment", queue) > queue  # how a group is decided in the UI
     assert "## Photo problems (renditions withheld, verdicts unchanged)\n\n- photo too small for marketplace: 2 SKUs" \
         in text
 
