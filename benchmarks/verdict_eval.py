@@ -275,9 +275,8 @@ def calibration(judged: list[Judged]) -> list[list[str]]:
                      and lo <= j.extra["matte_confidence"] < hi]
             name = f"{lo:.1f}-{min(hi, 1.0):.1f}"
         if group:
-            rows.append([name, str(len(group)), *(str(sum(quality(j) == q for j in group)) for q in ("good", "fair",
-                                                                                                   "BAD")),
-                         str(sum(j.verdict == "pass" for j in group))])
+            counts = [sum(quality(j) == q for j in group) for q in ("good", "fair", "BAD")]
+            rows.append([name, str(len(group)), *map(str, counts), str(sum(j.verdict == "pass" for j in group))])
     return rows
 
 
@@ -328,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "plain-backdrop":
                     key = f["pass_precision"]
                 if args.megapixels:
-                    compare_sizes(judged, big, big_folder, backend, args, root / label / f"{args.megapixels:g}mp",
-                                  big_refs, label)
+                    compare_sizes(judged, big, big_folder, big_refs, backend, args.models, args.megapixels,
+                                  root / label / f"{args.megapixels:g}mp", label)
         for backend, rows in everything.items():
             print(f"\n{backend}: matte confidence against the cut-out's quality (good IoU >= {GOOD_IOU}, "
                   f"bad < {BAD_IOU} or a stray part), photos at their own size")
@@ -343,22 +342,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def compare_sizes(native: list[Judged], big: list[Path], folder: Path, backend: str, args: argparse.Namespace,
-                  root: Path, refs: dict[str, np.ndarray], label: str) -> None:
-    """Stage the resampled photos and print how many verdicts match those at the photos' own size,
-    and each that does not."""
+def compare_sizes(native: list[Judged], big: list[Path], folder: Path, refs: dict[str, np.ndarray], backend: str,
+                  models: Path, megapixels: float, root: Path, label: str) -> None:
+    """Stage the resampled photos `big` (in `folder`, with their references `refs`) and print how
+    many verdicts match those at the photos' own size (`native`), and each that does not."""
     t0 = time.perf_counter()
-    judged = judge_set(big, folder, backend, args.models, root, refs)
-    f = figures(judged)
+    judged = judge_set(big, folder, backend, models, root, refs)
     same = sum(a.verdict == b.verdict for a, b in zip(native, judged, strict=True))
-    print(f"  {backend} at {args.megapixels:g} MP (staged in {time.perf_counter() - t0:.0f} s): verdicts the same as "
+    print(f"  {backend} at {megapixels:g} MP (staged in {time.perf_counter() - t0:.0f} s): verdicts the same as "
           f"at the photo's own size {same}/{len(judged)}")
     for a, b in zip(native, judged, strict=True):
         if a.verdict != b.verdict:
-            why = (f"at {args.megapixels:g} MP: {b.reasons[0]}" if b.reasons else
+            why = (f"at {megapixels:g} MP: {b.reasons[0]}" if b.reasons else
                    f"at its own size: {a.reasons[0]}" if a.reasons else "")[:100]
             print(f"    {a.photo}: {a.verdict} ({quality(a)}) -> {b.verdict} ({quality(b)}); {why}")
-    print(summary_line(backend, f"{label} at {args.megapixels:g} MP", f))
+    print(summary_line(backend, f"{label} at {megapixels:g} MP", figures(judged)))
 
 
 if __name__ == "__main__":
