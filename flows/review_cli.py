@@ -43,49 +43,52 @@ def cmd_review(args: argparse.Namespace) -> int:
     from ops.report import printable
 
     try:
-        group = args.check if args.review_command in ("approve", "reject") else None
-        skus = None if args.review_command == "list" else named_skus(args)
-        out, shown, state = review.open_review(load_config(args.config), args.out, None if group else skus,
-                                               records=args.review_command != "reset",
-                                               with_output=args.review_command == "approve")
-        if group:
-            skus = list(dict.fromkeys(skus + review.undecided_in_group(out, group, state=state)))
-            if not skus:
-                print(f"no SKU waiting for review with a reason from {printable(group)} is undecided in {shown}",
-                      file=sys.stderr)
-                return EXIT_OK
-        if args.review_command == "list":
-            wanted = () if args.verdict == "all" else (args.verdict,)
-            items = review.queue(out, wanted, state=state)
-            if args.check:
-                items = [it for it in items if args.check in _groups(it)]
-            if args.json:
-                print(json.dumps(items, indent=2, ensure_ascii=False))
-                return EXIT_OK
-            for line in grouped_lines(items, printable, only=args.check):
-                print(line)
-            of_check = f" and a reason from {args.check}" if args.check else ""
-            print(f"{len(items)} SKU(s) with verdict {args.verdict}{of_check} in {shown}", file=sys.stderr)
+        if args.review_command != "list":
+            return _decide(args, printable)
+        out, shown, state = review.open_review(load_config(args.config), args.out)
+        wanted = () if args.verdict == "all" else (args.verdict,)
+        items = review.queue(out, wanted, state=state)
+        if args.check:
+            items = [it for it in items if args.check in _groups(it)]
+        if args.json:
+            print(json.dumps(items, indent=2, ensure_ascii=False))
             return EXIT_OK
-        if args.review_command == "reset":
-            found = set(review.reset_many(out, skus, state=state))
-            for sku in skus:
-                print(f"{printable(sku)}: decision forgotten" if sku in found else f"{printable(sku)}: no decision")
-            return EXIT_OK
-        decision = "approved" if args.review_command == "approve" else "rejected"
-        done, refused = review.decide_many(out, skus, decision, getattr(args, "reason", "") or "", state=state)
-        what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
-        for entry in done:
-            print(f"{printable(entry['sku'])}: {decision} by {entry['by']} ({what} until its photo or row changes)")
-        for _sku, exc in refused:
-            print(f"error: {exc}", file=sys.stderr)
-        if len(skus) > 1:
-            print(f"{decision} {len(done)} of {len(skus)} SKU(s)"
-                  + (f"; {len(refused)} could not be (above)" if refused else ""), file=sys.stderr)
-        return EXIT_RUN_FAILED if refused else EXIT_OK
+        for line in grouped_lines(items, printable, only=args.check):
+            print(line)
+        of_check = f" and a reason from {args.check}" if args.check else ""
+        print(f"{len(items)} SKU(s) with verdict {args.verdict}{of_check} in {shown}", file=sys.stderr)
+        return EXIT_OK
     except (StagingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
+
+
+def _decide(args: argparse.Namespace, printable) -> int:
+    """`stage review approve|reject|reset`: each SKU's outcome on stdout, the refused on stderr."""
+    from ops import review
+    from ops.config import load_config
+
+    group = getattr(args, "check", None) or ""
+    done = review.apply_decision(load_config(args.config), args.out, args.review_command, named_skus(args), group,
+                                 getattr(args, "reason", "") or "")
+    if not done.skus:
+        print(f"no SKU waiting for review with a reason from {printable(group)} is undecided in {done.output}",
+              file=sys.stderr)
+        return EXIT_OK
+    if args.review_command == "reset":
+        for sku in done.skus:
+            print(f"{printable(sku)}: {'decision forgotten' if sku in done.forgotten else 'no decision'}")
+        return EXIT_OK
+    decision = "approved" if args.review_command == "approve" else "rejected"
+    what = "kept by nightly runs" if decision == "approved" else "withdrawn by the next run"
+    for entry in done.stored:
+        print(f"{printable(entry['sku'])}: {decision} by {entry['by']} ({what} until its photo or row changes)")
+    for _sku, exc in done.refused:
+        print(f"error: {exc}", file=sys.stderr)
+    if len(done.skus) > 1:
+        print(f"{decision} {len(done.stored)} of {len(done.skus)} SKU(s)"
+              + (f"; {len(done.refused)} could not be (above)" if done.refused else ""), file=sys.stderr)
+    return EXIT_RUN_FAILED if done.refused else EXIT_OK
 
 
 NO_REASON = "no review reason"

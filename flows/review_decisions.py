@@ -44,37 +44,30 @@ def review_decisions(decision: Decision, reviewer: str, skus: list[str] | None =
     logger = get_run_logger()
     wanted = list(dict.fromkeys(s.strip() for s in skus or [] if s.strip()))
     group = (check or "").strip()
-    if group and decision == "reset":
-        raise ValueError("check: a group is approved or rejected; name the SKUs whose decisions to forget")
     if not wanted and not group:
         raise ValueError("skus: name at least one SKU, or a check whose group to decide")
     if not reviewer.strip():
         raise ValueError("reviewer: say who decides (it is kept with each decision)")
-    cfg = config_for(config)
-    out_root, shown, state = review.open_review(cfg, out, None if group else wanted, records=decision != "reset",
-                                                with_output=decision == "approve")
+    done = review.apply_decision(config_for(config), out, decision, wanted, group, reason, reviewer.strip())
     if group:
-        wanted = list(dict.fromkeys(wanted + review.undecided_in_group(out_root, group, state=state)))
-        logger.info("%d SKU(s) with a reason from %s and no decision yet", len(wanted), printable(group))
-    refused: list[tuple[str, Exception]] = []
+        logger.info("%d SKU(s) with a reason from %s and no decision yet, or named", len(done.skus), printable(group))
     if decision == "reset":
-        found = set(review.reset_many(out_root, wanted, state=state))
-        outcome = {sku: WHAT["reset"] if sku in found else "no decision to forget" for sku in wanted}
+        outcome = {sku: WHAT["reset"] if sku in done.forgotten else "no decision to forget" for sku in done.skus}
     else:
-        done, refused = review.decide_many(out_root, wanted, "approved" if decision == "approve" else "rejected",
-                                           reason, by=reviewer.strip(), state=state)
-        outcome = {e["sku"]: WHAT[decision] for e in done} | {sku: f"not decided: {exc}" for sku, exc in refused}
-    for sku in wanted:
+        outcome = ({e["sku"]: WHAT[decision] for e in done.stored}
+                   | {sku: f"not decided: {exc}" for sku, exc in done.refused})
+    for sku in done.skus:
         logger.info("SKU %r %s", printable(sku), outcome[sku])
     try:
-        create_table_artifact([{"sku": printable(s), "outcome": outcome[s]} for s in wanted], key="review-decisions",
-                              description=f"{decision} by {printable(reviewer)} in {shown}"
-                                          + (f": {printable(reason)}" if reason.strip() else ""))
+        about = f"{decision} by {printable(reviewer)} in {done.output}"
+        about += f": {printable(reason)}" if reason.strip() else ""
+        create_table_artifact([{"sku": printable(s), "outcome": outcome[s]} for s in done.skus],
+                              key="review-decisions", description=about)
     except Exception as exc:  # the decisions are stored; the table is a convenience
         logger.warning("could not create the review-decisions artifact: %s: %s", type(exc).__name__, exc)
-    result = {"decision": decision, "reviewer": reviewer.strip(), "reason": reason.strip(), "output": shown,
+    result = {"decision": decision, "reviewer": reviewer.strip(), "reason": reason.strip(), "output": done.output,
               "flow_run_id": flow_run_id(), "outcome": outcome}
-    if refused:
-        return Failed(message=f"{len(refused)} of {len(wanted)} SKU(s) not decided: "
-                              + "; ".join(f"{printable(s)}: {exc}" for s, exc in refused), data=result)
+    if done.refused:
+        return Failed(message=f"{len(done.refused)} of {len(done.skus)} SKU(s) not decided: "
+                              + "; ".join(f"{printable(s)}: {exc}" for s, exc in done.refused), data=result)
     return result

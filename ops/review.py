@@ -58,6 +58,40 @@ def open_review(cfg: Config, out: str | None, skus: Iterable[str] | None = None,
     return where.root, where.name, state
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """What a review command did: the location's name, every SKU it was about (named, then the
+    group's), the entries stored (approve, reject), the SKUs refused with why, and for a reset
+    the SKUs whose decision was forgotten."""
+
+    output: str
+    skus: list[str]
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[tuple[str, ReviewError]] = field(default_factory=list)
+    forgotten: set[str] = field(default_factory=set)
+
+
+def apply_decision(cfg: Config, out: str | None, command: str, skus: Iterable[str] = (), check: str = "",
+                   reason: str = "", by: str | None = None) -> Decisions:
+    """`approve`, `reject` or `reset` (`command`) the SKUs named and, to approve or reject, every
+    SKU of the `check` group no one has decided about yet (`undecided_in_group`): what `stage
+    review` and the review flow both do, all in one write of the run state."""
+    if command not in ("approve", "reject", "reset"):
+        raise ReviewError(f"unknown review command {command!r}")
+    if check and command == "reset":
+        raise ReviewError("a group is approved or rejected; name the SKUs whose decisions to forget")
+    wanted = list(dict.fromkeys(skus))
+    out_root, shown, state = open_review(cfg, out, None if check else wanted, records=command != "reset",
+                                         with_output=command == "approve")
+    if check:
+        wanted = list(dict.fromkeys(wanted + undecided_in_group(out_root, check, state=state)))
+    if command == "reset":
+        return Decisions(shown, wanted, forgotten=set(reset_many(out_root, wanted, state=state)))
+    stored, refused = decide_many(out_root, wanted, "approved" if command == "approve" else "rejected", reason, by,
+                                  state)
+    return Decisions(shown, wanted, stored, refused)
+
+
 def load_state(out_root: Path, state: RunState | None = None) -> dict[str, Any]:
     """The decisions, keyed by SKU slug, from the run state of `out_root` (or `state`)."""
     try:
