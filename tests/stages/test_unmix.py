@@ -63,6 +63,23 @@ def test_a_red_fringe_on_the_loafers_is_mostly_gone():
     assert _backdrop_shown(out, a, t, "red") < 0.25 * _backdrop_shown(src[y0:y1, x0:x1], a, t, "red")
 
 
+@pytest.mark.parametrize("stem,colour", [("20_shoes_beige-loafers_on-beige-floor", "red"),
+                                          ("22_shoes_strap-sandals_white", "pale-pink"),
+                                          ("32_apparel_black-shorts_on-white-quilt", "pale-pink")])
+def test_an_edge_whose_matte_overstates_its_coverage_is_unmixed_by_what_its_colour_shows(stem, colour):
+    """A learned matte's alpha is a probability: IS-Net calls a rim pixel that is a third backdrop
+    nearly opaque. Here the matte says 1.5x each edge pixel's true coverage (opaque from 2/3):
+    unmixed by its alpha, most of the backdrop stays on the soft pixels; by the share their colour
+    shows, little does. Pixels the matte calls opaque are still copied as they are."""
+    src, alpha, truth = _reshot(stem, colour, 1.0)
+    overstated = np.rint(np.minimum(alpha.astype(np.float32) * 1.5, 255.0)).astype(np.uint8)
+    x0, y0, x1, y1 = box = product_box(overstated)
+    out, _ = unmix_edge(src, overstated, box)
+    a, s, t = overstated[y0:y1, x0:x1], src[y0:y1, x0:x1], truth[y0:y1, x0:x1]
+    assert np.array_equal(out[a == 255], s[a == 255])
+    assert _backdrop_shown(out, a, t, colour) < 0.2 * _backdrop_shown(s, a, t, colour)
+
+
 def test_an_edge_with_no_backdrop_near_is_left_as_it_is():
     """A product filling the photo, its soft edge at the frame: no backdrop to take out."""
     rng = np.random.default_rng(1)
