@@ -2,7 +2,8 @@
 
 Every photo of each `--images` folder is staged by the per-product runner with the default
 config (channel presets, format copies, checks, signing: what `stage run` does), once per matte
-backend asked for, and the published cut-out (`layers/matte.png`) is judged against a reference
+backend asked for (`plain-backdrop+rembg`: the embedded backend escalating what it is unsure of
+to rembg, `[matte] escalate_to`), and the published cut-out (`layers/matte.png`) is judged against a reference
 cut-out made by IS-Net through rembg (`--models`: the folder holding isnet-general-use.onnx;
 the references are cached by photo hash under `--cache`).
 
@@ -57,6 +58,8 @@ sys.dont_write_bytecode = True  # run from a checkout: leave no __pycache__ behi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+# the matte configurations judged: a backend, or a backend and the one it escalates to ([matte] escalate_to)
+BACKENDS = ("plain-backdrop", "rembg", "plain-backdrop+rembg")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 GOOD_IOU, BAD_IOU = 0.95, 0.90
 STRAY_PX, STRAY_SHARE = 6.0, 0.002
@@ -160,7 +163,9 @@ def stage_set(photos: list[Path], folder: Path, backend: str, models: Path, root
     from ops.workbench import Workbench
 
     os.environ["U2NET_HOME"] = str(models)
-    cfg = load_config(C.REPO_CONFIG, {"matte": {"backend": backend}, "load": {"local_roots": [str(folder)]}})
+    first, _, second = backend.partition("+")
+    cfg = load_config(C.REPO_CONFIG, {"matte": {"backend": first, "escalate_to": second},
+                                      "load": {"local_roots": [str(folder)]}})
     rows = [{"sku": f"EVAL-{i:03d}", "image": str(p), "title": p.stem, "category": category_of(p.name)}
             for i, p in enumerate(photos)]
     catalog = read_catalog(C.write_catalog(root / f"{backend}.csv", rows), cfg.run.max_variants, cfg.local_roots())
@@ -284,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=Path, action="append", required=True, help="a folder of photos (repeatable)")
     ap.add_argument("--models", type=Path, required=True, help="folder holding isnet-general-use.onnx")
-    ap.add_argument("--backend", action="append", choices=["plain-backdrop", "rembg"],
-                    help="matte backend(s) to judge (default: both)")
+    ap.add_argument("--backend", action="append", choices=list(BACKENDS),
+                    help=f"matte backend(s) to judge (default: {', '.join(BACKENDS)})")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/verdict-eval-references"),
                     help="where IS-Net's reference cut-outs are kept between runs")
     ap.add_argument("--sheet", type=Path, help="write contact sheets into this folder")
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                          "and compare the verdicts with the photo's own size")
     ap.add_argument("--keep", action="store_true", help="keep the staged outputs")
     args = ap.parse_args(argv)
-    backends = args.backend or ["plain-backdrop", "rembg"]
+    backends = args.backend or list(BACKENDS)
     key = None
     everything: dict[str, list[tuple[str, Judged]]] = {b: [] for b in backends}  # (set, judged) per backend
     print(C.machine_line())

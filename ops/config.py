@@ -169,7 +169,8 @@ def _step_table(name: str, backends: Mapping[str, type], default: str, *own: tup
 
 
 MatteConfig = _step_table("MatteConfig", matte.BACKENDS, "plain-backdrop",
-                          ("min_confidence", float, 0.5))  # below this the SKU goes to review
+                          ("min_confidence", float, 0.5),  # below this the SKU goes to review
+                          ("escalate_to", str, ""))  # a backend that cuts out again what `backend` is unsure of
 DepthConfig = _step_table("DepthConfig", depth.BACKENDS, "geometric")
 SceneConfig = _step_table(
     "SceneConfig", scene.BACKENDS, "procedural",
@@ -279,6 +280,10 @@ def _validate(cfg: Config) -> None:
     for step, table in (("matte", matte.BACKENDS), ("depth", depth.BACKENDS), ("scene", scene.BACKENDS),
                         ("nsfw", nsfw.BACKENDS)):
         lookup(table, step, getattr(cfg, step).backend)
+    if cfg.matte.escalate_to:
+        lookup(matte.BACKENDS, "matte.escalate_to", cfg.matte.escalate_to)
+        if cfg.matte.escalate_to == cfg.matte.backend:
+            raise ConfigError(f"matte.escalate_to = {cfg.matte.escalate_to!r}: the same backend as matte.backend")
     chain = [cfg.scene.backend, *cfg.scene.fallback]
     if len(set(chain)) != len(chain):
         raise ConfigError(f"scene.fallback = {list(cfg.scene.fallback)}: repeats a backend "

@@ -63,13 +63,19 @@ def problems(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.problem]
 
 
+def _backend(table: Any) -> str:
+    """A step's backend, and the one a matte escalates to."""
+    escalate_to = getattr(table, "escalate_to", "")
+    return table.backend + (f" (escalating to {escalate_to})" if escalate_to else "")
+
+
 def summary_line(cfg: Any, rows: list[Row]) -> str:
     """One line: the configured backends and the count of missing things, or the problems by name."""
     bad = problems(rows)
     if bad:
         first = f"{bad[0].name}: {bad[0].status}" + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
         return f"doctor: {len(bad)} problem{'s' if len(bad) > 1 else ''} ({first}) - run \"stage doctor\""
-    backends = ", ".join(f"{step} {getattr(cfg, step).backend}" for step in STEPS)
+    backends = ", ".join(f"{step} {_backend(getattr(cfg, step))}" for step in STEPS)
     warnings = sum(r.status == "warn" for r in rows)
     return f"doctor: ok ({backends}; 0 missing" + (f", {warnings} warning{'s' if warnings > 1 else ''}" if warnings
                                                      else "") + ")"

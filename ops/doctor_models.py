@@ -20,6 +20,8 @@ def configured(cfg: Any) -> list[tuple[str, str, bool]]:
     for step in STEPS:
         table = getattr(cfg, step)
         out.append((step, table.backend, False))
+        if getattr(table, "escalate_to", ""):  # loaded with the backend: as needed as it
+            out.append((step, table.escalate_to, False))
         out += [(step, name, True) for name in getattr(table, "fallback", ())]
     return out
 
@@ -78,9 +80,12 @@ def expansion_rows(cfg: Any) -> list[Row]:
     if not drawn:
         return [Row("checks", name, "info", "not judged: no configured scene backend is a trained model "
                                             f"({cfg.scene.backend}): nothing draws extra product")]
-    learned = matte.BACKENDS[cfg.matte.backend].learned
+    second = matte.BACKENDS[cfg.matte.escalate_to] if cfg.matte.escalate_to else None
+    seg = matte.segmenter(matte.BACKENDS[cfg.matte.backend], second)
+    learned = seg.learned
     method = expansion_method(cfg.fidelity.expansion, learned)
-    fix = '[matte] backend = "rembg" with [fidelity] expansion = "auto" (re-segments each drawn scene)'
+    fix = ('[matte] backend = "rembg" (or escalate_to = "rembg") with [fidelity] expansion = "auto" '
+           '(re-segments each drawn scene)')
     if method == "off":
         return [Row("checks", name, "warn", f"off: what {drawn[0]} draws beyond the product is not looked for",
                     '[fidelity] expansion = "auto"')]
@@ -89,9 +94,9 @@ def expansion_rows(cfg: Any) -> list[Row]:
                     f"colour heuristic (matte {cfg.matte.backend}): finds grown product coloured like its rim, misses "
                     "other colours, shadow-coloured growth below it and colours close to the scene", fix)]
     if not learned:
-        return [Row("checks", name, "warn", f"re-segments with the {cfg.matte.backend} matte, which cuts out plain "
+        return [Row("checks", name, "warn", f"re-segments with the {seg.name} matte, which cuts out plain "
                                             "backdrops only: a drawn scene is not one", fix)]
-    return [Row("checks", name, "ok", f"re-segments each drawn scene with the {cfg.matte.backend} matte")]
+    return [Row("checks", name, "ok", f"re-segments each drawn scene with the {seg.name} matte")]
 
 
 def hf_cache_rows() -> list[Row]:

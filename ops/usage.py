@@ -48,14 +48,17 @@ def product_usage(parts: Parts, staging: Staging, channels: Iterable[ChannelRend
     model); scene where the scenes say they were made (a fallback may run elsewhere than the
     configured backend). Channel renditions re-stage the product: their scenes' time (recorded
     per preset) is the GPU share of `channels`, the rest of it is CPU work. Calls: one matte per
-    product, one depth map per staging (the master and each preset with a generated scene), one
-    scene per variant and per such preset.
+    product (two when it was escalated), one depth map per staging (the master and each preset
+    with a generated scene), one scene per variant and per such preset.
     """
     devices: dict[str, str] = {}
     calls: Counter[str] = Counter()
     if staging.matte.backend != "source-alpha":
         devices["matte"] = device_of(parts.matte)
         calls[parts.matte.name] += 1
+        if parts.matte_escalation and "escalation" in staging.matte.details:  # made again: most of the time there
+            devices["matte"] = device_of(parts.matte_escalation.backend)
+            calls[parts.matte_escalation.backend.name] += 1
     devices["depth"] = device_of(parts.depth)
     calls[parts.depth.name] += 1
     devices["check"] = device_of(parts.checks.nsfw)

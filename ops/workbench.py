@@ -16,7 +16,7 @@ from stages.check.nsfw import load_nsfw_backend
 from stages.check.prompt_safety import PromptGuard
 from stages.depth import load_depth_backend
 from stages.errors import ConfigError
-from stages.matte import load_matte_backend
+from stages.matte import Escalation, load_matte_backend, segmenter
 from stages.pipeline import PIPELINE_VERSION, Parts
 from stages.scene import load_scene_backend
 from stages.scene.chain import SceneChain
@@ -53,11 +53,17 @@ def load_parts(cfg: Config) -> Parts:
     Scene fallbacks load only when first needed."""
     models = with_model_paths(cfg)  # relative model folders resolve against config.toml
     matte = load_matte_backend(cfg.matte.backend, cfg.matte.options)
+    escalation = None
+    if cfg.matte.escalate_to:
+        second = load_matte_backend(cfg.matte.escalate_to, cfg.matte.options_for(cfg.matte.escalate_to))
+        escalation = Escalation(second, cfg.matte.min_confidence)
     nsfw = load_nsfw_backend(cfg.nsfw.backend, models.nsfw.options)
-    checks = ContentChecks(nsfw, cfg.nsfw.threshold, cfg.nsfw.review_threshold, cfg.fidelity, matte)
+    checks = ContentChecks(nsfw, cfg.nsfw.threshold, cfg.nsfw.review_threshold, cfg.fidelity,
+                           segmenter(matte, escalation.backend if escalation else None))
     scene = SceneChain((cfg.scene.backend, *cfg.scene.fallback),
                        lambda name: load_scene_backend(name, models.scene.options_for(name)))
-    return Parts(matte, load_depth_backend(cfg.depth.backend, models.depth.options), scene, checks, cfg.steps())
+    return Parts(matte, load_depth_backend(cfg.depth.backend, models.depth.options), scene, checks, cfg.steps(),
+                 escalation)
 
 
 def blocklist_terms(cfg: Config) -> list[str]:

@@ -22,7 +22,7 @@ from stages.depth import DepthBackend, DepthMap
 from stages.errors import StageError
 from stages.harmonize import HarmonizeOptions
 from stages.layout import Layout, LayoutOptions, ProductCrop, place_product, product_crop
-from stages.matte import Matte, MatteBackend, compute_matte
+from stages.matte import Escalation, Matte, MatteBackend, compute_matte
 from stages.scene import ReferenceImage, Scene, SceneRequest
 from stages.shadow import ShadowOptions
 from stages.style import StyledBackground, prepare_style
@@ -62,6 +62,7 @@ class Parts:
     scene: Generator
     checks: ContentChecks
     options: StepOptions
+    matte_escalation: Escalation | None = None  # [matte] escalate_to: the cut-outs `matte` is unsure of
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,9 +141,10 @@ def stage(parts: Parts, photo: Photo, brief: Brief, seeds: Sequence[int], frame:
     """
     check_inputs(photo, seeds, frame)
     o, flat = parts.options, bool(frame.background)
-    # 1. matte: the product's soft alpha (the photo's own transparency when it has one)
+    # 1. matte: the product's soft alpha (the photo's own transparency when it has one; a cut-out
+    #    the backend is unsure of made again by the one it escalates to)
     with timer("matte"):
-        matte = matte or compute_matte(parts.matte, photo.rgb, photo.alpha)
+        matte = matte or compute_matte(parts.matte, photo.rgb, photo.alpha, parts.matte_escalation)
     # 2. layout: the product layer on the canvas (its soft edge unmixed from the old backdrop) and
     #    the mask of everything to generate
     with timer("layout"):

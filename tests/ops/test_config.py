@@ -77,6 +77,14 @@ def test_an_unknown_backend_fails_when_the_config_is_read(step):
         load_config(None, {step: {"backend": "nope"}})
 
 
+def test_the_backend_a_matte_escalates_to_is_checked_when_the_config_is_read():
+    with pytest.raises(UnknownBackendError, match="unknown matte.escalate_to backend 'nope'"):
+        load_config(None, {"matte": {"escalate_to": "nope"}})
+    with pytest.raises(ConfigError, match="matte.escalate_to = 'plain-backdrop': the same backend as matte.backend"):
+        load_config(None, {"matte": {"escalate_to": "plain-backdrop"}})
+    assert load_config(None, {"matte": {"escalate_to": "rembg"}}).matte.escalate_to == "rembg"
+
+
 def test_a_preset_table_adds_to_the_built_in_ones():
     cfg = load_config(None, {"renditions": {"presets": {"print": {"width": 512, "height": 512}},
                                             "active": ["print", "marketplace"]}})

@@ -81,7 +81,7 @@ def _rendition(preset: str, fmt: str, scene: dict, scene_ms: float) -> ChannelRe
 def test_usage_puts_gpu_steps_and_channel_scenes_on_the_gpu_and_counts_calls():
     parts = SimpleNamespace(matte=SimpleNamespace(name="rembg", providers=["CUDAExecutionProvider"]),
                             depth=SimpleNamespace(name="geometric"),
-                            checks=SimpleNamespace(nsfw=SimpleNamespace(device="cpu")))
+                            checks=SimpleNamespace(nsfw=SimpleNamespace(device="cpu")), matte_escalation=None)
     cuda_scene = SimpleNamespace(backend="diffusers-sdxl", settings={"device": "cuda"})
     staging = SimpleNamespace(matte=SimpleNamespace(backend="rembg:isnet-general-use"),
                               variants=[SimpleNamespace(scene=cuda_scene), SimpleNamespace(scene=cuda_scene)])
@@ -95,6 +95,22 @@ def test_usage_puts_gpu_steps_and_channel_scenes_on_the_gpu_and_counts_calls():
     timings = {"matte": 50.0, "scene": 4000.0, "check": 80.0, "channels": 2000.0}
     assert usage.gpu_ms(timings) == {"matte": 50.0, "scene": 4000.0, "channels": 700.0}
     assert Usage().gpu_ms(timings) == {}
+
+
+def test_an_escalated_cut_out_counts_both_backends_and_runs_where_the_second_runs():
+    rembg = SimpleNamespace(name="rembg", providers=["CUDAExecutionProvider"])
+    parts = SimpleNamespace(matte=SimpleNamespace(name="plain-backdrop"), depth=SimpleNamespace(name="geometric"),
+                            checks=SimpleNamespace(nsfw=SimpleNamespace(device="cpu")),
+                            matte_escalation=SimpleNamespace(backend=rembg))
+    scene = SimpleNamespace(backend="procedural", settings={})
+    for details, devices, calls in (({}, {}, {"plain-backdrop": 1}),
+                                    ({"escalation": {"used": "rembg:isnet-general-use"}}, {"matte": "cuda"},
+                                     {"plain-backdrop": 1, "rembg": 1})):
+        staging = SimpleNamespace(matte=SimpleNamespace(backend="plain-backdrop", details=details),
+                                  variants=[SimpleNamespace(scene=scene)])
+        usage = product_usage(parts, staging)
+        assert usage.devices == devices
+        assert usage.calls == {**calls, "geometric": 1, "procedural": 1}
 
 
 def test_cost_config_defaults_and_bad_values(tmp_path):

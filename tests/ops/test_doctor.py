@@ -120,6 +120,17 @@ def test_a_rembg_model_in_u2net_home_is_found(tmp_path, monkeypatch):
     assert [r.name for r in u2net_rows()] == ["rembg model isnet-general-use"]
 
 
+def test_the_backend_a_matte_escalates_to_is_needed_like_the_matte_itself(tmp_path, monkeypatch):
+    """Loaded with the backend when a worker starts: its missing weights stop the run as the
+    backend's own would, so they are missing, not a warning."""
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "empty"))
+    rows = backend_rows(_config(tmp_path, '[matte]\nescalate_to = "rembg"\n'))
+    assert _row(rows, "matte plain-backdrop").status == "ok"
+    row = _row(rows, "matte rembg: rembg model isnet-general-use")
+    assert row.status == "missing" and "U2NET_HOME" in row.fix + row.detail
+    assert all(r.name != "matte: not configured" for r in rows)
+
+
 def test_gpu_severity_follows_the_device_settings(tmp_path):
     absent = lambda: (False, "no CUDA device visible")  # noqa: E731
     assert gpu_rows(load_config(None), absent)[0].status == "info"
@@ -295,6 +306,8 @@ def test_an_object_store_that_does_not_answer_fails_within_the_timeout(monkeypat
     ('[matte]\nbackend = "rembg"\n[scene]\nbackend = "diffusers-sd15"\n', "ok",
      "re-segments each drawn scene with the rembg matte"),
     ('[scene]\nbackend = "diffusers-sdxl"\n', "warn", "colour heuristic (matte plain-backdrop)"),
+    ('[matte]\nescalate_to = "rembg"\n[scene]\nbackend = "diffusers-sdxl"\n', "ok",
+     "re-segments each drawn scene with the rembg matte"),
     ('[scene]\nbackend = "procedural"\nfallback = ["diffusers-sd15"]\n', "warn", "colour heuristic"),
     ('[scene]\nbackend = "diffusers-sdxl"\n[fidelity]\nexpansion = "resegment"\n', "warn",
      "re-segments with the plain-backdrop matte, which cuts out plain backdrops only"),

@@ -135,6 +135,31 @@ def test_an_uncertain_learned_cut_out_goes_to_review_not_reject(catalog, repo, t
     assert checks["product_pixels"]["passed"]  # what it calls product is published untouched
 
 
+def test_a_cut_out_the_embedded_matte_is_unsure_of_is_made_again_by_the_backend_it_escalates_to(
+        catalog, repo, tmp_path, monkeypatch, dev_keys):
+    """`[matte] escalate_to = "rembg"`: shorts on a hanger before a white wall, which the embedded
+    matte is unsure of, cut out again by a real (tiny) ONNX network that keys out white backdrops.
+    The record says which backend made the cut-out, that it was escalated, and counts both calls."""
+    tiny_onnx.install(tmp_path / "u2net")
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))
+    photo = "31_apparel_shorts-on-hanger_white-wall.jpg"
+    shutil.copy(repo / "catalog" / "images" / photo, catalog / photo)
+    (catalog / "esc.csv").write_text(f"sku,image,title,category\nESC-1,{photo},Shorts,shorts\n")
+    cfg = load_config(repo / "config.toml", {"matte": {"escalate_to": "rembg"}, "layout": {"width": 384, "height": 384},
+                                             "renditions": {"active": []}})
+    [row] = read_catalog(catalog / "esc.csv").rows
+    result = process_row(Workbench.build(cfg), row, RunContext(catalog / "out", "run-1"))
+    assert result.status == "ok", result.error
+    record = json.loads((catalog / "out" / result.record).read_text())
+    assert record["backends"]["matte"] == "rembg:isnet-general-use"
+    esc = record["matte_details"]["escalation"]
+    assert esc["from"] == "plain-backdrop" and esc["from_confidence"] < 0.5 <= esc["to_confidence"]
+    assert round(record["matte_confidence"], 4) == esc["to_confidence"]
+    assert record["cost"]["calls"]["plain-backdrop"] == 1 and record["cost"]["calls"]["rembg"] == 1
+    checks = {c["name"]: c for c in record["checks"]}
+    assert checks["matte_confidence"]["passed"] and checks["product_pixels"]["passed"]
+
+
 @pytest.mark.models
 def test_learned_cut_out_with_isnet_publishes_the_product_untouched(catalog, repo, monkeypatch, dev_keys):
     """IS-Net's mask peaks at 254, not 255: the published product must still have an opaque core

@@ -7,7 +7,7 @@ from PIL import Image
 
 from ops.config import MatteConfig
 from stages.errors import ConfigError, ModelUnavailableError, UnknownBackendError
-from stages.matte import BACKENDS, Matte, compute_matte, load_matte_backend
+from stages.matte import BACKENDS, Escalation, Matte, compute_matte, load_matte_backend, segmenter
 from stages.matte.plain_backdrop import PlainBackdropMatte, PlainBackdropOptions
 from stages.matte.rembg import RembgMatte, RembgOptions, mask_to_alpha
 
@@ -413,3 +413,55 @@ def test_rembg_confidence_of_a_ghostly_mask_is_zero_with_a_share_within_the_cut_
     crisp[40:160, 39] = 128  # a one-pixel soft edge
     confidence, measures, reasons = mask_confidence(crisp, 10, 245)
     assert confidence > 0.9 and measures["unsure_fraction"] < 0.01 and not reasons
+
+
+def _escalating(tmp_path, monkeypatch) -> Escalation:
+    """The embedded backend's unsure cut-outs made again by rembg on a real (tiny) ONNX network
+    that keys out white backdrops (tests/tiny_onnx.py), as `[matte] escalate_to = "rembg"` loads it."""
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    tiny_onnx.install(tmp_path)
+    return Escalation(load_matte_backend("rembg", RembgOptions()), 0.5)
+
+
+def _photo(images, name: str) -> np.ndarray:
+    return np.asarray(Image.open(next(images.glob(f"{name}.*"))).convert("RGB"))
+
+
+def test_a_cut_out_the_backend_is_sure_of_is_not_made_again(images, tmp_path, monkeypatch):
+    rgb = _photo(images, "19_shoes_black-suede_white")
+    matte = compute_matte(_plain(), rgb, None, _escalating(tmp_path, monkeypatch))
+    assert matte.backend == "plain-backdrop" and matte.confidence >= 0.5
+    assert "escalation" not in matte.details
+
+
+def test_an_unsure_cut_out_is_made_again_and_the_surer_one_is_used(images, tmp_path, monkeypatch):
+    """Shorts on a hanger before a white wall: the embedded matte finds detached pieces of the wall's
+    colour and is unsure; the white keyer cuts the shorts out with confidence."""
+    rgb = _photo(images, "31_apparel_shorts-on-hanger_white-wall")
+    first = compute_matte(_plain(), rgb, None)
+    matte = compute_matte(_plain(), rgb, None, _escalating(tmp_path, monkeypatch))
+    assert first.confidence < 0.5 <= matte.confidence
+    assert matte.backend == "rembg:isnet-general-use"
+    assert matte.details["escalation"] == {"from": "plain-backdrop", "from_confidence": round(first.confidence, 4),
+                                           "to": "rembg:isnet-general-use", "to_confidence": round(matte.confidence, 4),
+                                           "used": "rembg:isnet-general-use"}
+
+
+def test_when_the_second_backend_is_no_surer_the_first_cut_out_stays_and_says_so(images, tmp_path, monkeypatch):
+    """Beige loafers on a beige floor: the white keyer finds nothing it trusts either. The embedded
+    cut-out stays, and its reasons tell the reviewer the other backend was tried and why it failed."""
+    rgb = _photo(images, "20_shoes_beige-loafers_on-beige-floor")
+    first = compute_matte(_plain(), rgb, None)
+    matte = compute_matte(_plain(), rgb, None, _escalating(tmp_path, monkeypatch))
+    assert matte.backend == "plain-backdrop" and np.array_equal(matte.alpha, first.alpha)
+    assert matte.confidence == first.confidence < 0.5
+    esc = matte.details["escalation"]
+    assert esc["used"] == "plain-backdrop" and esc["to_confidence"] <= esc["from_confidence"]
+    assert matte.details["reasons"][: len(first.details["reasons"])] == first.details["reasons"]
+    assert matte.details["reasons"][-1].startswith("rembg:isnet-general-use was tried too (confidence")
+
+
+def test_the_expansion_check_re_segments_with_whichever_backend_is_learned():
+    plain, rembg = BACKENDS["plain-backdrop"], BACKENDS["rembg"]
+    assert segmenter(plain, rembg) is rembg and segmenter(plain, None) is plain
+    assert segmenter(rembg, plain) is rembg and segmenter(rembg, None) is rembg
