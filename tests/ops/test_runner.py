@@ -107,13 +107,14 @@ def test_a_new_reference_under_the_same_file_name_regenerates_the_product(catalo
     assert json.loads((out / again.record).read_text())["reference_image"]["sha256"] == new_sha
 
 
-def _learned_run(catalog, repo, photo: str, u2net_home, monkeypatch):
-    """One product through the runner with the rembg matte on the weights in `u2net_home`."""
+def _learned_run(catalog, repo, photo: str, u2net_home, monkeypatch, matte: dict | None = None):
+    """One product through the runner with the rembg matte (or the `[matte]` table `matte`) on the
+    weights in `u2net_home`."""
     monkeypatch.setenv("U2NET_HOME", str(u2net_home))
     shutil.copy(repo / "catalog" / "images" / photo, catalog / photo)
     (catalog / "learned.csv").write_text(f"sku,image,title,category\nLEARNED-1,{photo},Thing,shoes\n")
-    cfg = load_config(repo / "config.toml", {"matte": {"backend": "rembg"}, "layout": {"width": 512, "height": 512},
-                                             "renditions": {"active": []}})
+    cfg = load_config(repo / "config.toml", {"matte": matte or {"backend": "rembg"},
+                                             "layout": {"width": 512, "height": 512}, "renditions": {"active": []}})
     [row] = read_catalog(catalog / "learned.csv").rows
     result = process_row(Workbench.build(cfg), row, RunContext(catalog / "out", "run-1"))
     assert result.status == "ok", result.error
@@ -141,22 +142,13 @@ def test_a_cut_out_the_embedded_matte_is_unsure_of_is_made_again_by_the_backend_
     matte is unsure of, cut out again by a real (tiny) ONNX network that keys out white backdrops.
     The record says which backend made the cut-out, that it was escalated, and counts both calls."""
     tiny_onnx.install(tmp_path / "u2net")
-    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))
-    photo = "31_apparel_shorts-on-hanger_white-wall.jpg"
-    shutil.copy(repo / "catalog" / "images" / photo, catalog / photo)
-    (catalog / "esc.csv").write_text(f"sku,image,title,category\nESC-1,{photo},Shorts,shorts\n")
-    cfg = load_config(repo / "config.toml", {"matte": {"escalate_to": "rembg"}, "layout": {"width": 384, "height": 384},
-                                             "renditions": {"active": []}})
-    [row] = read_catalog(catalog / "esc.csv").rows
-    result = process_row(Workbench.build(cfg), row, RunContext(catalog / "out", "run-1"))
-    assert result.status == "ok", result.error
-    record = json.loads((catalog / "out" / result.record).read_text())
+    _, record, checks = _learned_run(catalog, repo, "31_apparel_shorts-on-hanger_white-wall.jpg", tmp_path / "u2net",
+                                     monkeypatch, {"escalate_to": "rembg"})
     assert record["backends"]["matte"] == "rembg:isnet-general-use"
     esc = record["matte_details"]["escalation"]
     assert esc["from"] == "plain-backdrop" and esc["from_confidence"] < 0.5 <= esc["to_confidence"]
     assert round(record["matte_confidence"], 4) == esc["to_confidence"]
     assert record["cost"]["calls"]["plain-backdrop"] == 1 and record["cost"]["calls"]["rembg"] == 1
-    checks = {c["name"]: c for c in record["checks"]}
     assert checks["matte_confidence"]["passed"] and checks["product_pixels"]["passed"]
 
 
