@@ -3,9 +3,9 @@
 Every photo of each `--images` folder is staged by the per-product runner with the default
 config (channel presets, format copies, checks, signing: what `stage run` does), once per matte
 backend asked for (`plain-backdrop+rembg`: the embedded backend escalating what it is unsure of
-to rembg, `[matte] escalate_to`), and the published cut-out (`layers/matte.png`) is judged against a reference
-cut-out made by IS-Net through rembg (`--models`: the folder holding isnet-general-use.onnx;
-the references are cached by photo hash under `--cache`).
+to rembg, `[matte] escalate_to`), and the published cut-out (`layers/matte.png`) is judged
+against a reference cut-out made by IS-Net through rembg (`--models`: the folder holding
+isnet-general-use.onnx; the references are cached by photo hash under `--cache`).
 
 A cut-out is
     good  IoU >= 0.95 with the reference, and no stray part;
