@@ -76,8 +76,8 @@ def escalate(first: Matte, second: Matte) -> Matte:
     reasons what the other backend made of the photo, so a reviewer knows both were tried.
 
     An embedded backend built for plain backdrops is fast and mostly right about what it is sure
-    of (the checks after it catch the rest), and unsure of photos it was not made for (a textured
-    floor, a product the colour of its backdrop);
+    of, and unsure of photos it was not made for (a textured floor, a product the colour of its
+    backdrop);
     a learned one costs seconds on a CPU, and far less on a GPU, and knows what objects are. Run
     the first on every photo and the second on what the first is unsure of: the catalog's plain
     packshots cost what the embedded backend costs, and a person looks only at what both are
