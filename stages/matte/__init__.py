@@ -77,11 +77,10 @@ def escalate(first: Matte, second: Matte) -> Matte:
 
     An embedded backend built for plain backdrops is fast and mostly right about what it is sure
     of, and unsure of photos it was not made for (a textured floor, a product the colour of its
-    backdrop);
-    a learned one costs seconds on a CPU, and far less on a GPU, and knows what objects are. Run
-    the first on every photo and the second on what the first is unsure of: the catalog's plain
-    packshots cost what the embedded backend costs, and a person looks only at what both are
-    unsure of."""
+    backdrop); a learned one costs seconds on a CPU, and far less on a GPU, and knows what objects
+    are. Run the first on every photo and the second on what the first is unsure of: the
+    catalog's plain packshots cost what the embedded backend costs, and a person looks only at
+    what both are unsure of."""
     used, other = (second, first) if second.confidence > first.confidence else (first, second)
     record = {"from": first.backend, "from_confidence": round(first.confidence, 4), "to": second.backend,
               "to_confidence": round(second.confidence, 4), "used": used.backend}
