@@ -45,9 +45,8 @@ def unmix_edge(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int
     Light the backdrop bounced onto the product is not such a mix (a pink sheen on a white rim lies
     off the line from `B` to `F`) and is not taken out. How far that evidence counts goes by `s`:
     alone from `UNMIX_FULL`, where noise is at most doubled; blended toward `F` below; `F` alone
-    under `UNMIX_FROM`. A learned matte's soft rim
-    lying over the backdrop (alpha 30%, its colour the backdrop's) thus shows the product's colour
-    by its alpha instead of a line of the backdrop's. Without an opaque pixel near, the pixel's own
+    under `UNMIX_FROM`. A learned matte's soft rim lying over the backdrop (alpha 30%, its colour
+    the backdrop's) thus shows the product's colour by its alpha instead of a line of the backdrop's. Without an opaque pixel near, the pixel's own
     evidence stands alone; without a backdrop pixel near (the product meets the photo's frame),
     the pixel is left as it is. The maps are read with the box reduced by a whole factor to at
     most `WORK_SIDE` px (bilinear between reduced pixels), so beyond one reduction of the box the
