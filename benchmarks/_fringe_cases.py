@@ -9,7 +9,10 @@ The model knows nothing of the check (its alpha gate, rim width, shift or share 
   weight of the backdrop's colour, scaled by its own lightness (a dark product reflects little);
 - a plain backdrop with a gentle light falloff and a little sensor noise;
 - optionally a pale version of the product (`pale`: every channel brought 70% of the way to white,
-  its shading and texture kept): a light garment or a white shoe made of a dark hand-masked one.
+  its shading and texture kept): a light garment or a white shoe made of a dark hand-masked one;
+- or a dyed one (`dye`: its hue a sixth of the colour circle from the backdrop's, saturated, its
+  shading kept): a product in a colour near the backdrop's (a yellow cap on red, a violet shoe on
+  pink).
 The result is a source photo; the real matte backend, layout step and check take it from there.
 
 Whether a fringe shows is said by the model's own parameters, not by the check: an edge blurred
@@ -60,6 +63,19 @@ def hand_masked(stem: str, pale: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if pale:
         rgb = np.clip(255.0 - 0.3 * (255.0 - rgb.astype(np.float32)), 0, 255).astype(np.uint8)
     return rgb, cv2.imread(str(MASKS / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+
+
+def dye(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], turn: float) -> np.ndarray:
+    """The product of `rgb` (hand `mask`) dyed a colour `turn` degrees round the hue circle from the
+    backdrop `colour`'s: saturated (HSV saturation 0.75), its brightness kept as shading
+    (160 + 0.35 x its own value, of 255); the backdrop's pixels stay as they are."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+    hue = int(cv2.cvtColor(np.uint8([[colour]]), cv2.COLOR_RGB2HSV_FULL)[0, 0, 0])
+    dyed = np.empty_like(hsv)
+    dyed[..., 0] = round(hue + turn * 256 / 360) % 256
+    dyed[..., 1] = 190
+    dyed[..., 2] = np.clip(160.0 + 0.35 * hsv[..., 2], 0, 255).astype(np.uint8)
+    return np.where((mask >= 128)[..., None], cv2.cvtColor(dyed, cv2.COLOR_HSV2RGB_FULL), rgb)
 
 
 def edge_alpha(mask: np.ndarray, soft: float) -> np.ndarray:

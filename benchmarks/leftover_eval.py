@@ -22,12 +22,13 @@ means that know nothing of the check's rules (its colour references, tolerances 
   colour (the catalog's red tiles, photo 23) by 15%, 30% or 50%, the backdrop colour given as red;
 - `fringe`: the product re-shot on a plain backdrop (red, pink and pale pink sheets, magenta,
   orange and blue paper) by the physical model of benchmarks/_fringe_cases.py (soft edge of
-  `size` px, 0.5-4, plus a colour bleed of 0-40%), every hand-masked photo as shot and three dark
-  ones made pale (a light garment), then cut out by the real matte backend (embedded; with
-  `--models`, rembg + IS-Net too): the fringe a cut-out keeps from a coloured backdrop, graded
-  visible by the model's own parameters (an edge blurred 1 px or more, or a bleed of 20% or more);
-  `reshot` (must pass): the same re-shoots with a hard edge (0-0.5 px) and at most a faint bleed
-  (5%); the re-shoots are also tabled by colour, blur, bleed and tone;
+  `size` px, 0.5-4, plus a colour bleed of 0-40%), every hand-masked photo as shot, three dark
+  ones made pale (a light garment) and every one dyed a saturated colour 60 degrees round the hue
+  circle from the backdrop's (a yellow cap on red), then cut out by the real matte backend
+  (embedded; with `--models`, rembg + IS-Net too): the fringe a cut-out keeps from a coloured
+  backdrop, graded visible by the model's own parameters (an edge blurred 1 px or more, or a bleed
+  of 20% or more); `reshot` (must pass): the same re-shoots with a hard edge (0-0.5 px) and at
+  most a faint bleed (5%); the re-shoots are also tabled by colour, blur, bleed and tone;
 - `catalog`: the 12 tuning photos as they are, cut out by the same matte (must keep a clean rim:
   a false alarm is `rim_spill` failing; size 0 where the matte does not trust its cut-out).
 
@@ -280,13 +281,16 @@ def spill(case: Case, tint: float, width: float, red: np.ndarray, cfg: LeftoverO
 
 
 def fringe(stem: str, colour: str, soft: float, bleed: float, matte: Any, canvas: int = 1024,
-           pale: bool = False) -> Case:
-    """The product of a hand-masked photo (`pale`: its pale version) re-shot on a plain `colour`
-    backdrop (soft edge of `soft` px, colour bleed `bleed`), cut out by `matte` (a matte backend)
-    and placed by the layout step. Graded by the model's own parameters (_fringe_cases.visible,
-    .clean): a visible fringe (`fringe`, size = the edge's blur) must fail `rim_spill`; a clean
-    re-shoot (`reshot`, size = the bleed) must fail no check; the cases between are `near`."""
+           pale: bool = False, dyed: float = 0.0) -> Case:
+    """The product of a hand-masked photo (`pale`: its pale version; `dyed`: dyed a colour that
+    many degrees round the hue circle from the backdrop's) re-shot on a plain `colour` backdrop
+    (soft edge of `soft` px, colour bleed `bleed`), cut out by `matte` (a matte backend) and placed
+    by the layout step. Graded by the model's own parameters (_fringe_cases.visible, .clean): a
+    visible fringe (`fringe`, size = the edge's blur) must fail `rim_spill`; a clean re-shoot
+    (`reshot`, size = the bleed) must fail no check; the cases between are `near`."""
     rgb, mask = fringes.hand_masked(stem, pale)
+    if dyed:
+        rgb = fringes.dye(rgb, mask, fringes.BACKDROPS[colour], dyed)
     src = fringes.reshoot(rgb, mask, fringes.BACKDROPS[colour], soft, bleed)
     m = matte.run(src)
     layout = place_product(src, m.alpha, _layout(canvas))
@@ -295,7 +299,7 @@ def fringe(stem: str, colour: str, soft: float, bleed: float, matte: Any, canvas
     else:
         family, size, check = ("reshot" if fringes.clean(soft, bleed) else "near"), bleed, ""
     return Case(family, stem, size, layout, src, m.alpha, backdrop_colour(src, m.alpha, m.details), check,
-                colour, soft, bleed, "pale" if pale else "as shot")
+                colour, soft, bleed, "dyed" if dyed else "pale" if pale else "as shot")
 
 
 # (edge blur px, bleed) of the re-shoots: visible fringes, from a just-visible 1 px edge with no
@@ -309,14 +313,18 @@ PALE = ["19_shoes_black-suede_white", "28_hat_leather-newsboy-cap_on-white-sheet
 
 def fringe_cases(stems: list[str], matte: Any, pale: list[str] | None = None) -> list[Case]:
     """Every photo of `stems` as shot, then the pale version of those of `pale` (PALE by default),
-    each re-shot with every edge of FRINGES and RESHOTS, the backdrop colour turning with the
-    product and the edge so that every colour meets every edge."""
+    then every photo dyed a colour 60 degrees from the backdrop's (either way round, turning with
+    the edge), each re-shot with every edge of FRINGES and RESHOTS, the backdrop colour turning with
+    the product and the edge so that every colour meets every edge."""
     colours = list(fringes.BACKDROPS)
-    products = [(s, False) for s in stems] + [(s, True) for s in (PALE if pale is None else pale) if s in stems]
+    products = [(s, "as shot") for s in stems] + [(s, "pale") for s in (PALE if pale is None else pale)
+                                                  if s in stems] + [(s, "dyed") for s in stems]
     cases = []
-    for i, (stem, light) in enumerate(products):
+    for i, (stem, tone) in enumerate(products):
         for j, (soft, bleed) in enumerate(FRINGES + RESHOTS):
-            cases.append(fringe(stem, colours[(i + j) % len(colours)], soft, bleed, matte, pale=light))
+            dyed = (60.0 if j % 2 else -60.0) if tone == "dyed" else 0.0
+            cases.append(fringe(stem, colours[(i + j) % len(colours)], soft, bleed, matte, pale=tone == "pale",
+                                dyed=dyed))
     return cases
 
 

@@ -329,6 +329,26 @@ def test_a_light_garment_on_a_sheet_near_the_threshold_both_sides(colour):
     assert case.family == "fringe" and failed(case)["rim_spill"]
 
 
+@pytest.mark.parametrize("stem, colour, turn", [("20_shoes_beige-loafers_on-beige-floor", "pink", 60.0),
+                                                ("27_hat_leather-cap_on-white-sheet", "pale-pink", -60.0),
+                                                ("15_kitchen_coffee-cup_on-wood", "pink", 60.0)])
+def test_a_fringe_on_a_product_coloured_near_the_backdrop_is_caught(stem, colour, turn):
+    """A product dyed a saturated colour 60 degrees round the hue circle from the backdrop's (a
+    violet shoe on pink, a yellow cap on red): its own colour holds much of the backdrop's hue, so
+    along that hue a fringe has no room to show. Read across the product's own hue, it is caught
+    from a 1.5 px soft edge; the clean re-shoots (a hard edge, with no bleed or a faint one, and a
+    lens's 0.5 px anti-aliasing) pass."""
+    for soft, bleed in ((0.0, 0.0), (0.0, 0.05), (0.5, 0.0)):
+        case = le.fringe(stem, colour, soft, bleed, EMBEDDED, dyed=turn)
+        assert case.family == "reshot" and not failed(case)["rim_spill"], (soft, bleed)
+    case = le.fringe(stem, colour, 1.5, 0.0, EMBEDDED, dyed=turn)
+    outline = measure_outline(case.layout, FidelityOptions())
+    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    assert case.family == "fringe" and found.spill > CFG.spill_limit, found.spill
+    assert not found.spill_note  # judged, not passed over as the backdrop's hue
+
+
 def test_a_soft_matte_shows_the_backdrop_it_straddles_below_alpha_128():
     """A learned matte's soft rim, stood in for by the hand mask blurred by 1 px, on the loafers
     re-shot on pink with a hard edge: the matte's pixels under alpha 128 are pure pink and the
