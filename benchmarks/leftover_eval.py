@@ -64,7 +64,7 @@ for _p in (REPO, REPO / "benchmarks"):
 
 import _fringe_cases as fringes  # noqa: E402
 from stages.check.fidelity import FidelityOptions, backdrop_colour, measure_outline  # noqa: E402
-from stages.check.leftovers import LeftoverOptions, find_leftovers, leftover_checks  # noqa: E402
+from stages.check.leftovers import LeftoverOptions, Leftovers, find_leftovers, leftover_checks  # noqa: E402
 from stages.check.outline import product_size  # noqa: E402
 from stages.layout import Layout, LayoutOptions, place_product  # noqa: E402
 
@@ -342,12 +342,16 @@ def catalog_cases(matte: Any, canvas: int = 1024) -> list[Case]:
     return cases
 
 
+def leftovers(case: Case, cfg: LeftoverOptions) -> Leftovers:
+    """What the leftover check finds on one case."""
+    outline = measure_outline(case.layout, FidelityOptions())
+    return find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
+                          case.source_rgb, case.source_alpha, case.backdrop, cfg)
+
+
 def judge(case: Case, cfg: LeftoverOptions) -> dict[str, bool]:
     """{check name: failed} for one case."""
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, cfg)
-    return {c.name: not c.passed for c in leftover_checks(found, cfg)}
+    return {c.name: not c.passed for c in leftover_checks(leftovers(case, cfg), cfg)}
 
 
 def build_cases(stems: list[str], cfg: LeftoverOptions, seed: int = 0) -> list[Case]:

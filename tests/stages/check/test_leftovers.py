@@ -68,9 +68,7 @@ def test_detached_leftovers_are_stray_parts_above_the_floor(bases, hand):
 
 def test_stray_part_message_says_what_and_where(bases):
     case = le.island(bases["27_hat_leather-cap_on-white-sheet"], 3.0, np.random.default_rng(2), CFG)
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     [part] = found.strays
     added = (case.layout.product_alpha > 0) & (bases["27_hat_leather-cap_on-white-sheet"].layout.product_alpha == 0)
     ys, xs = np.nonzero(added)
@@ -180,9 +178,7 @@ def test_texture_is_read_within_one_colour_class():
 
 def test_kept_backdrop_message_and_details(bases):
     case = le.kept_backdrop(bases["32_apparel_black-shorts_on-white-quilt"], 10.0, np.random.default_rng(3), CFG)
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     check = next(c for c in leftover_checks(found, CFG) if c.name == "backdrop_region")
     assert not check.passed and "has the backdrop's colour and texture" in check.message
     region = found.regions[0]
@@ -213,9 +209,7 @@ def test_red_rim_spill_is_caught_where_the_halo_check_is_not(bases):
         assert halo(final, case.layout, red, FidelityOptions()).passed, stem
     assert caught == len(bases)
     case = le.spill(bases["20_shoes_beige-loafers_on-beige-floor"], 0.5, 2.0, red, CFG)
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     check = next(c for c in leftover_checks(found, CFG) if c.name == "rim_spill")
     assert check.message.startswith("rim of the product tinted toward the backdrop colour (red) over ")
 
@@ -223,9 +217,7 @@ def test_red_rim_spill_is_caught_where_the_halo_check_is_not(bases):
 def test_a_white_or_grey_backdrop_leaves_no_hue_to_judge(bases):
     base = bases["20_shoes_beige-loafers_on-beige-floor"]
     case = le.spill(base, 0.5, 2.0, np.array([200.0, 200.0, 200.0], np.float32), CFG)
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     assert found.spill == 0 and "not coloured" in found.spill_note
 
 
@@ -295,9 +287,7 @@ EMBEDDED = PlainBackdropMatte(PlainBackdropOptions())
                                           ("23_shoes_white-sneakers_on-brown", "pink")])
 def test_a_fringe_from_a_coloured_backdrop_is_caught_and_said(stem, colour):
     case = le.fringe(stem, colour, 1.5, 0.05, EMBEDDED)  # a 1.5 px soft edge, a faint bleed
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     check = next(c for c in leftover_checks(found, CFG) if c.name == "rim_spill")
     assert not check.passed, (stem, colour, found.spill)
     assert hue_name(case.backdrop) == colour
@@ -342,9 +332,7 @@ def test_a_fringe_on_a_product_coloured_near_the_backdrop_is_caught(stem, colour
         case = le.fringe(stem, colour, soft, bleed, EMBEDDED, dyed=turn)
         assert case.family == "reshot" and not failed(case)["rim_spill"], (soft, bleed)
     case = le.fringe(stem, colour, 1.5, 0.0, EMBEDDED, dyed=turn)
-    outline = measure_outline(case.layout, FidelityOptions())
-    found = find_leftovers(case.layout.product_rgb, case.layout.product_alpha, case.layout.placement, outline,
-                           case.source_rgb, case.source_alpha, case.backdrop, CFG)
+    found = le.leftovers(case, CFG)
     assert case.family == "fringe" and found.spill > CFG.spill_limit, found.spill
     assert not found.spill_note  # judged, not passed over as the backdrop's hue
 
