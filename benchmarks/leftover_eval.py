@@ -18,6 +18,12 @@ means that know nothing of the check's rules (its colour references, tolerances 
   model of benchmarks/_fringe_cases.py (hard or 0.5 px edge, no bleed) on three of its colours,
   cut out by its hand mask (size 0: must pass), then with its gaps kept as in `gap`; only
   `backdrop_region` is graded;
+- `faint`: a faint part left on the product layer: a line 1-3 px wide (a floor seam, a tile's
+  grout) or a smear (a shadow) at 15-40% opacity, in a shade of the photo's own backdrop, running
+  from a point of the product's outline straight out into the open canvas (its end as far from
+  the product as it is long), as a learned matte
+  keeps what it is unsure of; its size is its length, in multiples of `faint_reach` of the
+  product's size;
 - `spill`: the product's rim (the outer 1-3 x `spill_width`) blended toward a real red backdrop
   colour (the catalog's red tiles, photo 23) by 15%, 30% or 50%, the backdrop colour given as red;
 - `fringe`: the product re-shot on a plain backdrop (red, pink and pale pink sheets, magenta,
@@ -33,9 +39,10 @@ means that know nothing of the check's rules (its colour references, tolerances 
   a false alarm is `rim_spill` failing; size 0 where the matte does not trust its cut-out).
 
 Sizes are multiples of the check's size floor (`stray_area` or `region_area` of the product's
-area), from half of it (must pass) to ten times (1.5 is near the floor); for `spill` the size is
-the tint. The printed table gives per family and size the cases caught (their check failed) and
-false alarms (another leftover check failed; on a clean case, any).
+area, `faint_reach` of its size), from half of it (must pass) to ten times (1.5 is near the
+floor); for `spill` the size is the tint. The printed table gives per family and size the cases
+caught (their check failed) and false alarms (another leftover check failed; on a clean case,
+any).
 
 The layout keeps every cut-out's soft edge as it is (`[layout] unmix_edge = false`): the cases are
 graded by the model's own parameters, which unmixing the edge would change; what unmixing takes
@@ -175,6 +182,52 @@ def island(case: Case, size: float, rng: np.random.Generator, cfg: LeftoverOptio
     rgb[y:y + h, x:x + w][sel] = patch[sel].astype(np.uint8)
     alpha[y:y + h, x:x + w][sel] = 255
     return _with_layer(case, "hand" if hand else "island", size, rgb, alpha, "stray_parts")
+
+
+def faint_tail(case: Case, size: float, rng: np.random.Generator, cfg: LeftoverOptions) -> Case | None:
+    """A faint line or smear of `size` x the faint floor in length, running straight out from a
+    point of the product's outline into the open canvas (None when no such path fits)."""
+    alpha0 = case.layout.product_alpha
+    length = size * cfg.faint_reach * product_size(alpha0)
+    free = cv2.distanceTransform((alpha0 == 0).view(np.uint8), cv2.DIST_L2, 5)
+    gy, gx = np.gradient(cv2.GaussianBlur(free, (0, 0), 3.0))
+    edge_y, edge_x = np.nonzero((free > 0) & (free <= 1.5))
+    h, w = alpha0.shape
+    smear = bool(rng.integers(2))
+    width = float(rng.uniform(6.0, 14.0)) if smear else float(rng.integers(1, 4))
+    opacity = float(rng.uniform(0.15, 0.40))
+    for i in rng.permutation(edge_y.size)[:200]:
+        y0, x0 = float(edge_y[i]), float(edge_x[i])
+        n = np.hypot(gx[edge_y[i], edge_x[i]], gy[edge_y[i], edge_x[i]])
+        if n < 1e-3:
+            continue
+        dy, dx = gy[edge_y[i], edge_x[i]] / n, gx[edge_y[i], edge_x[i]] / n
+        t = np.arange(0.0, length + 1.0)
+        py, px = y0 + dy * t, x0 + dx * t
+        if py.min() < width or px.min() < width or py.max() > h - 1 - width or px.max() > w - 1 - width:
+            continue
+        if (alpha0[np.rint(py[3:]).astype(int), np.rint(px[3:]).astype(int)] > 0).any() or \
+                free[round(py[-1]), round(px[-1])] < 0.9 * length:
+            continue  # the path crosses the product again, or runs along it (between the shoes of a pair)
+        path = np.zeros_like(alpha0)
+        p0 = (round(x0 - dx * 2), round(y0 - dy * 2))  # from just inside the edge: it joins the product
+        p1 = (round(px[-1]), round(py[-1]))
+        if smear:
+            cv2.ellipse(path, (round((p0[0] + p1[0]) / 2), round((p0[1] + p1[1]) / 2)),
+                        (max(1, round(length / 2)), max(1, round(width / 2))),
+                        float(np.degrees(np.arctan2(dy, dx))), 0, 360, 255, -1)
+            path = cv2.GaussianBlur(path, (0, 0), 1.0)  # a soft rim; a wider blur would fade its tip out of sight
+        else:
+            cv2.line(path, p0, p1, 255, int(width))  # a whole line: anti-aliased, its faintest pixels would not show
+        rgb, alpha = case.layout.product_rgb.copy(), alpha0.copy()
+        add = (path.astype(np.float32) / 255.0 * opacity * 255.0).astype(np.uint8)
+        on = (alpha0 == 0) & (add > 0)
+        shade = np.clip(np.asarray(case.backdrop if case.backdrop is not None else (200, 200, 200), np.float32)
+                        * rng.uniform(0.7, 1.15), 0, 255)
+        rgb[on] = shade.astype(np.uint8)
+        alpha[on] = add[on]
+        return _with_layer(case, "faint", size, rgb, alpha, "faint_parts")
+    return None
 
 
 def kept_backdrop(case: Case, size: float, rng: np.random.Generator, cfg: LeftoverOptions,
@@ -356,6 +409,7 @@ def judge(case: Case, cfg: LeftoverOptions) -> dict[str, bool]:
 
 def build_cases(stems: list[str], cfg: LeftoverOptions, seed: int = 0) -> list[Case]:
     rng = np.random.default_rng(seed)
+    rng_faint = np.random.default_rng([seed, 1])  # its own draws: the other families' cases stay as they were
     red = red_backdrop()
     cases: list[Case] = []
     for stem in stems:
@@ -364,7 +418,8 @@ def build_cases(stems: list[str], cfg: LeftoverOptions, seed: int = 0) -> list[C
         base = clean[0]
         for m in MULTIPLES:
             cases += [c for c in (island(base, m, rng, cfg), island(base, m, rng, cfg, hand=True),
-                                  kept_backdrop(base, m, rng, cfg), kept_gap(base, m, cfg)) if c is not None]
+                                  kept_backdrop(base, m, rng, cfg), kept_gap(base, m, cfg),
+                                  faint_tail(base, m, rng_faint, cfg)) if c is not None]
         for tint in (0.15, 0.3, 0.5):
             cases.append(spill(base, tint, 2.0, red, cfg))
     return cases
@@ -411,7 +466,7 @@ def print_table(table: dict[str, dict[str, list[int]]], title: str = "family") -
     print(f"{title:18s} {'size':>10s} {'caught':>8s} {'false alarms':>13s}")
     for family, rows in table.items():
         for size, (caught, total, false) in rows.items():
-            graded = family.split()[0] in ("fringe", "island", "hand", "kept", "gap", "spill") or \
+            graded = family.split()[0] in ("fringe", "island", "hand", "kept", "gap", "faint", "spill") or \
                 (family == "gap-reshot" and float(size) > 0)
             shown = f"{caught}/{total}" if graded else f"-/{total}"
             print(f"{family:18s} {size:>10s} {shown:>8s} {false:>10d}/{total}")

@@ -13,8 +13,8 @@ SEVERITY = {
     # content and provenance: what must never reach a shopper
     "nsfw": 0, "prompt_safety": 0, "product_pixels": 0, "c2pa": 0,
     # the product itself: a wrong cut-out, drawn-on product, leftovers of the photo's backdrop, a hanger
-    "expansion": 1, "cropped": 1, "stray_parts": 1, "backdrop_region": 1, "rim_spill": 1, "matte_confidence": 1, "halo": 1,
-    "hanger": 1,
+    "expansion": 1, "cropped": 1, "stray_parts": 1, "faint_parts": 1, "backdrop_region": 1, "rim_spill": 1,
+    "matte_confidence": 1, "halo": 1, "hanger": 1,
     # presentation: framing, a fallback scene, a marginal score, a channel rendition's rule
     "framing": 2, "scene_backend": 2, "quality": 2, "review": 2,
 }

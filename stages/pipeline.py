@@ -28,7 +28,7 @@ from stages.shadow import ShadowOptions
 from stages.style import StyledBackground, prepare_style
 
 # Part of every cache key and record: a new version regenerates every output.
-PIPELINE_VERSION = "0.12.0"
+PIPELINE_VERSION = "0.13.0"
 
 Timer = Callable[[str], AbstractContextManager[Any]]
 CheckMode = Literal["all", "trained", "none"]

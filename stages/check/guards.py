@@ -63,7 +63,7 @@ class ContentChecks:
         found = None
         if cfg.leftovers.enabled:
             found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement, outline, source_rgb,
-                                   matte.alpha, backdrop, cfg.leftovers)
+                                   matte.alpha, backdrop, cfg.leftovers, matte.mixed_edge)
         hangers = find_hangers(layout.product_alpha, category, cfg.hangers) if cfg.hangers.enabled else None
         return LayoutMeasures(outline, backdrop, found, hangers)
 

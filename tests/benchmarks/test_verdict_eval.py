@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import load_benchmark  # tests/ is on sys.path
 
@@ -82,3 +83,47 @@ def test_a_photo_is_resampled_to_the_pixel_count_asked_for_once(tmp_path, images
         assert abs(b.width * b.height / 2e6 - 1) < 0.01 and abs(b.width / b.height - a.width / a.height) < 0.01
     stamp = out.stat().st_mtime_ns
     assert V.C.resampled_photo(src, 2.0, tmp_path / "2mp") == out and out.stat().st_mtime_ns == stamp
+
+
+def test_the_lower_bound_of_a_precision_is_the_clopper_pearson_one():
+    # reference values: scipy.stats.beta.ppf(0.05, k, n - k + 1), the one-sided 95% bound
+    assert abs(V.lower_bound(3, 4) - 0.24860) < 1e-4
+    assert abs(V.lower_bound(12, 13) - 0.68366) < 1e-4
+    assert abs(V.lower_bound(4, 4) - 0.05 ** 0.25) < 1e-9  # all good: (1 - confidence) ** (1 / n)
+    assert V.lower_bound(0, 5) == 0.0 and V.lower_bound(0, 0) == 0.0
+
+
+def test_a_98_percent_precision_takes_149_clean_passes_to_show():
+    assert V.passes_needed(0.98) == 149
+    assert V.lower_bound(149, 149) >= 0.98 > V.lower_bound(148, 148)
+    assert V.lower_bound(60, 60) < 0.98  # a set of 60 photos cannot show it, even all passed clean
+    assert "too few passes" in V.precision_line(V.figures([V.Judged("a", "ok", "pass", [], iou=1.0)]))
+
+
+def test_a_defect_a_person_saw_makes_a_pass_bad_for_that_product_layer_only(tmp_path):
+    J = V.Judged
+    seen_csv = tmp_path / "seen.csv"
+    seen_csv.write_text("photo,matte,product_layer,defect\n"
+                        "a.jpg,plain-backdrop,aaaa,\n"
+                        "b.jpg,plain-backdrop,bbbb,torn collar\n"
+                        "c.jpg,plain-backdrop,old0,\n"  # looked at before the output changed
+                        "d.jpg,rembg,dddd,red strip\n", encoding="utf-8")  # another matte's output
+    judged = [J("a.jpg", "ok", "pass", [], iou=0.99, product_layer="aaaa"),
+              J("b.jpg", "ok", "pass", [], iou=0.99, product_layer="bbbb"),
+              J("c.jpg", "ok", "pass", [], iou=0.99, product_layer="cccc"),
+              J("d.jpg", "ok", "pass", [], iou=0.99, product_layer="dddd"),
+              J("e.jpg", "ok", "review", [], iou=0.5, product_layer="eeee")]
+    todo = V.apply_seen(judged, "plain-backdrop", V.read_seen(seen_csv))
+    assert [j.seen for j in judged] == ["", "torn collar", None, None, None]
+    assert todo == ["c.jpg,plain-backdrop,cccc,", "d.jpg,plain-backdrop,dddd,"]  # passes only
+    assert judged[0].good and not judged[1].good and judged[1].bad
+    f = V.figures(judged)
+    assert (f["pass"], f["pass_good"], f["pass_unseen"], f["bad"], f["bad_not_pass"]) == (4, 3, 2, 2, 1)
+    assert "2 pass(es) not looked at" in V.summary_line("plain-backdrop", "set", f)
+
+
+def test_a_seen_file_without_its_columns_is_refused_by_name(tmp_path):
+    bad = tmp_path / "seen.csv"
+    bad.write_text("photo,defect\na.jpg,\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="matte, product_layer"):
+        V.read_seen(bad)

@@ -62,8 +62,8 @@ def test_steps_run_in_order_and_the_product_pixels_are_the_photos(parts, photo):
     assert core.sum() > 5000
     for v in staging.variants:
         assert v.pixels.shape == (320, 320, 3) and np.array_equal(v.pixels[core], staging.layout.product_rgb[core])
-        assert {c.name for c in v.checks} == {"nsfw", "expansion", "halo", "stray_parts", "backdrop_region",
-                                              "rim_spill", "hanger"}
+        assert {c.name for c in v.checks} == {"nsfw", "expansion", "halo", "stray_parts", "faint_parts",
+                                              "backdrop_region", "rim_spill", "hanger"}
         assert v.look["shadow"]["enabled"] and v.scene.backend == "procedural"
     a, b = staging.variants
     assert (a.seed, b.seed) == (3, 4) and not np.array_equal(a.pixels, b.pixels)

@@ -182,7 +182,7 @@ def test_content_checks_pick_the_expansion_method_and_run_the_resegmenter(cfg, f
     matte = studio.run(c.source_rgb)
     found, details = checks.run(image, c.layout, c.source_rgb, matte)
     by_name = {ch.name: ch for ch in found}
-    assert set(by_name) == {"nsfw", "expansion", "halo", "stray_parts", "backdrop_region", "rim_spill",
+    assert set(by_name) == {"nsfw", "expansion", "halo", "stray_parts", "faint_parts", "backdrop_region", "rim_spill",
                             "hanger"}
     assert details["expansion"]["method"] == "resegment" and not by_name["expansion"].passed
     assert by_name["nsfw"].passed and details["nsfw"]["score"] < cfg.nsfw.review_threshold

@@ -1,7 +1,7 @@
 """Leftover check on real cut-outs: the catalog photos with their hand masks, placed by the layout
 step, with leftovers added by benchmarks/leftover_eval.py (real backdrop strips, a hand, the
-source's own backdrop kept in the mask beside the product or in its gaps, a red tint on the rim),
-from half the check's size floor to ten times it."""
+source's own backdrop kept in the mask beside the product or in its gaps, a faint line or smear
+beyond the product, a red tint on the rim), from half the check's size floor to ten times it."""
 
 from __future__ import annotations
 
@@ -89,6 +89,58 @@ def test_a_pair_and_parts_within_the_gap_are_the_product(bases):
     alpha[row - 20:row + 20, right - 2:right] = 0  # a 2 px cut separates a sliver from the shoe
     case = le._with_layer(base, "cut", 0, base.layout.product_rgb, alpha, "")
     assert not failed(case)["stray_parts"]
+
+
+def test_a_faint_line_or_smear_beyond_the_product_is_a_faint_part_from_its_floor(bases):
+    rng = np.random.default_rng(7)
+    for stem, base in bases.items():
+        short = le.faint_tail(base, 0.5, rng, CFG)  # half the reach: a soft edge's tail, not judged
+        assert short is not None and not any(failed(short).values()), stem
+        for size in (1.5, 10.0):
+            case = le.faint_tail(base, size, rng, CFG)
+            if case is None:  # no straight path that long fits in the canvas beside this product
+                assert size == 10.0, stem
+                continue
+            result = failed(case)
+            assert result["faint_parts"] and not result["stray_parts"], (stem, size, result)
+
+
+def test_a_faint_part_says_how_far_it_reaches_and_where(bases):
+    """A line drawn here, not by the benchmark: 2 px wide at 20% opacity, straight down from the
+    cap's lowest point for 0.04 and for 0.09 of the cap's size (the limit is 0.06)."""
+    base = bases["27_hat_leather-cap_on-white-sheet"]
+    alpha0 = base.layout.product_alpha
+    ys, xs = np.nonzero(alpha0 >= 128)
+    x0, y0, w, h = cv2.boundingRect((alpha0 >= 128).view(np.uint8))
+    size = np.sqrt(w * h)
+    bottom = int(ys.max())
+    x = int(np.median(xs[ys == bottom]))
+    results = {}
+    for reach in (0.04, 0.09):
+        alpha = alpha0.copy()
+        end = bottom + int(round(reach * size))
+        line = np.zeros_like(alpha)
+        cv2.line(line, (x, bottom - 2), (x, end), 1, 2)
+        alpha[(line > 0) & (alpha0 == 0)] = 51
+        found = le.leftovers(le._with_layer(base, "faint", reach, base.layout.product_rgb, alpha, ""), CFG)
+        results[reach] = found, next(c for c in leftover_checks(found, CFG) if c.name == "faint_parts")
+    assert results[0.04][1].passed and results[0.04][0].faint_reach < CFG.faint_reach
+    found, check = results[0.09]
+    [part] = found.faint
+    assert not check.passed and not check.blocking and abs(check.value - 0.09) < 0.01
+    assert abs(part.x - x) <= 2 and abs(part.away_px - 0.09 * size) <= 2
+    assert check.message.startswith(f"faint part: {part.area} px at ({part.x}, {part.y}) of the canvas, reaching")
+
+
+def test_faint_parts_are_not_judged_for_a_matte_that_keeps_shadows_or_transparency(bases):
+    """The photo's own transparency and shadows the embedded matte keeps are faint on purpose."""
+    case = le.faint_tail(bases["19_shoes_black-suede_white"], 10.0, np.random.default_rng(3), CFG)
+    lay = case.layout
+    found = find_leftovers(lay.product_rgb, lay.product_alpha, lay.placement, measure_outline(lay, FidelityOptions()),
+                           case.source_rgb, case.source_alpha, case.backdrop, CFG, mixed_edge=False)
+    check = next(c for c in leftover_checks(found, CFG) if c.name == "faint_parts")
+    assert check.passed and "not judged" in check.message and not found.faint
+    assert le.judge(case, CFG)["faint_parts"]  # the same case, judged as a cut-out's
 
 
 def test_kept_backdrop_beside_the_product_is_caught(bases):
@@ -258,6 +310,8 @@ def test_options_are_checked():
         LeftoverOptions(spill_chroma=-1).check("fidelity.leftovers")
     with pytest.raises(ConfigError, match="leftovers.gap"):
         LeftoverOptions(gap=0.9).check("fidelity.leftovers")
+    with pytest.raises(ConfigError, match="leftovers.faint_reach"):
+        LeftoverOptions(faint_reach=0.6).check("fidelity.leftovers")
 
 
 def test_a_product_coloured_like_its_backdrop_is_not_judged_for_kept_backdrop(bases):
@@ -383,3 +437,4 @@ def test_the_tuning_photos_as_they_are_keep_a_clean_rim_with_the_embedded_matte(
                                measure_outline(layout, FidelityOptions()), rgb, matte.alpha,
                                backdrop_colour(rgb, matte.alpha, matte.details), CFG)
         assert found.spill <= CFG.spill_limit or matte.confidence < 0.5, (path.name, found.spill)
+        assert found.faint_reach <= CFG.faint_reach or matte.confidence < 0.5, (path.name, found.faint_reach)

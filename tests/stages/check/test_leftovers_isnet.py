@@ -1,6 +1,7 @@
-"""The rim-spill check on cut-outs by rembg with the real IS-Net weights, whose mattes are soft at
+"""The leftover checks on cut-outs by rembg with the real IS-Net weights, whose mattes are soft at
 the rim: the fringe of a product re-shot on a coloured backdrop (benchmarks/_fringe_cases.py) is
-caught, the catalog photos as they are keep a clean rim.
+caught, the catalog photos as they are keep a clean rim, and what IS-Net keeps faint beyond the
+product (a tile's grout line) is a faint part.
 
 Marked `models`: they need `isnet-general-use.onnx` in the folder $STAGE_TEST_MODELS names and
 skip without it.
@@ -31,13 +32,23 @@ def isnet():
         yield RembgMatte.load(RembgOptions())
 
 
-def _spill(rgb: np.ndarray, matte) -> tuple[float, str]:
+def _found(rgb: np.ndarray, matte):
     m = matte.run(rgb)
     layout = place_product(rgb, m.alpha, LayoutOptions(width=1024, height=1024))
-    found = find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement,
-                           measure_outline(layout, FidelityOptions()), rgb, m.alpha,
-                           backdrop_colour(rgb, m.alpha, m.details), CFG)
-    return found.spill, next(c for c in leftover_checks(found, CFG) if c.name == "rim_spill").message
+    return find_leftovers(layout.product_rgb, layout.product_alpha, layout.placement,
+                          measure_outline(layout, FidelityOptions()), rgb, m.alpha,
+                          backdrop_colour(rgb, m.alpha, m.details), CFG, m.mixed_edge)
+
+
+@pytest.fixture(scope="module")
+def catalog(isnet, images):
+    """{photo name: its leftovers and leftover checks by name}, every catalog photo cut out by IS-Net."""
+    out = {}
+    for p in sorted(images.iterdir()):
+        if p.suffix in (".jpg", ".png"):
+            found = _found(np.asarray(Image.open(p).convert("RGB")), isnet)
+            out[p.name] = found, {c.name: c for c in leftover_checks(found, CFG)}
+    return out
 
 
 def test_isnet_cut_outs_of_a_product_reshot_on_a_coloured_backdrop_keep_a_fringe_that_is_caught(isnet):
@@ -62,12 +73,26 @@ def test_isnet_cut_out_of_a_light_garment_on_a_sheet_near_the_threshold(isnet):
         assert not le.judge(case, CFG)["rim_spill"], (colour, soft, bleed)
 
 
-def test_isnet_cut_outs_of_the_catalog_photos_keep_a_clean_rim(isnet, images):
+def test_isnet_cut_outs_of_the_catalog_photos_keep_a_clean_rim(catalog):
     """All 12 photos (the constants were tuned on them: this pins no new false alarm); the white
     sneakers shot on red tiles (23) keep the tiles' red on their rim under IS-Net: a real fringe,
     sent to review."""
-    spills = {p.name: _spill(np.asarray(Image.open(p).convert("RGB")), isnet)
-              for p in sorted(images.iterdir()) if p.suffix in (".jpg", ".png")}
-    assert len(spills) == 12
-    over = {name: s for name, (s, _) in spills.items() if s > CFG.spill_limit}
+    assert len(catalog) == 12
+    over = {name: found.spill for name, (found, _) in catalog.items() if found.spill > CFG.spill_limit}
     assert set(over) <= {"23_shoes_white-sneakers_on-brown.jpg"}, over
+    for name, (_, checks) in over.items():
+        assert "tinted toward the backdrop colour (red)" in checks["rim_spill"].message
+
+
+def test_isnet_keeps_a_tile_s_grout_line_faint_above_the_sneakers_and_it_is_a_faint_part(catalog):
+    """IS-Net keeps the grout line running from the left sneaker to the photo's top edge at alpha
+    35-64: no visible part, so no stray part, but a pale streak on the staged image. The other
+    photos keep nothing faint beyond their soft edge, except the shorts on a hanger (31), whose
+    hook IS-Net keeps faint (a hanger: in review for it anyway)."""
+    flagged = {name for name, (_, checks) in catalog.items() if not checks["faint_parts"].passed}
+    assert "23_shoes_white-sneakers_on-brown.jpg" in flagged
+    assert flagged <= {"23_shoes_white-sneakers_on-brown.jpg", "31_apparel_shorts-on-hanger_white-wall.jpg"}, flagged
+    found, checks = catalog["23_shoes_white-sneakers_on-brown.jpg"]
+    part = found.faint[0]
+    assert part.away_px > 100 and found.faint_reach > 0.2  # the streak reaches far above the shoe
+    assert checks["faint_parts"].message.startswith(f"faint part: {part.area} px at ({part.x}, {part.y}) of the canvas")
