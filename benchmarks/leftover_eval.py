@@ -18,12 +18,11 @@ means that know nothing of the check's rules (its colour references, tolerances 
   model of benchmarks/_fringe_cases.py (hard or 0.5 px edge, no bleed) on three of its colours,
   cut out by its hand mask (size 0: must pass), then with its gaps kept as in `gap`; only
   `backdrop_region` is graded;
-- `faint`: a faint part left on the product layer: a line 1-3 px wide (a floor seam, a tile's
-  grout) or a smear (a shadow) at 15-40% opacity, in a shade of the photo's own backdrop, running
-  from a point of the product's outline straight out into the open canvas (its end as far from
-  the product as it is long), as a learned matte
-  keeps what it is unsure of; its size is its length, in multiples of `faint_reach` of the
-  product's size;
+- `faint`: a faint part left on the product layer, as a learned matte keeps what it is unsure of:
+  a line 1-3 px wide (a floor seam, a tile's grout) or a smear (a shadow) at 15-40% opacity, in a
+  shade of the photo's own backdrop, running from a point of the product's outline straight out
+  into the open canvas (its end as far from the product as it is long); its size is its length,
+  in multiples of `faint_reach` of the product's size;
 - `spill`: the product's rim (the outer 1-3 x `spill_width`) blended toward a real red backdrop
   colour (the catalog's red tiles, photo 23) by 15%, 30% or 50%, the backdrop colour given as red;
 - `fringe`: the product re-shot on a plain backdrop (red, pink and pale pink sheets, magenta,

@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -220,12 +221,13 @@ def read_seen(path: Path) -> dict[tuple[str, str, str], str]:
 def apply_seen(judged: list[Judged], backend: str, seen: dict[tuple[str, str, str], str]) -> list[str]:
     """Give each judged output what a person saw on it (an entry for its photo, matte and product
     layer); return a CSV line, defect left empty, for each `pass` no one has looked at."""
-    todo = []
+    todo = io.StringIO()
+    lines = csv.writer(todo, lineterminator="\n")
     for j in judged:
         j.seen = seen.get((j.photo, backend, j.product_layer))
         if j.verdict == "pass" and j.seen is None:
-            todo.append(f"{j.photo},{backend},{j.product_layer},")
-    return todo
+            lines.writerow([j.photo, backend, j.product_layer, ""])
+    return todo.getvalue().splitlines()
 
 
 # ---------------------------------------------------------------- figures

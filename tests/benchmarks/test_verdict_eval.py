@@ -120,6 +120,11 @@ def test_a_defect_a_person_saw_makes_a_pass_bad_for_that_product_layer_only(tmp_
     f = V.figures(judged)
     assert (f["pass"], f["pass_good"], f["pass_unseen"], f["bad"], f["bad_not_pass"]) == (4, 3, 2, 2, 1)
     assert "2 pass(es) not looked at" in V.summary_line("plain-backdrop", "set", f)
+    # a line printed for a pass is one the file reads back, whatever the photo's name
+    odd = [J("front, side.jpg", "ok", "pass", [], iou=0.99, product_layer="ffff")]
+    [line] = V.apply_seen(odd, "rembg", {})
+    seen_csv.write_text("photo,matte,product_layer,defect\n" + line + "a hook\n", encoding="utf-8")
+    assert V.read_seen(seen_csv) == {("front, side.jpg", "rembg", "ffff"): "a hook"}
 
 
 def test_a_seen_file_without_its_columns_is_refused_by_name(tmp_path):
