@@ -76,7 +76,7 @@ class Leftovers:
     strays: list[Part] = field(default_factory=list)  # largest first
     product_px: int = 0  # visible pixels of the main product
     faint: list[Part] = field(default_factory=list)  # faint parts, farthest reaching first
-    faint_reach: float = 0.0  # how far the farthest reaches from the product, share of its size
+    faint_farthest: float = 0.0  # how far the farthest faint part reaches from the product, share of its size
     faint_note: str = ""  # why faint parts were not judged, when they were not
     regions: list[Part] = field(default_factory=list)  # backdrop-coloured regions, largest first
     regions_note: str = ""  # why kept backdrop was not judged, when it was not
@@ -89,7 +89,7 @@ class Leftovers:
 
     def details(self) -> dict[str, Any]:
         return {"product_px": self.product_px, "strays": [p.to_dict() for p in self.strays[:10]],
-                "faint": [p.to_dict() for p in self.faint[:10]], "faint_reach": round(self.faint_reach, 4),
+                "faint": [p.to_dict() for p in self.faint[:10]], "faint_farthest": round(self.faint_farthest, 4),
                 "regions": [p.to_dict() for p in self.regions[:10]], "backdrop_like": round(self.backdrop_like, 4),
                 "spill": round(self.spill, 4), "spill_judged": self.spill_judged, "spill_where": self.spill_where,
                 "notes": [n for n in (self.faint_note, self.regions_note, self.spill_note) if n]}
@@ -103,9 +103,9 @@ def find_leftovers(product_rgb: np.ndarray, product_alpha: np.ndarray, placement
     matte's soft pixels mix product and backdrop (`Matte.mixed_edge`); false for the photo's own
     transparency and kept shadows, whose faint parts are meant."""
     strays, product_px = stray_parts(product_alpha, outline, cfg)
-    faint, reach, faint_note = [], 0.0, "the photo's own transparency or kept shadows: not judged"
+    faint, farthest, faint_note = [], 0.0, "the photo's own transparency or kept shadows: not judged"
     if mixed_edge:
-        (faint, reach), faint_note = faint_parts(product_alpha, outline, cfg.faint_reach), ""
+        (faint, farthest), faint_note = faint_parts(product_alpha, outline, cfg.faint_reach), ""
     regions: list[Part] = []
     like, note = 0.0, "the photo has no backdrop: not judged"
     if backdrop is not None and source_rgb is not None and source_alpha is not None:
@@ -114,7 +114,7 @@ def find_leftovers(product_rgb: np.ndarray, product_alpha: np.ndarray, placement
     if backdrop is not None:
         spill, judged, spill_note, hue, where = rim_spill(product_rgb, product_alpha, outline, backdrop,
                                                                cfg.spill_width, cfg.spill_tint, cfg.spill_chroma)
-    return Leftovers(strays, product_px, faint, reach, faint_note, regions, note, like, spill, judged, spill_note, hue,
+    return Leftovers(strays, product_px, faint, farthest, faint_note, regions, note, like, spill, judged, spill_note, hue,
                      where)
 
 
@@ -181,13 +181,12 @@ def faint_parts(alpha: np.ndarray, outline: Outline, reach: float) -> tuple[list
     away = cv2.distanceTransform(cv2.bitwise_not(vis), cv2.DIST_L2, 5)
     far = cv2.bitwise_and(cv2.bitwise_and(cv2.compare(roi, CLEAR, cv2.CMP_GT), cv2.bitwise_not(vis)),
                           cv2.compare(away, max(3.0, FAINT_EDGE * size), cv2.CMP_GT))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
+    n, labels, stats, centres = cv2.connectedComponentsWithStats(far, connectivity=8)
     if n <= 1:
         return [], 0.0
     ys, xs = np.nonzero(far)
-    lab = labels[ys, xs]
     reached = np.zeros(n, np.float32)
-    np.maximum.at(reached, lab, away[ys, xs])
+    np.maximum.at(reached, labels[ys, xs], away[ys, xs])
     reached[stats[:, cv2.CC_STAT_AREA] < MIN_PART_PX] = 0.0
     reached[0] = 0.0  # the background
     parts = []
@@ -195,10 +194,8 @@ def faint_parts(alpha: np.ndarray, outline: Outline, reach: float) -> tuple[list
         if reached[i] <= reach * size:
             break
         x, y, bw, bh = (int(v) for v in stats[i, :4])
-        mine = lab == i
-        parts.append(Part(int(stats[i, cv2.CC_STAT_AREA]), round(float(xs[mine].mean())) + rx.start,
-                          round(float(ys[mine].mean())) + ry.start, (x + rx.start, y + ry.start, bw, bh),
-                          float(reached[i])))
+        parts.append(Part(int(stats[i, cv2.CC_STAT_AREA]), round(centres[i, 0]) + rx.start,
+                          round(centres[i, 1]) + ry.start, (x + rx.start, y + ry.start, bw, bh), float(reached[i])))
     return parts, float(reached.max()) / size
 
 
@@ -373,10 +370,10 @@ def leftover_checks(found: Leftovers, cfg: LeftoverOptions) -> list[CheckResult]
                          "from the product at 5-50% opacity (a floor line, a shadow or a reflection kept)"
                          for p in found.faint[:3])
         more = f"; {len(found.faint) - 3} more" if len(found.faint) > 3 else ""
-        faint = CheckResult("faint_parts", False, round(found.faint_reach, 4), limit, said + more, cfg.blocking)
+        faint = CheckResult("faint_parts", False, round(found.faint_farthest, 4), limit, said + more, cfg.blocking)
     else:
-        said = found.faint_note or f"the farthest faint part reaches {found.faint_reach:.1%} of the product's size"
-        faint = CheckResult("faint_parts", True, round(found.faint_reach, 4), limit, said, cfg.blocking)
+        said = found.faint_note or f"the farthest faint part reaches {found.faint_farthest:.1%} of the product's size"
+        faint = CheckResult("faint_parts", True, round(found.faint_farthest, 4), limit, said, cfg.blocking)
     limit = f"no backdrop-coloured region over {cfg.region_area:.1%} of the product"
     if found.regions:
         big = found.regions[0].area / base

@@ -124,7 +124,7 @@ def test_a_faint_part_says_how_far_it_reaches_and_where(bases):
         alpha[(line > 0) & (alpha0 == 0)] = 51
         found = le.leftovers(le._with_layer(base, "faint", reach, base.layout.product_rgb, alpha, ""), CFG)
         results[reach] = found, next(c for c in leftover_checks(found, CFG) if c.name == "faint_parts")
-    assert results[0.04][1].passed and results[0.04][0].faint_reach < CFG.faint_reach
+    assert results[0.04][1].passed and results[0.04][0].faint_farthest < CFG.faint_reach
     found, check = results[0.09]
     [part] = found.faint
     assert not check.passed and not check.blocking and abs(check.value - 0.09) < 0.01
@@ -437,4 +437,4 @@ def test_the_tuning_photos_as_they_are_keep_a_clean_rim_with_the_embedded_matte(
                                measure_outline(layout, FidelityOptions()), rgb, matte.alpha,
                                backdrop_colour(rgb, matte.alpha, matte.details), CFG)
         assert found.spill <= CFG.spill_limit or matte.confidence < 0.5, (path.name, found.spill)
-        assert found.faint_reach <= CFG.faint_reach or matte.confidence < 0.5, (path.name, found.faint_reach)
+        assert found.faint_farthest <= CFG.faint_reach or matte.confidence < 0.5, (path.name, found.faint_farthest)

@@ -94,5 +94,5 @@ def test_isnet_keeps_a_tile_s_grout_line_faint_above_the_sneakers_and_it_is_a_fa
     assert flagged <= {"23_shoes_white-sneakers_on-brown.jpg", "31_apparel_shorts-on-hanger_white-wall.jpg"}, flagged
     found, checks = catalog["23_shoes_white-sneakers_on-brown.jpg"]
     part = found.faint[0]
-    assert part.away_px > 100 and found.faint_reach > 0.2  # the streak reaches far above the shoe
+    assert part.away_px > 100 and found.faint_farthest > 0.2  # the streak reaches far above the shoe
     assert checks["faint_parts"].message.startswith(f"faint part: {part.area} px at ({part.x}, {part.y}) of the canvas")
